@@ -1,0 +1,126 @@
+"""``mergekit-weightlevel``: a thin click layer over the package's Python API.
+
+User errors (a bad config, a missing file, a wrong parameter) print one clear message
+and exit 1 without a traceback; usage errors exit 2 (click's convention); ``--debug``
+shows the traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+from mergekit.options import MergeOptions, PrettyPrintHelp, add_merge_options
+
+from mergekit_weightlevel import __version__
+
+#: Errors that mean "the input is wrong", reported without a traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    TypeError,
+    RuntimeError,
+    FileNotFoundError,
+    PermissionError,
+    OSError,
+)
+
+
+def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn user-facing exceptions into `error: ...` and exit code 1 (traceback with --debug)."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except USER_ERRORS as error:
+            ctx = click.get_current_context()
+            if ctx.find_root().params.get("debug"):
+                raise
+            click.echo(f"error: {error}", err=True)
+            click.echo("(run with --debug for the traceback)", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mergekit-weightlevel")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
+def main(debug: bool) -> None:
+    """Post-training seen at the weight level, for mergekit.
+
+    Merge methods (usable from plain `mergekit-yaml` once installed): paramdelta,
+    shadow_graft, timber_spectral, instruct_thinking_interp. Run `mergekit-weightlevel
+    methods` for their parameters, `mergekit-weightlevel demo DIR` for an offline tour.
+    """
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+def methods(as_json: bool) -> None:
+    """List the merge methods this plugin registers, their papers and parameters."""
+    from mergekit_weightlevel.registry import describe_methods
+
+    described = describe_methods()
+    if as_json:
+        import json
+
+        click.echo(json.dumps(described, indent=2, ensure_ascii=False))
+        return
+    for method in described:
+        click.echo(f"{method['name']}  ({method['pretty_name']}, {method['reference_url']})")
+        if method["summary"]:
+            click.echo(f"  {method['summary']}")
+        for p in method["parameters"]:
+            default = "required" if p["required"] else f"default {p['default']!r}"
+            click.echo(f"  - {p['name']}: {p['type']}, {p['scope']}, {default}")
+            if p["description"]:
+                click.echo(f"      {p['description']}")
+        click.echo("")
+
+
+@main.command(cls=PrettyPrintHelp)
+@click.argument("config_file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out_path", type=click.Path(file_okay=False))
+@add_merge_options
+@user_errors
+def merge(merge_options: MergeOptions, config_file: str, out_path: str) -> None:
+    """Run a mergekit YAML merge with this plugin's methods registered.
+
+    Same arguments and options as `mergekit-yaml CONFIG_FILE OUT_PATH`. Use it where
+    the start-up hook does not run (`python -S`, `pip install --target`, zipapps,
+    embedded interpreters); elsewhere plain `mergekit-yaml` already knows the methods.
+    """
+    from mergekit_weightlevel.merging import merge_yaml
+
+    merge_options.apply_global_options()
+    merge_yaml(config_file, out_path, merge_options)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False), default="weightlevel-demo")
+@click.option(
+    "--arch",
+    type=click.Choice(["llama", "qwen2", "qwen3"]),
+    default="llama",
+    show_default=True,
+    help="Architecture of the tiny model family.",
+)
+@user_errors
+def demo(directory: str, arch: str) -> None:
+    """Build a tiny local model family in DIRECTORY and merge it with every method.
+
+    Offline and in seconds: no downloads. Prints the configs it wrote, where each
+    merged model is, and how each output relates to its inputs.
+    """
+    from mergekit_weightlevel.demo import run_demo
+
+    report = run_demo(directory, arch=arch)
+    click.echo(report.render())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Run a mergekit YAML merge in-process, with this package's methods registered.
+
+This is what ``mergekit-weightlevel merge`` and ``demo`` call. It is mergekit's own
+``mergekit-yaml`` path (``MergeConfiguration`` + ``run_merge``), nothing more: the
+fallback for interpreters where the ``.pth`` start-up hook does not run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from mergekit.config import MergeConfiguration
+from mergekit.merge import run_merge
+from mergekit.options import MergeOptions
+
+from mergekit_weightlevel.registry import register_methods
+
+
+def load_config(config_file: str | Path) -> tuple[MergeConfiguration, str]:
+    """Parse a mergekit YAML file; return the configuration and its verbatim text."""
+    source = Path(config_file).read_text(encoding="utf-8")
+    return MergeConfiguration.model_validate(yaml.safe_load(source)), source
+
+
+def merge_yaml(
+    config: str | Path | dict[str, Any] | MergeConfiguration,
+    out_path: str | Path,
+    options: MergeOptions | None = None,
+) -> Path:
+    """Run a mergekit merge from a YAML path, a dict or a ``MergeConfiguration``.
+
+    The YAML text is kept verbatim in the output's ``mergekit_config.yml``, as
+    ``mergekit-yaml`` does.
+    """
+    register_methods()
+    source = None
+    if isinstance(config, (str, Path)):
+        merge_config, source = load_config(config)
+    elif isinstance(config, dict):
+        source = yaml.safe_dump(config, sort_keys=False)
+        merge_config = MergeConfiguration.model_validate(config)
+    else:
+        merge_config = config
+    options = options or MergeOptions()
+    run_merge(merge_config, str(out_path), options=options, config_source=source)
+    return Path(out_path)

@@ -1,0 +1,1 @@
+"""One module per merge method; `base.py` holds what they share (roles, dtypes, errors)."""

@@ -1,0 +1,62 @@
+"""The plugin's merge methods and their (idempotent) registration into mergekit."""
+
+from __future__ import annotations
+
+from mergekit import merge_methods
+from mergekit.merge_methods import MergeMethod
+from mergekit.merge_methods.base import MISSING, ParameterScope
+
+from mergekit_weightlevel.methods.base import describe_type
+from mergekit_weightlevel.methods.paramdelta import paramdelta_method
+
+# Every method this package provides, in the order `mergekit-weightlevel methods` lists them.
+METHODS: tuple[MergeMethod, ...] = (paramdelta_method,)
+METHOD_NAMES: tuple[str, ...] = tuple(method.spec.name for method in METHODS)
+
+
+def register_methods() -> tuple[str, ...]:
+    """Register every method not yet known to mergekit; return the names newly registered.
+
+    Safe to call any number of times: names mergekit already knows are skipped.
+    """
+    known = {method.spec.name for method in merge_methods.registered_methods()}
+    added = []
+    for method in METHODS:
+        if method.spec.name not in known:
+            merge_methods.register(method)
+            added.append(method.spec.name)
+    return tuple(added)
+
+
+SCOPE_READING = {
+    ParameterScope.SHARED: "shared",
+    ParameterScope.INPUT: "per model",
+    ParameterScope.NON_BASE: "per non-base model",
+}
+
+
+def describe_methods() -> list[dict]:
+    """Each method with its paper link and parameters, read from the method specs."""
+    described = []
+    for method in METHODS:
+        spec = method.spec
+        described.append(
+            {
+                "name": spec.name,
+                "pretty_name": spec.pretty_name,
+                "reference_url": spec.reference_url,
+                "summary": (method.__doc__ or "").strip().splitlines()[0] if method.__doc__ else "",
+                "parameters": [
+                    {
+                        "name": p.name,
+                        "scope": SCOPE_READING[p.scope],
+                        "type": describe_type(p.value_type),
+                        "default": None if p.default is MISSING else p.default,
+                        "required": p.default is MISSING,
+                        "description": p.description or "",
+                    }
+                    for p in spec.parameters
+                ],
+            }
+        )
+    return described

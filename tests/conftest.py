@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny model families built once per test session (seconds, offline)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+# Keep the 2-core CI machine responsive and the numbers reproducible.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+from mergekit_weightlevel.tiny_models import TinyFamily, build_family  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def llama_family(tmp_path_factory) -> TinyFamily:
+    """Llama-style, untied embeddings, float32, single-file checkpoints."""
+    return build_family(tmp_path_factory.mktemp("llama"), arch="llama")
+
+
+@pytest.fixture(scope="session")
+def qwen2_sharded_family(tmp_path_factory) -> TinyFamily:
+    """Qwen2-style (q/k/v biases, tied embeddings), float32, sharded checkpoints."""
+    return build_family(tmp_path_factory.mktemp("qwen2"), arch="qwen2", shard_size="60KB")
+
+
+@pytest.fixture(scope="session")
+def qwen3_bf16_family(tmp_path_factory) -> TinyFamily:
+    """Qwen3-style (q_norm / k_norm), bfloat16 checkpoints."""
+    return build_family(tmp_path_factory.mktemp("qwen3"), arch="qwen3", dtype=torch.bfloat16)
+
+
+@pytest.fixture(scope="session")
+def all_families(llama_family, qwen2_sharded_family, qwen3_bf16_family) -> dict[str, TinyFamily]:
+    return {"llama": llama_family, "qwen2": qwen2_sharded_family, "qwen3": qwen3_bf16_family}
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+def tensor_files(folder: Path) -> list[Path]:
+    return sorted(Path(folder).glob("*.safetensors"))

@@ -1,0 +1,113 @@
+"""Registration into stock mergekit: the .pth hook, idempotence, the off switch, failure safety."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+from mergekit import merge_methods
+
+from mergekit_weightlevel.registry import METHOD_NAMES, register_methods
+
+
+def run_python(code: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    """A fresh interpreter, started outside the source tree so it sees the installed package."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MERGEKIT_WEIGHTLEVEL")}
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tempfile.gettempdir(),
+        timeout=120,
+    )
+
+
+def test_fresh_interpreter_importing_only_mergekit_sees_methods():
+    result = run_python(
+        """
+        import mergekit.merge_methods as mm
+        print(",".join(m.spec.name for m in mm.registered_methods()))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    names = result.stdout.strip().split(",")
+    assert set(METHOD_NAMES) <= set(names)
+    assert "task_arithmetic" in names  # mergekit's own methods are untouched
+    assert "mergekit-weightlevel" not in result.stderr  # no warning
+
+
+def test_startup_does_not_import_torch_or_mergekit():
+    result = run_python("import sys; print('torch' in sys.modules, 'mergekit' in sys.modules)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False"]
+    # ... yet the hook is installed: it waits on sys.meta_path.
+    result = run_python("import sys; print([type(f).__name__ for f in sys.meta_path])")
+    assert "_RegisterAfterImport" in result.stdout
+
+
+def test_disable_switch():
+    code = """
+        import mergekit.merge_methods as mm
+        print("paramdelta" in {m.spec.name for m in mm.registered_methods()})
+        """
+    assert run_python(code, {"MERGEKIT_WEIGHTLEVEL_DISABLE": "1"}).stdout.strip() == "False"
+    assert run_python(code, {"MERGEKIT_WEIGHTLEVEL_DISABLE": "0"}).stdout.strip() == "True"
+
+
+def test_import_of_package_registers_even_when_disabled():
+    result = run_python(
+        """
+        import mergekit_weightlevel
+        from mergekit import merge_methods
+        print(merge_methods.get("paramdelta").spec.pretty_name)
+        """,
+        {"MERGEKIT_WEIGHTLEVEL_DISABLE": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ParamΔ"
+
+
+def test_package_first_then_mergekit_registers_once_without_warning():
+    result = run_python(
+        """
+        import warnings
+        warnings.simplefilter("error")
+        import mergekit_weightlevel
+        import mergekit.merge_methods as mm
+        names = [m.spec.name for m in mm.registered_methods()]
+        print(names.count("paramdelta"))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1"
+
+
+def test_registration_is_idempotent():
+    assert register_methods() == ()  # already registered by the import of the package
+    assert register_methods() == ()
+    names = [m.spec.name for m in merge_methods.registered_methods()]
+    for name in METHOD_NAMES:
+        assert names.count(name) == 1
+
+
+def test_broken_plugin_never_breaks_mergekit(tmp_path):
+    """A plugin that fails to import becomes a warning; mergekit's own methods still work."""
+    broken = tmp_path / "mergekit_weightlevel"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise ImportError('simulated breakage')\n")
+    result = run_python(
+        """
+        import mergekit.merge_methods as mm
+        print(mm.get("linear").spec.name)
+        """,
+        {"PYTHONPATH": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "linear"
+    assert "mergekit-weightlevel: could not register" in result.stderr
+    assert "simulated breakage" in result.stderr
