@@ -15,7 +15,8 @@ from mergekit.config import MergeConfiguration
 from mergekit.merge import run_merge
 from mergekit.options import MergeOptions
 
-from mergekit_weightlevel.registry import register_methods
+from mergekit_weightlevel.preflight import check_inputs
+from mergekit_weightlevel.registry import METHOD_NAMES, register_methods
 
 
 def load_config(config_file: str | Path) -> tuple[MergeConfiguration, str]:
@@ -44,5 +45,22 @@ def merge_yaml(
     else:
         merge_config = config
     options = options or MergeOptions()
+    preflight(merge_config)
     run_merge(merge_config, str(out_path), options=options, config_source=source)
     return Path(out_path)
+
+
+def preflight(merge_config: MergeConfiguration) -> None:
+    """Header-level checks of a config's inputs, knowing whether it aligns vocabularies.
+
+    The methods run the same checks when mergekit plans the merge, but only here is
+    the whole config known, so only here is a vocabulary mismatch without a
+    ``tokenizer:`` section an error before anything is loaded.
+    """
+    if merge_config.merge_method not in METHOD_NAMES:
+        return
+    models = list(merge_config.referenced_models())
+    base = merge_config.base_model
+    ordered = ([base] if base in models else []) + [m for m in models if m != base]
+    aligned = merge_config.tokenizer is not None or merge_config.tokenizer_source is not None
+    check_inputs(ordered, method=merge_config.merge_method, vocabulary_aligned=aligned)

@@ -76,7 +76,7 @@ def test_package_first_then_mergekit_registers_once_without_warning():
     result = run_python(
         """
         import warnings
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", RuntimeWarning)
         import mergekit_weightlevel
         import mergekit.merge_methods as mm
         names = [m.spec.name for m in mm.registered_methods()]

@@ -7,11 +7,14 @@ otherwise be written four times.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 import torch
+from mergekit.common import ModelReference
 from mergekit.merge_methods.base import (
     GroupMergeMethod,
     MergeMethodSpec,
@@ -20,6 +23,11 @@ from mergekit.merge_methods.base import (
     TensorGroup,
 )
 from pydantic import AfterValidator
+
+from mergekit_weightlevel.metrics import sigma
+from mergekit_weightlevel.preflight import check_inputs
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -166,8 +174,31 @@ def compute_dtype(group: TensorGroup) -> torch.dtype:
     return torch.float32
 
 
+#: Set to 1 to let NaN / Inf through a merge (with a warning) instead of stopping it.
+ALLOW_NONFINITE_ENV = "MERGEKIT_WEIGHTLEVEL_ALLOW_NONFINITE"
+#: σ above this between the base and another input means "not a base / post-trained pair":
+#: post-training measures 0.004–0.06 (Shadow-FT Fig. 1, arXiv 2510.10977 Table 1), while
+#: unrelated checkpoints of one architecture measure 0.5 and more.
+PAIR_SIGMA_WARNING = 0.25
+#: How many matrices per (method, base, model) pair are sampled for that σ.
+PAIR_SIGMA_SAMPLES = 2
+
+_preflight_done: set[tuple] = set()
+_pair_samples: dict[tuple, int] = {}
+
+
+def _allow_nonfinite() -> bool:
+    return os.environ.get(ALLOW_NONFINITE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
 class WeightLevelMethod(GroupMergeMethod):
-    """A group merge method whose input-structure errors name the method and the fix."""
+    """A group merge method that checks its inputs and outputs, and names the fix.
+
+    On top of mergekit's ``GroupMergeMethod`` it adds, for every method of this package:
+    structure errors that name the method and say how to configure it; header-level
+    preflight of the checkpoints when mergekit plans the merge; a refusal to return
+    NaN / Inf; a warning when the models do not look like a base / post-trained pair.
+    """
 
     spec: MergeMethodSpec
     #: One sentence on how the models must be configured, appended to every error.
@@ -188,3 +219,77 @@ class WeightLevelMethod(GroupMergeMethod):
             raise WeightLevelConfigError(
                 f"{self.spec.name}: {error} (base_model: {base}; models: {models}). {self.usage}"
             ) from None
+        self._preflight(input_ids, base_id)
+
+    def _preflight(self, input_ids: Sequence[Hashable], base_id: Hashable | None) -> None:
+        """Header checks of real checkpoints, once per set of inputs (mergekit calls us per tensor)."""
+        if not all(isinstance(i, ModelReference) for i in input_ids):
+            return  # the in-memory API: there are no files to check
+        ordered = ([base_id] if base_id in input_ids else []) + [
+            i for i in input_ids if i != base_id
+        ]
+        key = (self.spec.name, tuple(ordered))
+        if key in _preflight_done:
+            return
+        check_inputs(ordered, method=self.spec.name)
+        _preflight_done.add(key)
+
+    def _execute(self, groups, parameters, options, *, input_dtypes, out_dtype=None):
+        results = super()._execute(
+            groups, parameters, options, input_dtypes=input_dtypes, out_dtype=out_dtype
+        )
+        for group, result in zip(groups, results):
+            self._check_pair_sigma(group)
+            if result is not None and result.is_floating_point():
+                self._check_finite(group, result)
+        return results
+
+    def _check_finite(self, group: TensorGroup, result: torch.Tensor) -> None:
+        """Never return NaN / Inf silently: name the input(s) that carry them."""
+        if bool(torch.isfinite(result).all()):
+            return
+        tensor = group.metadata.name or "<tensor>"
+        culprits = [
+            model_label(e.id) for e in group.entries if not bool(torch.isfinite(e.tensor).all())
+        ]
+        where = (
+            f"input model(s) {', '.join(culprits)} contain NaN/Inf in it"
+            if culprits
+            else "the inputs are finite, so the arithmetic overflowed (fp16 output?)"
+        )
+        message = (
+            f"{self.spec.name}: the merged tensor {tensor} has NaN/Inf values: {where}. "
+            f"Fix or exclude that checkpoint; set {ALLOW_NONFINITE_ENV}=1 to write it anyway."
+        )
+        if not _allow_nonfinite():
+            raise WeightLevelConfigError(message)
+        LOG.warning(message)
+
+    def _check_pair_sigma(self, group: TensorGroup) -> None:
+        """Warn once when the base and another input are far apart (not a post-trained pair)."""
+        base = group.base
+        if base is None or base.tensor.ndim < 2:
+            return
+        for entry in group.non_base:
+            key = (self.spec.name, base.id, entry.id)
+            seen = _pair_samples.get(key, 0)
+            if seen >= PAIR_SIGMA_SAMPLES:
+                continue
+            _pair_samples[key] = seen + 1
+            if entry.tensor.shape != base.tensor.shape:
+                continue
+            measured = sigma(base.tensor, entry.tensor)
+            if measured > PAIR_SIGMA_WARNING:
+                _pair_samples[key] = PAIR_SIGMA_SAMPLES  # one warning per pair is enough
+                LOG.warning(
+                    "%s: σ(%s, %s) = %.3f on %s, far above the 0.004–0.06 measured between a "
+                    "base and its post-trained versions. This method assumes %s was trained "
+                    "from (or is a sibling of) the base %s; check the model paths.",
+                    self.spec.name,
+                    model_label(base.id),
+                    model_label(entry.id),
+                    measured,
+                    group.metadata.name,
+                    model_label(entry.id),
+                    model_label(base.id),
+                )

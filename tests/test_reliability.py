@@ -1,0 +1,176 @@
+"""Bad inputs and faults: each gets a clear error (or warning), and no valid-looking output."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from helpers import read_state, run_yaml_merge, write_config
+from safetensors.torch import save_file
+
+from mergekit_weightlevel.cli import main
+from mergekit_weightlevel.methods.base import ALLOW_NONFINITE_ENV, WeightLevelConfigError
+from mergekit_weightlevel.preflight import PreflightError
+from mergekit_weightlevel.tiny_models import build_family, build_tokenizer
+
+
+def rewritten(source: Path, dest: Path, edit) -> Path:
+    """A copy of a single-file checkpoint whose tensors went through ``edit(state)``."""
+    shutil.copytree(source, dest)
+    state = read_state(source)
+    edit(state)
+    (dest / "model.safetensors").unlink()
+    save_file({k: v.contiguous() for k, v in state.items()}, str(dest / "model.safetensors"))
+    return dest
+
+
+def paramdelta(family, donor, target=None, **extra):
+    return {
+        "merge_method": "paramdelta",
+        "base_model": str(family.base),
+        "models": [
+            {"model": str(donor)},
+            {"model": str(target or family.base_v2), "parameters": {"role": "target"}},
+        ],
+        **extra,
+    }
+
+
+def assert_no_model_written(out: Path) -> None:
+    assert not (out / "config.json").exists()
+    assert not list(out.glob("*.safetensors")) if out.exists() else True
+
+
+def test_truncated_shard_names_the_file(qwen2_sharded_family, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(qwen2_sharded_family.instruct, bad)
+    shard = sorted(bad.glob("*.safetensors"))[1]
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    with pytest.raises(
+        PreflightError, match=rf"cannot read the safetensors file {shard}.*truncated or corrupted"
+    ):
+        run_yaml_merge(paramdelta(qwen2_sharded_family, bad), tmp_path / "out")
+    assert_no_model_written(tmp_path / "out")
+
+
+def test_index_entry_without_shard(qwen2_sharded_family, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(qwen2_sharded_family.instruct, bad)
+    shard = sorted(bad.glob("*.safetensors"))[0]
+    shard.unlink()
+    with pytest.raises(PreflightError, match=rf"lists shard\(s\) missing from {bad}: {shard.name}"):
+        run_yaml_merge(paramdelta(qwen2_sharded_family, bad), tmp_path / "out")
+
+
+def test_shape_mismatch_names_tensor_and_both_shapes(llama_family, tmp_path):
+    name = "model.layers.0.mlp.up_proj.weight"
+    bad = rewritten(
+        llama_family.instruct, tmp_path / "bad", lambda s: s.update({name: s[name][:100]})
+    )
+    with pytest.raises(
+        PreflightError, match=rf"tensor {name}: .*base has shape \(160, 64\), .*bad has \(100, 64\)"
+    ):
+        run_yaml_merge(paramdelta(llama_family, bad), tmp_path / "out")
+    assert_no_model_written(tmp_path / "out")
+
+
+def test_missing_tensor_is_named(llama_family, tmp_path):
+    name = "model.layers.1.self_attn.k_proj.weight"
+    bad = rewritten(llama_family.instruct, tmp_path / "bad", lambda s: s.pop(name))
+    with pytest.raises(PreflightError, match=rf"tensor {name} is in .*base but missing from .*bad"):
+        run_yaml_merge(paramdelta(llama_family, bad), tmp_path / "out")
+
+
+@pytest.fixture(scope="module")
+def bigger_vocab_model(llama_family, tmp_path_factory):
+    """The instruct model with 4 extra vocabulary rows (and a tokenizer that has them)."""
+
+    def grow(state):
+        for name in ("model.embed_tokens.weight", "lm_head.weight"):
+            state[name] = torch.cat([state[name], 0.01 * torch.randn(4, state[name].shape[1])])
+
+    folder = rewritten(
+        llama_family.instruct, tmp_path_factory.mktemp("vocab") / "instruct132", grow
+    )
+    build_tokenizer(132).save_pretrained(folder)
+    return folder
+
+
+def test_vocabulary_mismatch_error_shows_tokenizer_setting(
+    llama_family, bigger_vocab_model, tmp_path
+):
+    config = write_config(tmp_path / "c.yml", paramdelta(llama_family, bigger_vocab_model))
+    result = CliRunner().invoke(main, ["merge", str(config), str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "vocabulary sizes differ" in result.output
+    assert "model.embed_tokens.weight" in result.output and "(132, 64)" in result.output
+    assert "tokenizer:\n    source: base" in result.output
+    assert_no_model_written(tmp_path / "out")
+
+
+def test_vocabulary_mismatch_then_tokenizer_setting_works(
+    llama_family, bigger_vocab_model, tmp_path
+):
+    config = paramdelta(llama_family, bigger_vocab_model, tokenizer={"source": "base"})
+    out = run_yaml_merge(config, tmp_path / "out")
+    assert out["model.embed_tokens.weight"].shape == (128, 64)
+    base, post, new = (
+        read_state(p) for p in (llama_family.base, bigger_vocab_model, llama_family.base_v2)
+    )
+    name = "model.layers.0.self_attn.q_proj.weight"
+    torch.testing.assert_close(out[name], new[name] + post[name] - base[name])
+
+
+def test_nan_in_input_names_model_and_tensor(llama_family, tmp_path, monkeypatch):
+    name = "model.layers.0.self_attn.v_proj.weight"
+
+    def poison(state):
+        state[name][3, 5] = float("nan")
+
+    bad = rewritten(llama_family.instruct, tmp_path / "bad", poison)
+    monkeypatch.delenv(ALLOW_NONFINITE_ENV, raising=False)
+    with pytest.raises(WeightLevelConfigError, match=rf"merged tensor {name} has NaN/Inf.*{bad}"):
+        run_yaml_merge(paramdelta(llama_family, bad), tmp_path / "out")
+    assert_no_model_written(tmp_path / "out")
+
+    monkeypatch.setenv(ALLOW_NONFINITE_ENV, "1")
+    out = run_yaml_merge(paramdelta(llama_family, bad), tmp_path / "out-allowed")
+    assert torch.isnan(out[name]).any()
+
+
+def test_unrelated_models_warn_with_measured_sigma(llama_family, tmp_path, caplog):
+    stranger = build_family(tmp_path / "stranger", seed=7).instruct
+    with caplog.at_level(logging.WARNING):
+        run_yaml_merge(paramdelta(llama_family, stranger), tmp_path / "out")
+    warnings = [r.getMessage() for r in caplog.records if "far above" in r.getMessage()]
+    assert len(warnings) == 1
+    assert f"σ({llama_family.base}, {stranger})" in warnings[0]
+    measured = float(warnings[0].split(" = ")[1].split()[0])
+    assert measured > 0.25
+
+
+def test_post_trained_pair_does_not_warn(llama_family, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        run_yaml_merge(paramdelta(llama_family, llama_family.instruct), tmp_path / "out")
+    assert not [r for r in caplog.records if "far above" in r.getMessage()]
+
+
+def test_fp16_deltas_are_computed_in_float32():
+    """(post − base) overflows fp16 here, while the final result fits: float32 arithmetic gets it right."""
+    from mergekit.merge_methods import merge_state_dicts
+
+    base = {"w": torch.full((2, 2), -40000.0, dtype=torch.float16)}
+    post = {"w": torch.full((2, 2), 40000.0, dtype=torch.float16)}
+    target = {"w": torch.full((2, 2), -50000.0, dtype=torch.float16)}
+    out = merge_state_dicts(
+        {"base": base, "post": post, "target": target},
+        "paramdelta",
+        base="base",
+        parameters={"role": [None, None, "target"]},
+    )
+    assert out["w"].dtype == torch.float16
+    assert torch.equal(out["w"], torch.full((2, 2), 30000.0, dtype=torch.float16))
