@@ -41,11 +41,17 @@ VARIANT_SCALES = {
 }
 
 
-def tiny_config(arch: str = "llama", *, tied: bool | None = None, layers: int | None = None):
-    """The ``transformers`` config of a tiny model of the given architecture."""
+def tiny_config(
+    arch: str = "llama",
+    *,
+    tied: bool | None = None,
+    layers: int | None = None,
+    shape: dict | None = None,
+):
+    """The ``transformers`` config of a tiny model (``shape`` overrides ``TINY_SHAPE``)."""
     from transformers import LlamaConfig, Qwen2Config, Qwen3Config
 
-    shape = dict(TINY_SHAPE)
+    shape = {**TINY_SHAPE, **(shape or {})}
     if layers is not None:
         shape["num_hidden_layers"] = layers
     common = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0, **shape}
@@ -195,10 +201,14 @@ def build_family(
     shard_size: str | None = None,
     seed: int = 0,
     layers: int | None = None,
+    shape: dict | None = None,
 ) -> TinyFamily:
-    """Write a tiny family under ``root``: base, instruct, base_v2, thinking, base_tuned."""
+    """Write a family under ``root``: base, instruct, base_v2, thinking, base_tuned.
+
+    ``shape`` overrides the tiny sizes (the benchmarks build a 120M-parameter family).
+    """
     root = Path(root)
-    config = tiny_config(arch, tied=tied, layers=layers)
+    config = tiny_config(arch, tied=tied, layers=layers, shape=shape)
     base = random_base_state(config, seed=seed)
     states = {"base": base}
     for offset, (variant, scale) in enumerate(VARIANT_SCALES.items(), start=1):

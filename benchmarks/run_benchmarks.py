@@ -1,0 +1,486 @@
+"""Side-by-side benchmarks: our methods vs a named alternative, in one run, same machine.
+
+    python benchmarks/run_benchmarks.py [--workdir DIR] [--layers 8] [--small-layers 4]
+                                        [--only paramdelta,interp,...] [--out docs/benchmarks.md]
+
+Builds a Llama-shaped family locally (hidden 1024, MLP 2816, vocabulary 8192; 8 layers is
+about 120M parameters) with post-training-like deltas, then runs every case in a fresh
+subprocess and records its wall time and peak RSS (``ru_maxrss`` of that child). Each
+pair is run back to back, outputs are compared, and the ratios are written as a Markdown
+table with the machine and date. Page cache is warmed first so that every case reads
+from memory, not from the disk.
+
+Baselines:
+- mergekit's own ``task_arithmetic`` / ``linear`` doing the same arithmetic;
+- "load-everything" implementations written here of what the papers' official scripts
+  do (whole state dicts in RAM, float64 full SVD per tensor for Timber);
+- reading both checkpoints tensor by tensor and nothing else (for ``analyze --metrics sigma``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+BENCH_SHAPE = {
+    "hidden_size": 1024,
+    "intermediate_size": 2816,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 16,
+    "vocab_size": 8192,
+}
+PROJECTIONS = r"(q|k|v|o|gate|up|down)_proj"
+TIMBER_LAMBDA = 0.2
+
+
+# --------------------------------------------------------------------------- workers
+# Each worker runs in its own process so that its peak RSS is its own.
+
+
+def load_state(folder: str) -> dict:
+    from safetensors.torch import load_file
+
+    state = {}
+    for shard in sorted(Path(folder).glob("*.safetensors")):
+        state.update(load_file(shard))
+    return state
+
+
+def save_state(state: dict, folder: str, like: str) -> None:
+    import shutil
+
+    from safetensors.torch import save_file
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(like) / "config.json", Path(folder) / "config.json")
+    save_file(
+        {k: v.contiguous() for k, v in state.items()}, str(Path(folder) / "model.safetensors")
+    )
+
+
+def worker_merge(config_path: str, out: str, *extra: str) -> None:
+    """mergekit's YAML path, exactly what `mergekit-yaml CONFIG OUT` runs."""
+    from mergekit.options import MergeOptions
+
+    from mergekit_weightlevel.merging import merge_yaml
+
+    merge_yaml(
+        config_path, out, MergeOptions(quiet=True, copy_tokenizer=False, write_model_card=False)
+    )
+
+
+def worker_shadow_baseline(base: str, tuned: str, instruct: str, out: str) -> None:
+    """What the official apply_diff.py does: three whole models in RAM, projections grafted."""
+    w_b, w_bplus, w_i = load_state(base), load_state(tuned), load_state(instruct)
+    pattern = re.compile(PROJECTIONS, re.IGNORECASE)
+    merged = {}
+    for name, tensor in w_i.items():
+        if pattern.search(name):
+            merged[name] = (tensor.float() + (w_bplus[name].float() - w_b[name].float())).to(
+                tensor.dtype
+            )
+        else:
+            merged[name] = tensor
+    save_state(merged, out, instruct)
+
+
+def worker_timber_baseline(base: str, instruct: str, out: str) -> None:
+    """What the official timber.py does: float64 full SVD per tensor, every output held in RAM."""
+    import math
+
+    import torch
+
+    from mergekit_weightlevel.metrics import effective_rank
+
+    w_b, w_i = load_state(base), load_state(instruct)
+    merged = {}
+    for name, instruct_tensor in w_i.items():
+        delta = instruct_tensor.float() - w_b[name].float()
+        if delta.ndim < 2:
+            merged[name] = instruct_tensor
+            continue
+        matrix = delta.reshape(delta.shape[0], -1)
+        U, S, Vh = torch.linalg.svd(matrix.double(), full_matrices=False)
+        U, S, Vh = U.float(), S.float(), Vh.float()
+        k = math.ceil(effective_rank(S))
+        S[k:] *= TIMBER_LAMBDA
+        merged[name] = (w_b[name].float() + (U * S) @ Vh).reshape(delta.shape).to(w_b[name].dtype)
+    save_state(merged, out, instruct)
+
+
+def worker_read_only(a: str, b: str) -> None:
+    """Read every tensor of both checkpoints once, in file order, and do nothing else."""
+    from safetensors import safe_open
+
+    for folder in (a, b):
+        for shard in sorted(Path(folder).glob("*.safetensors")):
+            with safe_open(str(shard), framework="pt") as handle:
+                for name in handle.keys():  # noqa: SIM118 - a safe_open handle is not iterable
+                    handle.get_tensor(name)
+
+
+def worker_analyze_baseline(a: str, b: str) -> None:
+    """σ and eRank (of A, B, ΔW) with both whole models in RAM, float32 singular values."""
+    import torch
+
+    from mergekit_weightlevel.metrics import effective_rank, sigma
+
+    state_a, state_b = load_state(a), load_state(b)
+    results = {}
+    for name, tensor_a in state_a.items():
+        tensor_b = state_b[name]
+        record = {"sigma": sigma(tensor_a, tensor_b)}
+        if tensor_a.ndim >= 2:
+            for key, matrix in (
+                ("a", tensor_a),
+                ("b", tensor_b),
+                ("delta", tensor_b.float() - tensor_a.float()),
+            ):
+                values = torch.linalg.svdvals(matrix.float().reshape(matrix.shape[0], -1))
+                record[key] = effective_rank(values)
+        results[name] = record
+    print(len(results))
+
+
+WORKERS = {
+    "merge": worker_merge,
+    "shadow_baseline": worker_shadow_baseline,
+    "timber_baseline": worker_timber_baseline,
+    "read_only": worker_read_only,
+    "analyze_baseline": worker_analyze_baseline,
+}
+
+
+# --------------------------------------------------------------------------- driver
+
+
+@dataclass
+class Measurement:
+    label: str
+    seconds: float
+    peak_rss_mb: float
+
+
+def measure(label: str, argv: list[str]) -> Measurement:
+    """Run argv in a child process; wall time and the child's own peak RSS."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{label} failed:\n{stderr[-3000:]}")
+    measurement = Measurement(label, seconds, usage.ru_maxrss / 1024)
+    print(f"  {label:<58} {seconds:8.2f} s  {measurement.peak_rss_mb:8.0f} MB", flush=True)
+    return measurement
+
+
+def worker_argv(name: str, *args: str) -> list[str]:
+    return [sys.executable, __file__, "worker", name, *map(str, args)]
+
+
+def cli_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mergekit_weightlevel.cli", *map(str, args)]
+
+
+def max_relative_difference(a_folder: Path, b_folder: Path) -> float:
+    """max over tensors of ‖a − b‖_F / ‖b‖_F."""
+    a, b = load_state(str(a_folder)), load_state(str(b_folder))
+    worst = 0.0
+    for name, tensor in b.items():
+        reference = tensor.double()
+        scale = float(reference.norm()) or 1.0
+        worst = max(worst, float((a[name].double() - reference).norm()) / scale)
+    return worst
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def build(workdir: Path, layers: int):
+    from mergekit_weightlevel.tiny_models import build_family
+
+    root = workdir / f"family-{layers}L"
+    if (root / "base_tuned" / "config.json").exists():
+        from mergekit_weightlevel.tiny_models import TinyFamily
+
+        return TinyFamily(
+            root,
+            "llama",
+            *(root / n for n in ("base", "instruct", "base_v2", "thinking", "base_tuned")),
+        )
+    print(f"building the {layers}-layer benchmark family in {root} ...", flush=True)
+    return build_family(root, arch="llama", layers=layers, shape=BENCH_SHAPE, shard_size="200MB")
+
+
+def warm_page_cache(folder: Path) -> None:
+    for file in folder.rglob("*.safetensors"):
+        with open(file, "rb") as handle:
+            while handle.read(1 << 24):
+                pass
+
+
+def run_cases(
+    family, workdir: Path, only: set[str]
+) -> list[tuple[str, Measurement, Measurement, str]]:
+    """Every (ours, alternative) pair for one family; returns rows for the table."""
+    rows = []
+    out = workdir / "out"
+    f = family
+
+    def merge(label, config_name, config):
+        path = write_config(workdir / f"{config_name}.yml", config)
+        return measure(label, worker_argv("merge", path, out / config_name)), out / config_name
+
+    if "paramdelta" in only:
+        ours, ours_out = merge(
+            "paramdelta (mergekit-yaml)",
+            "paramdelta",
+            {
+                "merge_method": "paramdelta",
+                "base_model": str(f.base),
+                "dtype": "float32",
+                "models": [
+                    {"model": str(f.instruct)},
+                    {"model": str(f.base_v2), "parameters": {"role": "target"}},
+                ],
+            },
+        )
+        alt, alt_out = merge(
+            "task_arithmetic, same arithmetic (mergekit-yaml)",
+            "task_arithmetic",
+            {
+                "merge_method": "task_arithmetic",
+                "base_model": str(f.base),
+                "dtype": "float32",
+                "parameters": {"normalize": False},
+                "models": [
+                    {"model": str(f.instruct), "parameters": {"weight": 1.0}},
+                    {"model": str(f.base_v2), "parameters": {"weight": 1.0}},
+                ],
+            },
+        )
+        rows.append(
+            (
+                "paramdelta vs mergekit task_arithmetic",
+                ours,
+                alt,
+                f"{max_relative_difference(ours_out, alt_out):.1e}",
+            )
+        )
+
+    if "interp" in only:
+        ours, ours_out = merge(
+            "instruct_thinking_interp λ=0.8 (mergekit-yaml)",
+            "interp",
+            {
+                "merge_method": "instruct_thinking_interp",
+                "base_model": str(f.instruct),
+                "dtype": "float32",
+                "parameters": {"lambda": 0.8},
+                "models": [{"model": str(f.thinking)}],
+            },
+        )
+        alt, alt_out = merge(
+            "linear (0.2, 0.8) (mergekit-yaml)",
+            "linear",
+            {
+                "merge_method": "linear",
+                "dtype": "float32",
+                "models": [
+                    {"model": str(f.instruct), "parameters": {"weight": 0.2}},
+                    {"model": str(f.thinking), "parameters": {"weight": 0.8}},
+                ],
+            },
+        )
+        rows.append(
+            (
+                "instruct_thinking_interp vs mergekit linear",
+                ours,
+                alt,
+                f"{max_relative_difference(ours_out, alt_out):.1e}",
+            )
+        )
+
+    if "shadow" in only:
+        ours, ours_out = merge(
+            "shadow_graft (mergekit-yaml)",
+            "shadow",
+            {
+                "merge_method": "shadow_graft",
+                "base_model": str(f.base),
+                "dtype": "float32",
+                "models": [
+                    {"model": str(f.base_tuned)},
+                    {"model": str(f.instruct), "parameters": {"role": "target"}},
+                ],
+            },
+        )
+        alt = measure(
+            "load-everything apply_diff-style",
+            worker_argv(
+                "shadow_baseline", f.base, f.base_tuned, f.instruct, out / "shadow_baseline"
+            ),
+        )
+        rows.append(
+            (
+                "shadow_graft vs load-everything",
+                ours,
+                alt,
+                f"{max_relative_difference(ours_out, out / 'shadow_baseline'):.1e}",
+            )
+        )
+
+    if "timber" in only:
+        ours, ours_out = merge(
+            f"timber_spectral λ={TIMBER_LAMBDA} (mergekit-yaml)",
+            "timber",
+            {
+                "merge_method": "timber_spectral",
+                "base_model": str(f.base),
+                "dtype": "float32",
+                "parameters": {"lambda": TIMBER_LAMBDA},
+                "models": [{"model": str(f.instruct)}],
+            },
+        )
+        alt = measure(
+            "official-style float64 full SVD, all in RAM",
+            worker_argv("timber_baseline", f.base, f.instruct, out / "timber_baseline"),
+        )
+        rows.append(
+            (
+                "timber_spectral vs official-style SVD",
+                ours,
+                alt,
+                f"{max_relative_difference(ours_out, out / 'timber_baseline'):.1e}",
+            )
+        )
+
+    if "analyze" in only:
+        ours = measure(
+            "analyze --metrics sigma",
+            cli_argv("analyze", f.base, f.instruct, "--metrics", "sigma", "--quiet"),
+        )
+        alt = measure(
+            "read both checkpoints, nothing else", worker_argv("read_only", f.base, f.instruct)
+        )
+        rows.append(("analyze sigma vs reading both models", ours, alt, "n/a"))
+        ours = measure(
+            "analyze --metrics sigma,erank",
+            cli_argv("analyze", f.base, f.instruct, "--metrics", "sigma,erank", "--quiet"),
+        )
+        alt = measure(
+            "load-everything σ + eRank", worker_argv("analyze_baseline", f.base, f.instruct)
+        )
+        rows.append(("analyze sigma,erank vs load-everything", ours, alt, "n/a"))
+    return rows
+
+
+def machine() -> str:
+    import torch
+
+    mem = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 1024**3:.0f} GiB RAM"
+    cpu = platform.processor() or platform.machine()
+    import mergekit
+
+    version = getattr(mergekit, "__version__", "0.1.5")
+    return (
+        f"{platform.system()} {cpu}, {os.cpu_count()} CPU cores{mem}, no GPU used; "
+        f"Python {platform.python_version()}, torch {torch.__version__}, mergekit {version}"
+    )
+
+
+def render(sections: dict[str, list], notes: str) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Produced by `python benchmarks/run_benchmarks.py` on {datetime.date.today().isoformat()}.",
+        f"Machine: {machine()}.",
+        "",
+        "Each case runs in its own process; time is wall-clock, memory is that process's peak",
+        "RSS. Ratios are ours / alternative (time: lower is better for us; memory likewise).",
+        "`max rel. diff` compares the two outputs tensor by tensor (‖a − b‖ / ‖b‖).",
+        "",
+    ]
+    for title, rows in sections.items():
+        lines += [
+            f"## {title}",
+            "",
+            "| comparison | ours (s) | alternative (s) | time ratio | ours peak RSS (MB) | alternative peak RSS (MB) | RSS ratio | max rel. diff |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, ours, alt, diff in rows:
+            lines.append(
+                f"| {name} | {ours.seconds:.2f} | {alt.seconds:.2f} | {ours.seconds / alt.seconds:.2f} "
+                f"| {ours.peak_rss_mb:.0f} | {alt.peak_rss_mb:.0f} | {ours.peak_rss_mb / alt.peak_rss_mb:.2f} | {diff} |"
+            )
+        lines.append("")
+    lines.append(notes)
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workdir", type=Path, default=Path("benchmarks/out"))
+    parser.add_argument(
+        "--layers", type=int, default=8, help="layers of the main family (8 ≈ 120M parameters)"
+    )
+    parser.add_argument(
+        "--small-layers",
+        type=int,
+        default=4,
+        help="layers of the second family, for the RSS-vs-size check (0: skip)",
+    )
+    parser.add_argument("--only", default="paramdelta,interp,shadow,timber,analyze")
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
+    parser.add_argument(
+        "--notes", type=Path, default=None, help="Markdown appended under the tables"
+    )
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    args.workdir.mkdir(parents=True, exist_ok=True)
+
+    sections = {}
+    sizes = [args.layers] + ([args.small_layers] if args.small_layers else [])
+    for layers in sizes:
+        family = build(args.workdir, layers)
+        warm_page_cache(family.root)
+        print(f"{layers} layers:", flush=True)
+        sections[f"{layers}-layer family (hidden 1024, MLP 2816, vocab 8192)"] = run_cases(
+            family, args.workdir, only
+        )
+    notes = args.notes.read_text() if args.notes else ""
+    args.out.write_text(render(sections, notes))
+    (args.workdir / "results.json").write_text(
+        json.dumps(
+            {
+                title: [(n, o.__dict__, a.__dict__, d) for n, o, a, d in rows]
+                for title, rows in sections.items()
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "worker":
+        WORKERS[sys.argv[2]](*sys.argv[3:])
+    else:
+        main()
