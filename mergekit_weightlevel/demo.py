@@ -114,6 +114,51 @@ def _paramdelta_demo(family: TinyFamily, directory: Path, options: MergeOptions)
     )
 
 
+def _interp_demo(family: TinyFamily, directory: Path, options: MergeOptions) -> MergeResult:
+    lam = 0.8  # the paper's best setting on Qwen3-4B
+    config: dict[str, Any] = {
+        "merge_method": "instruct_thinking_interp",
+        "base_model": str(family.instruct),
+        "models": [{"model": str(family.thinking)}],
+        "parameters": {"lambda": lam},
+        # Tokenizer (and chat template) from the Thinking model, as the official mi.py does.
+        "tokenizer": {"source": str(family.thinking)},
+        "dtype": "float32",
+    }
+    config_path = directory / "instruct_thinking_interp.yml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    output = merge_yaml(config_path, directory / "merged-instruct_thinking_interp", options)
+
+    instruct, thinking = (read_state(p) for p in (family.instruct, family.thinking))
+    merged = read_state(output)
+    error = max(
+        float(
+            (
+                merged[name].double()
+                - (lam * thinking[name].double() + (1 - lam) * instruct[name].double())
+            )
+            .abs()
+            .max()
+        )
+        for name in merged
+    )
+    flat = {
+        name: torch.cat([t.flatten() for t in state.values()])
+        for name, state in {"output": merged, "instruct": instruct, "thinking": thinking}.items()
+    }
+    return MergeResult(
+        method="instruct_thinking_interp",
+        formula=f"output = {lam}·thinking + {1 - lam:.1f}·instruct   [model interpolation, arXiv 2510.10977]",
+        config_path=config_path,
+        output=output,
+        max_abs_error=error,
+        sigmas={
+            "output, instruct": sigma(flat["output"], flat["instruct"]),
+            "output, thinking": sigma(flat["output"], flat["thinking"]),
+        },
+    )
+
+
 def run_demo(directory: str | Path, *, arch: str = "llama", quiet: bool = True) -> DemoReport:
     """Build the tiny family under ``directory`` and run every demo merge."""
     directory = Path(directory).resolve()
@@ -121,5 +166,8 @@ def run_demo(directory: str | Path, *, arch: str = "llama", quiet: bool = True) 
     family = build_family(directory / "models", arch=arch)
     # Absolute paths, no Hub look-ups: the model card is written offline.
     options = MergeOptions(quiet=quiet)
-    merges = [_paramdelta_demo(family, directory, options)]
+    merges = [
+        _paramdelta_demo(family, directory, options),
+        _interp_demo(family, directory, options),
+    ]
     return DemoReport(family=family, merges=merges)

@@ -6,11 +6,12 @@ from mergekit import merge_methods
 from mergekit.merge_methods import MergeMethod
 from mergekit.merge_methods.base import MISSING, ParameterScope
 
-from mergekit_weightlevel.methods.base import describe_type
+from mergekit_weightlevel.methods.base import describe_type, is_required
+from mergekit_weightlevel.methods.instruct_thinking_interp import instruct_thinking_interp_method
 from mergekit_weightlevel.methods.paramdelta import paramdelta_method
 
 # Every method this package provides, in the order `mergekit-weightlevel methods` lists them.
-METHODS: tuple[MergeMethod, ...] = (paramdelta_method,)
+METHODS: tuple[MergeMethod, ...] = (paramdelta_method, instruct_thinking_interp_method)
 METHOD_NAMES: tuple[str, ...] = tuple(method.spec.name for method in METHODS)
 
 
@@ -52,7 +53,7 @@ def describe_methods() -> list[dict]:
                         "scope": SCOPE_READING[p.scope],
                         "type": describe_type(p.value_type),
                         "default": None if p.default is MISSING else p.default,
-                        "required": p.default is MISSING,
+                        "required": p.default is MISSING or is_required(p.value_type),
                         "description": p.description or "",
                     }
                     for p in spec.parameters

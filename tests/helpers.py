@@ -12,7 +12,7 @@ from mergekit.options import MergeOptions
 
 from mergekit_weightlevel.demo import read_state
 
-__all__ = ["read_state", "run_yaml_merge", "write_config"]
+__all__ = ["load_example", "read_state", "rewrite_demo_paths", "run_yaml_merge", "write_config"]
 
 
 def write_config(path: Path, config: dict[str, Any]) -> Path:
@@ -30,3 +30,42 @@ def run_yaml_merge(config: dict[str, Any], out_path: Path, **options: Any) -> di
         config_source=yaml.safe_dump(config, sort_keys=False),
     )
     return read_state(out_path)
+
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+#: The folder `mergekit-weightlevel demo` writes, which every example config refers to.
+DEMO_PREFIX = "weightlevel-demo/"
+
+
+def rewrite_demo_paths(node: Any, demo_parent: Path) -> Any:
+    """``node`` (a parsed YAML config) with every `weightlevel-demo/...` path under ``demo_parent``.
+
+    Paths may be joined with `+` (a model and its LoRA adapter); each part is rewritten.
+    """
+    if isinstance(node, dict):
+        return {key: rewrite_demo_paths(value, demo_parent) for key, value in node.items()}
+    if isinstance(node, list):
+        return [rewrite_demo_paths(value, demo_parent) for value in node]
+    if isinstance(node, str) and node.startswith(DEMO_PREFIX):
+        return "+".join(
+            str(demo_parent / part) if part.startswith(DEMO_PREFIX) else part
+            for part in node.split("+")
+        )
+    return node
+
+
+def demo_paths(node: Any, demo_parent: Path) -> list[Path]:
+    """Every path under ``demo_parent`` that a rewritten config refers to."""
+    if isinstance(node, dict):
+        return [p for value in node.values() for p in demo_paths(value, demo_parent)]
+    if isinstance(node, list):
+        return [p for value in node for p in demo_paths(value, demo_parent)]
+    if isinstance(node, str):
+        return [Path(part) for part in node.split("+") if part.startswith(str(demo_parent))]
+    return []
+
+
+def load_example(name: str, demo_parent: Path) -> dict[str, Any]:
+    """``examples/<name>`` parsed, its demo-family paths pointing under ``demo_parent``."""
+    config = yaml.safe_load((EXAMPLES_DIR / name).read_text(encoding="utf-8"))
+    return rewrite_demo_paths(config, demo_parent)

@@ -86,6 +86,40 @@ def bounded_float(
     return Annotated[float, AfterValidator(check), bounds]
 
 
+@dataclass(frozen=True)
+class Required:
+    """Metadata on a parameter type that must be given although its spec default is None."""
+
+
+def required_bounded_float(method: str, parameter: str, *, ge: float, le: float) -> Any:
+    """A float parameter with no default, checked (presence and range) when mergekit plans.
+
+    mergekit's own "required" parameters fail with a message that does not name the merge
+    method. This type is declared with ``default=None`` instead, so mergekit hands the
+    missing value to our validator, which names the method and the parameter.
+    """
+    bounds = Range(ge, le)
+    in_range = bounded_float(method, parameter, ge=ge, le=le)
+
+    def check_given(value: float | None) -> float | None:
+        if value is None:
+            raise ValueError(
+                f"{method}: parameter `{parameter}` is required (a {bounds}) and no value "
+                f"applies to this tensor. Set `{parameter}` in the `parameters:` of your merge "
+                "config; with filters, end the list with a catch-all `- value: ...`."
+            )
+        return value
+
+    return Annotated[in_range | None, AfterValidator(check_given), bounds, Required()]
+
+
+def is_required(value_type: Any) -> bool:
+    """Whether a parameter type carries the `Required` marker of `required_bounded_float`."""
+    return get_origin(value_type) is Annotated and any(
+        isinstance(meta, Required) for meta in get_args(value_type)[1:]
+    )
+
+
 def choice(method: str, parameter: str, allowed: Sequence[str | None]) -> Any:
     """A string parameter limited to ``allowed``, with a message naming method and parameter."""
     shown = ", ".join(repr(a) for a in allowed if a is not None)
