@@ -153,7 +153,25 @@ def worker_analyze_baseline(a: str, b: str) -> None:
     print(len(results))
 
 
+def worker_diff(a_folder: str, b_folder: str) -> None:
+    a, b = load_state(a_folder), load_state(b_folder)
+    worst = 0.0
+    for name, tensor in b.items():
+        reference = tensor.double()
+        scale = float(reference.norm()) or 1.0
+        worst = max(worst, float((a[name].double() - reference).norm()) / scale)
+    print(f"{worst:.1e}")
+
+
+def worker_build(root: str, layers: str) -> None:
+    from mergekit_weightlevel.tiny_models import build_family
+
+    build_family(root, arch="llama", layers=int(layers), shape=BENCH_SHAPE, shard_size="200MB")
+
+
 WORKERS = {
+    "diff": worker_diff,
+    "build": worker_build,
     "merge": worker_merge,
     "shadow_baseline": worker_shadow_baseline,
     "timber_baseline": worker_timber_baseline,
@@ -195,15 +213,12 @@ def cli_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "mergekit_weightlevel.cli", *map(str, args)]
 
 
-def max_relative_difference(a_folder: Path, b_folder: Path) -> float:
-    """max over tensors of ‖a − b‖_F / ‖b‖_F."""
-    a, b = load_state(str(a_folder)), load_state(str(b_folder))
-    worst = 0.0
-    for name, tensor in b.items():
-        reference = tensor.double()
-        scale = float(reference.norm()) or 1.0
-        worst = max(worst, float((a[name].double() - reference).norm()) / scale)
-    return worst
+def max_relative_difference(a_folder: Path, b_folder: Path) -> str:
+    """max over tensors of ‖a − b‖_F / ‖b‖_F, computed in a child (the driver stays small)."""
+    result = subprocess.run(
+        worker_argv("diff", a_folder, b_folder), capture_output=True, text=True, check=True
+    )
+    return result.stdout.strip().splitlines()[-1]
 
 
 def write_config(path: Path, config: dict) -> Path:
@@ -211,20 +226,21 @@ def write_config(path: Path, config: dict) -> Path:
     return path
 
 
-def build(workdir: Path, layers: int):
-    from mergekit_weightlevel.tiny_models import build_family
+@dataclass
+class Family:
+    root: Path
 
+    def __getattr__(self, name: str) -> Path:
+        return self.root / name
+
+
+def build(workdir: Path, layers: int) -> Family:
+    """The benchmark family (built once, in a child process, then reused)."""
     root = workdir / f"family-{layers}L"
-    if (root / "base_tuned" / "config.json").exists():
-        from mergekit_weightlevel.tiny_models import TinyFamily
-
-        return TinyFamily(
-            root,
-            "llama",
-            *(root / n for n in ("base", "instruct", "base_v2", "thinking", "base_tuned")),
-        )
-    print(f"building the {layers}-layer benchmark family in {root} ...", flush=True)
-    return build_family(root, arch="llama", layers=layers, shape=BENCH_SHAPE, shard_size="200MB")
+    if not (root / "base_tuned" / "config.json").exists():
+        print(f"building the {layers}-layer benchmark family in {root} ...", flush=True)
+        subprocess.run(worker_argv("build", root, layers), check=True)
+    return Family(root)
 
 
 def warm_page_cache(folder: Path) -> None:
@@ -279,7 +295,7 @@ def run_cases(
                 "paramdelta vs mergekit task_arithmetic",
                 ours,
                 alt,
-                f"{max_relative_difference(ours_out, alt_out):.1e}",
+                max_relative_difference(ours_out, alt_out),
             )
         )
 
@@ -312,7 +328,7 @@ def run_cases(
                 "instruct_thinking_interp vs mergekit linear",
                 ours,
                 alt,
-                f"{max_relative_difference(ours_out, alt_out):.1e}",
+                max_relative_difference(ours_out, alt_out),
             )
         )
 
@@ -341,7 +357,7 @@ def run_cases(
                 "shadow_graft vs load-everything",
                 ours,
                 alt,
-                f"{max_relative_difference(ours_out, out / 'shadow_baseline'):.1e}",
+                max_relative_difference(ours_out, out / "shadow_baseline"),
             )
         )
 
@@ -366,7 +382,7 @@ def run_cases(
                 "timber_spectral vs official-style SVD",
                 ours,
                 alt,
-                f"{max_relative_difference(ours_out, out / 'timber_baseline'):.1e}",
+                max_relative_difference(ours_out, out / "timber_baseline"),
             )
         )
 
@@ -391,16 +407,22 @@ def run_cases(
 
 
 def machine() -> str:
-    import torch
+    versions = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import torch, importlib.metadata as m; print(torch.__version__, m.version('mergekit'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
 
     mem = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 1024**3:.0f} GiB RAM"
     cpu = platform.processor() or platform.machine()
-    import mergekit
-
-    version = getattr(mergekit, "__version__", "0.1.5")
     return (
         f"{platform.system()} {cpu}, {os.cpu_count()} CPU cores{mem}, no GPU used; "
-        f"Python {platform.python_version()}, torch {torch.__version__}, mergekit {version}"
+        f"Python {platform.python_version()}, torch {versions[0]}, mergekit {versions[1]}"
     )
 
 
