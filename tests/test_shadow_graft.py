@@ -530,3 +530,39 @@ def test_default_include_is_the_official_one():
         "lm_head.weight",
     ):
         assert not re.search(DEFAULT_INCLUDE, name, re.I) and not is_projection(name)
+
+
+# --- demo and examples ------------------------------------------------------------------
+
+
+def test_demo_steps_match_float64(llama_family, tmp_path):
+    from mergekit.options import MergeOptions
+
+    from mergekit_weightlevel.demo import _shadow_graft_demo, _shadow_graft_lora_demo
+
+    for step in (_shadow_graft_demo, _shadow_graft_lora_demo):
+        result = step(llama_family, tmp_path, MergeOptions(quiet=True))
+        assert result.max_abs_error < 1e-6, result
+        assert result.sigmas["output, instruct"] > 1e-3, result  # the graft did something
+        assert (result.output / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("example", ["shadow_graft.yml", "shadow_graft_lora.yml"])
+def test_examples_run_on_the_demo_family(tmp_path, monkeypatch, example):
+    """The example YAMLs, as written, from a folder holding `mergekit-weightlevel demo`'s family."""
+    import yaml
+
+    from mergekit_weightlevel.demo import demo_lora_adapter
+    from mergekit_weightlevel.tiny_models import build_family
+
+    config_text = (Path(__file__).parents[1] / "examples" / example).read_text()
+    monkeypatch.chdir(tmp_path)
+    family = build_family(Path("weightlevel-demo/models"), arch="llama")
+    demo_lora_adapter(family, family.root / "base_lora")
+    out = run_yaml_merge(yaml.safe_load(config_text), tmp_path / "out")
+    instruct = read_state(family.instruct)
+    assert set(out) == set(instruct)
+    changed = {
+        n for n in out if not torch.equal(out[n].float(), instruct[n].to(torch.bfloat16).float())
+    }
+    assert changed and all("_proj" in n for n in changed), changed
