@@ -24,7 +24,6 @@ from collections.abc import Hashable
 from typing import Annotated, Any
 
 import torch
-from mergekit.common import ModelReference
 from mergekit.merge_methods.base import (
     BasePolicy,
     InputContract,
@@ -279,9 +278,13 @@ def checkpoint_shapes(model_id: Hashable) -> dict[str, tuple[int, ...] | None] |
     None when the id is not a mergekit model (the in-memory API): then only the
     tensors the merge visits are checked, one at a time.
     """
+    # Imported here: mergekit.common pulls in mergekit.io, which the package import must
+    # not (it warns under numpy 2, and registration has to stay light).
+    from mergekit.common import ModelReference
+    from mergekit.io.tasks import LoaderCache
+
     if not isinstance(model_id, ModelReference):
         return None
-    from mergekit.io.tasks import LoaderCache
     from safetensors import safe_open
 
     index = LoaderCache().get(model_id).index
@@ -295,6 +298,8 @@ def checkpoint_shapes(model_id: Hashable) -> dict[str, tuple[int, ...] | None] |
 
 
 def warn_if_other_base(adapter: LoraAdapter, base_id: Hashable) -> None:
+    from mergekit.common import ModelReference
+
     trained_on = adapter.base_model_name
     configured = base_id.model.path if isinstance(base_id, ModelReference) else str(base_id)
     if trained_on and not same_model(trained_on, configured):
