@@ -8,6 +8,7 @@ output relates to its inputs with an independent float64 re-computation.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,55 @@ def _paramdelta_demo(family: TinyFamily, directory: Path, options: MergeOptions)
     )
 
 
+def _max_error(merged: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> float:
+    return max(float((merged[n].double() - expected[n]).abs().max()) for n in merged)
+
+
+def _flat(state: dict[str, torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.flatten() for t in state.values()])
+
+
+def _shadow_graft_demo(family: TinyFamily, directory: Path, options: MergeOptions) -> MergeResult:
+    from mergekit_weightlevel.methods.shadow_graft import DEFAULT_INCLUDE
+
+    config: dict[str, Any] = {
+        "merge_method": "shadow_graft",
+        "base_model": str(family.base),
+        "models": [
+            {"model": str(family.base_tuned)},
+            {"model": str(family.instruct), "parameters": {"role": "target"}},
+        ],
+        "dtype": "float32",
+    }
+    config_path = directory / "shadow_graft.yml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    output = merge_yaml(config_path, directory / "merged-shadow_graft", options)
+
+    base, tuned, instruct = (
+        read_state(p) for p in (family.base, family.base_tuned, family.instruct)
+    )
+    merged = read_state(output)
+    expected = {
+        name: instruct[name].double()
+        + (tuned[name].double() - base[name].double() if re.search(DEFAULT_INCLUDE, name) else 0.0)
+        for name in instruct
+    }
+    return MergeResult(
+        method="shadow_graft",
+        formula=(
+            "output = instruct + (base_tuned − base) on q/k/v/o/gate/up/down_proj, "
+            "instruct elsewhere   [Shadow-FT, arXiv 2505.12716]"
+        ),
+        config_path=config_path,
+        output=output,
+        max_abs_error=_max_error(merged, expected),
+        sigmas={
+            "base_tuned, base": sigma(_flat(tuned), _flat(base)),
+            "output, instruct": sigma(_flat(merged), _flat(instruct)),
+        },
+    )
+
+
 def _interp_demo(family: TinyFamily, directory: Path, options: MergeOptions) -> MergeResult:
     lam = 0.8  # the paper's best setting on Qwen3-4B
     config: dict[str, Any] = {
@@ -159,6 +209,63 @@ def _interp_demo(family: TinyFamily, directory: Path, options: MergeOptions) -> 
     )
 
 
+def demo_lora_adapter(family: TinyFamily, folder: Path, *, rank: int = 4) -> Path:
+    """A small PEFT LoRA adapter "trained" on the base (random A, B on the attention projections)."""
+    from mergekit_weightlevel.lora import save_lora_adapter
+
+    base = read_state(family.base)
+    gen = torch.Generator().manual_seed(2505_12716)
+    matrices = {}
+    for name, weight in base.items():
+        if re.search(r"self_attn\.(q|k|v|o)_proj\.weight$", name):
+            out_dim, in_dim = weight.shape
+            matrices[name.removesuffix(".weight")] = (
+                torch.randn(rank, in_dim, generator=gen) * 0.05,
+                torch.randn(out_dim, rank, generator=gen) * 0.05,
+            )
+    return save_lora_adapter(
+        folder, matrices, base_model_name_or_path=str(family.base), lora_alpha=2 * rank
+    )
+
+
+def _shadow_graft_lora_demo(
+    family: TinyFamily, directory: Path, options: MergeOptions
+) -> MergeResult:
+    from mergekit_weightlevel.lora import open_adapter
+
+    adapter_path = demo_lora_adapter(family, family.root / "base_lora")
+    config: dict[str, Any] = {
+        "merge_method": "shadow_graft",
+        "models": [{"model": str(family.instruct), "parameters": {"role": "target"}}],
+        "parameters": {"adapter": str(adapter_path)},
+        "dtype": "float32",
+    }
+    config_path = directory / "shadow_graft_lora.yml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    output = merge_yaml(config_path, directory / "merged-shadow_graft_lora", options)
+
+    from safetensors import safe_open
+
+    instruct, merged = read_state(family.instruct), read_state(output)
+    adapter = open_adapter(adapter_path)
+    expected = {name: t.double() for name, t in instruct.items()}
+    with safe_open(str(adapter_path / "adapter_model.safetensors"), framework="pt") as file:
+        for name, module in adapter.modules.items():
+            a, b = (file.get_tensor(k).double() for k in (module.a_key, module.b_key))
+            expected[name] += (adapter.config["lora_alpha"] / a.shape[0]) * (b @ a)
+    return MergeResult(
+        method="shadow_graft (LoRA adapter)",
+        formula=(
+            "output = instruct + (α/r)·B@A of a LoRA adapter trained on base, read per tensor"
+            "   [Shadow-FT LoRA, arXiv 2505.12716]"
+        ),
+        config_path=config_path,
+        output=output,
+        max_abs_error=_max_error(merged, expected),
+        sigmas={"output, instruct": sigma(_flat(merged), _flat(instruct))},
+    )
+
+
 def run_demo(directory: str | Path, *, arch: str = "llama", quiet: bool = True) -> DemoReport:
     """Build the tiny family under ``directory`` and run every demo merge."""
     directory = Path(directory).resolve()
@@ -168,6 +275,8 @@ def run_demo(directory: str | Path, *, arch: str = "llama", quiet: bool = True) 
     options = MergeOptions(quiet=quiet)
     merges = [
         _paramdelta_demo(family, directory, options),
+        _shadow_graft_demo(family, directory, options),
+        _shadow_graft_lora_demo(family, directory, options),
         _interp_demo(family, directory, options),
     ]
     return DemoReport(family=family, merges=merges)

@@ -1,0 +1,322 @@
+"""Shadow-FT (arXiv 2505.12716): tune the Base, graft the update onto the Instruct.
+
+Full-weight path (the official ``apply_diff.py``):
+
+    W_I⁺ = W_I + Σ_d α_d · (W_B⁺_d − W_B)      on tensors whose name matches ``include``
+    W_I⁺ = W_I                                 on every other tensor (bit-identical)
+
+``base_model`` is W_B, the model with ``role: target`` is the Instruct W_I, every other
+model is a tuned base W_B⁺ (a donor, with ``weight`` α). ``include`` is a regular
+expression searched case-insensitively in the tensor name; its default selects the
+weights and biases of the seven projections, as the official script does.
+
+LoRA path (``adapter``): a PEFT LoRA adapter trained on W_B is read per tensor and
+``adapter_weight · scaling · B @ A`` is added to W_I, with no donor, no merged copy of
+the base and (when ``base_model`` is left out) without reading W_B at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Hashable
+from typing import Annotated, Any
+
+import torch
+from mergekit.merge_methods.base import (
+    BasePolicy,
+    InputContract,
+    MergeMethodSpec,
+    ParameterScope,
+    ParameterSpec,
+    PerInputValues,
+    TensorEntry,
+    TensorGroup,
+)
+from pydantic import AfterValidator
+
+from mergekit_weightlevel.lora import LoraAdapter, open_adapter
+from mergekit_weightlevel.methods.base import (
+    ROLE_TARGET,
+    ROLES,
+    WeightLevelConfigError,
+    WeightLevelMethod,
+    choice,
+    compute_dtype,
+    model_label,
+    split_roles,
+)
+from mergekit_weightlevel.methods.paramdelta import paramdelta as add_deltas
+
+NAME = "shadow_graft"
+#: What the official apply_diff.py grafts: the seven projections, weights and biases.
+DEFAULT_INCLUDE = r"(q|k|v|o|gate|up|down)_proj"
+
+logger = logging.getLogger(__name__)
+
+
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as error:
+        raise ValueError(
+            f"{NAME}: parameter `include` is not a valid regular expression ({error}): "
+            f"{value!r}. Example: include: '{DEFAULT_INCLUDE}', or '.*' to graft every tensor."
+        ) from None
+    return value
+
+
+def _check_adapter(value: str | None) -> str | None:
+    # Opening it here makes a bad adapter fail when mergekit plans, before any tensor.
+    if value is not None:
+        open_adapter(value)
+    return value
+
+
+IncludeRegex = Annotated[str, AfterValidator(_check_regex)]
+AdapterPath = Annotated[str | None, AfterValidator(_check_adapter)]
+
+
+class ShadowGraftMerge(WeightLevelMethod):
+    """W_I + Σ α · (W_B⁺ − W_B) on the projections: train on the Base, run on the Instruct."""
+
+    spec = MergeMethodSpec(
+        name=NAME,
+        pretty_name="Shadow-FT",
+        reference_url="https://arxiv.org/abs/2505.12716",
+        # The base is optional only for the `adapter` path; merge_group enforces the rest.
+        contract=InputContract(base=BasePolicy.OPTIONAL, min_non_base=1),
+        parameters=(
+            ParameterSpec(
+                "role",
+                choice(NAME, "role", ROLES),
+                ParameterScope.INPUT,
+                default=None,
+                description="`target` for the Instruct W_I (receives the update); tuned bases W_B⁺ need no role",
+            ),
+            ParameterSpec(
+                "weight",
+                float,
+                ParameterScope.NON_BASE,
+                default=1.0,
+                description="α, scale of this tuned base's update (W_B⁺ − W_B); ignored on the target",
+            ),
+            ParameterSpec(
+                "include",
+                IncludeRegex,
+                ParameterScope.SHARED,
+                default=DEFAULT_INCLUDE,
+                description="regex searched (case-insensitive) in tensor names: which tensors get the donors' update; '.*' for all",
+            ),
+            ParameterSpec(
+                "adapter",
+                AdapterPath,
+                ParameterScope.SHARED,
+                default=None,
+                description="local PEFT LoRA adapter trained on the base, grafted onto the target instead of donors",
+            ),
+            ParameterSpec(
+                "adapter_weight",
+                float,
+                ParameterScope.SHARED,
+                default=1.0,
+                description="scale of the adapter's update adapter_weight · scaling · B @ A",
+            ),
+        ),
+    )
+    usage = (
+        "shadow_graft needs the Instruct W_I with `parameters: {role: target}` and either "
+        "(a) `base_model:` W_B plus one or more tuned bases W_B⁺ as donor models, or "
+        "(b) a shared `adapter:` (a PEFT LoRA adapter trained on W_B) and no donors; "
+        "`base_model:` is optional in (b)."
+    )
+
+    def merge_group(self, group: TensorGroup, /, **parameters: Any) -> torch.Tensor:
+        if parameters["adapter"] is None:
+            return self._graft_donors(group, parameters)
+        return self._graft_adapter(group, parameters)
+
+    # --- the full-weight path --------------------------------------------------------
+
+    def _graft_donors(self, group: TensorGroup, parameters: dict[str, Any]) -> torch.Tensor:
+        roles = split_roles(group, parameters["role"], method=NAME, usage=self.usage)
+        if not re.search(parameters["include"], tensor_name(group), flags=re.IGNORECASE):
+            return roles.target.tensor
+        weight: PerInputValues = parameters["weight"]
+        return add_deltas(
+            roles.target.tensor,
+            roles.base.tensor,
+            [(d.tensor, weight[d.id]) for d in roles.donors],
+            compute_dtype=compute_dtype(group),
+        )
+
+    # --- the adapter path ------------------------------------------------------------
+
+    def _graft_adapter(self, group: TensorGroup, parameters: dict[str, Any]) -> torch.Tensor:
+        target = self._adapter_target(group, parameters["role"])
+        adapter = open_adapter(parameters["adapter"])
+        check_adapter_fits(adapter, target.id, group.base)
+        return graft_adapter(
+            target.tensor,
+            adapter,
+            tensor_name(group),
+            adapter_weight=parameters["adapter_weight"],
+            base=None if group.base is None else group.base.tensor,
+            compute_dtype=compute_dtype(group),
+        )
+
+    def _adapter_target(self, group: TensorGroup, role: PerInputValues) -> TensorEntry:
+        """The one model receiving the adapter; the adapter path takes no donors."""
+        if group.base is not None and role.get(group.base.id) is not None:
+            raise WeightLevelConfigError(
+                f"{NAME}: the base model {model_label(group.base.id)} has `role: "
+                f"{role[group.base.id]}`, but the base cannot take a role. {self.usage}"
+            )
+        targets = [e for e in group.non_base if role.get(e.id) == ROLE_TARGET]
+        others = [e for e in group.non_base if role.get(e.id) != ROLE_TARGET]
+        if len(targets) != 1:
+            raise WeightLevelConfigError(
+                f"{NAME}: with `adapter` set, exactly one model must have `role: target` "
+                f"(the Instruct that receives the adapter); found {len(targets)} among "
+                f"{', '.join(model_label(e.id) for e in group.non_base)}. {self.usage}"
+            )
+        if others:
+            raise WeightLevelConfigError(
+                f"{NAME}: with `adapter` set, donor models are not used, but "
+                f"{', '.join(model_label(e.id) for e in others)} is listed as one. Remove "
+                "it, or drop `adapter` to graft the donors' full-weight updates. "
+                f"{self.usage}"
+            )
+        return targets[0]
+
+
+def tensor_name(group: TensorGroup) -> str:
+    if not group.metadata.name:
+        raise WeightLevelConfigError(
+            f"{NAME}: the tensor has no name, but shadow_graft selects tensors by name. "
+            "Pass tensor names (e.g. merge_state_dicts, or merge_tensors(..., name=...))."
+        )
+    return group.metadata.name
+
+
+def graft_adapter(
+    target: torch.Tensor,
+    adapter: LoraAdapter,
+    name: str,
+    *,
+    adapter_weight: float = 1.0,
+    base: torch.Tensor | None = None,
+    compute_dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """target + adapter_weight · (scaling · B @ A [+ (full − base)]), in ``compute_dtype``.
+
+    Tensors the adapter does not touch are returned as they are (bit-identical).
+    """
+    full = adapter.full_weight(name)
+    if name not in adapter.modules and full is None:
+        return target
+    out = target.to(compute_dtype, copy=True)
+    if name in adapter.modules:
+        adapter.check_shape(name, tuple(target.shape))
+        out.add_(adapter.delta(name, compute_dtype), alpha=adapter_weight)
+    if full is not None:
+        if base is None:
+            raise _needs_base(adapter)
+        if full.shape != target.shape:
+            raise WeightLevelConfigError(
+                f"{NAME}: adapter {adapter.path}: its saved {name} has shape "
+                f"{list(full.shape)}, the model's {list(target.shape)}."
+            )
+        out.add_(full.to(compute_dtype) - base.to(compute_dtype), alpha=adapter_weight)
+    return out.to(target.dtype)
+
+
+def _needs_base(adapter: LoraAdapter) -> WeightLevelConfigError:
+    return WeightLevelConfigError(
+        f"{NAME}: adapter {adapter.path} saves whole tensors "
+        f"({', '.join(sorted(adapter.full_weights))}: `modules_to_save`, embedding layers "
+        "saved with `save_embedding_layers`, or `bias: all`). Their update can only be "
+        "grafted as a difference against the base the adapter was trained on: set "
+        "`base_model:` to that base, or re-save the adapter without them."
+    )
+
+
+# --- checks of the adapter against the models, once per (adapter, target, base) ------
+
+_checked: set[tuple[int, Hashable, Hashable]] = set()
+
+
+def check_adapter_fits(adapter: LoraAdapter, target_id: Hashable, base: TensorEntry | None) -> None:
+    """Before the first tensor: every adapted tensor exists in the target, shapes match,
+    full weights have a base to diff against, and the adapter's base is the configured one."""
+    key = (id(adapter), target_id, None if base is None else base.id)
+    if key in _checked:
+        return
+    if adapter.full_weights and base is None:
+        raise _needs_base(adapter)
+    shapes = checkpoint_shapes(target_id)
+    if shapes is not None:
+        missing = [name for name in adapter.targets() if name not in shapes]
+        if missing:
+            raise WeightLevelConfigError(
+                f"{NAME}: adapter {adapter.path} changes tensors that the target "
+                f"{model_label(target_id)} does not have: {', '.join(missing[:8])}"
+                f"{' ...' if len(missing) > 8 else ''}. Was it trained on another architecture?"
+            )
+        for name in adapter.modules:
+            if shapes[name] is not None:
+                adapter.check_shape(name, shapes[name])
+    if base is not None:
+        warn_if_other_base(adapter, base.id)
+    _checked.add(key)
+
+
+def checkpoint_shapes(model_id: Hashable) -> dict[str, tuple[int, ...] | None] | None:
+    """Tensor names (and shapes, from safetensors headers) of a model mergekit is reading.
+
+    None when the id is not a mergekit model (the in-memory API): then only the
+    tensors the merge visits are checked, one at a time.
+    """
+    # Imported here: mergekit.common pulls in mergekit.io, which the package import must
+    # not (it warns under numpy 2, and registration has to stay light).
+    from mergekit.common import ModelReference
+    from mergekit.io.tasks import LoaderCache
+
+    if not isinstance(model_id, ModelReference):
+        return None
+    from safetensors import safe_open
+
+    index = LoaderCache().get(model_id).index
+    shapes: dict[str, tuple[int, ...] | None] = dict.fromkeys(index.tensor_paths)
+    if index.is_safetensors:
+        for shard in set(index.tensor_paths.values()):
+            with safe_open(os.path.join(index.base_path, shard), framework="pt") as file:
+                for name in file.keys():  # noqa: SIM118 (safe_open is not a dict)
+                    shapes[name] = tuple(file.get_slice(name).get_shape())
+    return shapes
+
+
+def warn_if_other_base(adapter: LoraAdapter, base_id: Hashable) -> None:
+    from mergekit.common import ModelReference
+
+    trained_on = adapter.base_model_name
+    configured = base_id.model.path if isinstance(base_id, ModelReference) else str(base_id)
+    if trained_on and not same_model(trained_on, configured):
+        logger.warning(
+            "%s: adapter %s was trained on %s (its base_model_name_or_path), but base_model is %s. "
+            "The graft assumes the adapter's base is the Instruct's base; check the pairing.",
+            NAME,
+            adapter.path,
+            trained_on,
+            configured,
+        )
+
+
+def same_model(a: str, b: str) -> bool:
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return a.rstrip("/") == b.rstrip("/")
+
+
+shadow_graft_method = ShadowGraftMerge()
