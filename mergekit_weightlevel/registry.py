@@ -8,9 +8,10 @@ from mergekit.merge_methods.base import MISSING, ParameterScope
 
 from mergekit_weightlevel.methods.base import describe_type
 from mergekit_weightlevel.methods.paramdelta import paramdelta_method
+from mergekit_weightlevel.methods.timber_spectral import timber_spectral_method
 
 # Every method this package provides, in the order `mergekit-weightlevel methods` lists them.
-METHODS: tuple[MergeMethod, ...] = (paramdelta_method,)
+METHODS: tuple[MergeMethod, ...] = (paramdelta_method, timber_spectral_method)
 METHOD_NAMES: tuple[str, ...] = tuple(method.spec.name for method in METHODS)
 
 
