@@ -148,6 +148,11 @@ def _check_sweep(
         raise WeightLevelConfigError(
             f"{METHOD} sweep: parameter `lambda` must be a float ≥ 0, got {bad}."
         )
+    if isinstance((config.get("parameters") or {}).get("lambda"), (list, dict)):
+        raise WeightLevelConfigError(
+            f"{METHOD} sweep: the config sets `lambda` per tensor (a list or filters); a sweep "
+            "uses one λ for every tensor. Remove `lambda` from the config's `parameters:`."
+        )
     if len({float(lam) for lam in lambdas}) != len(lambdas):
         raise WeightLevelConfigError(f"{METHOD} sweep: λ values repeat: {list(lambdas)}.")
     if len({d.resolve() for d in out_dirs}) != len(out_dirs):
