@@ -122,5 +122,44 @@ def demo(directory: str, arch: str) -> None:
     click.echo(report.render())
 
 
+@main.group()
+def sweep() -> None:
+    """Run one merge for several parameter values, sharing the expensive part."""
+
+
+def parse_lambdas(_ctx: click.Context, _param: click.Parameter, value: str) -> list[float]:
+    try:
+        return [float(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"a comma-separated list of numbers, got {value!r}") from None
+
+
+@sweep.command(name="timber", cls=PrettyPrintHelp)
+@click.argument("config_file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out_prefix", type=click.Path(file_okay=False))
+@click.option(
+    "--lambdas",
+    required=True,
+    callback=parse_lambdas,
+    help="Comma-separated λ values, e.g. 0,0.1,0.2,0.4; one output OUT_PREFIX-lambda<λ> each.",
+)
+@add_merge_options
+@user_errors
+def sweep_timber(
+    merge_options: MergeOptions, config_file: str, out_prefix: str, lambdas: list[float]
+) -> None:
+    """Timber (timber_spectral) for every λ, decomposing each tensor once.
+
+    CONFIG_FILE is a timber_spectral mergekit YAML; its `lambda` is replaced by each value
+    of --lambdas. Takes mergekit-yaml's options.
+    """
+    from mergekit_weightlevel.timber_sweep import sweep_config, sweep_out_dirs
+
+    merge_options.apply_global_options()
+    out_dirs = sweep_out_dirs(out_prefix, lambdas)
+    for lam, folder in zip(lambdas, sweep_config(config_file, lambdas, out_dirs, merge_options)):
+        click.echo(f"lambda {lam:g}: {folder}")
+
+
 if __name__ == "__main__":
     main()

@@ -266,6 +266,62 @@ def _shadow_graft_lora_demo(
     )
 
 
+def _float64_timber(base: torch.Tensor, instruct: torch.Tensor, lam: float) -> torch.Tensor:
+    """Timber recomputed independently in float64 (SVD, eRank, tail × λ), for the demo's check."""
+    import math
+
+    delta = instruct.float() - base.float()
+    if delta.ndim < 2:
+        return instruct.double()
+    U, S, Vh = torch.linalg.svd(delta.reshape(delta.shape[0], -1).double(), full_matrices=False)
+    p = S / S.sum()
+    k = math.ceil(float(torch.exp(-(p * torch.log(p + 1e-9)).sum())))
+    scaled = torch.cat([S[:k], lam * S[k:]])
+    return base.double() + ((U * scaled) @ Vh).reshape(delta.shape)
+
+
+def _timber_demo(family: TinyFamily, directory: Path, options: MergeOptions) -> MergeResult:
+    lam = 0.2
+    config: dict[str, Any] = {
+        "merge_method": "timber_spectral",
+        "base_model": str(family.base),
+        "models": [{"model": str(family.instruct)}],
+        "parameters": {"lambda": lam},
+        "dtype": "float32",
+    }
+    config_path = directory / "timber_spectral.yml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    output = merge_yaml(config_path, directory / "merged-timber_spectral", options)
+
+    base, instruct = read_state(family.base), read_state(family.instruct)
+    merged = read_state(output)
+    error = max(
+        float(
+            (merged[name].double() - _float64_timber(base[name], instruct[name], lam)).abs().max()
+        )
+        for name in merged
+    )
+    flat = {
+        name: torch.cat([t.flatten() for t in state.values()])
+        for name, state in {"output": merged, "base": base, "instruct": instruct}.items()
+    }
+    return MergeResult(
+        method="timber_spectral",
+        formula=(
+            f"output = base + top-⌈eRank⌉ directions of (instruct − base) + {lam} × the rest"
+            "   [Timber, arXiv 2509.23595]"
+        ),
+        config_path=config_path,
+        output=output,
+        max_abs_error=error,
+        sigmas={
+            "output, base": sigma(flat["output"], flat["base"]),
+            "output, instruct": sigma(flat["output"], flat["instruct"]),
+            "instruct, base": sigma(flat["instruct"], flat["base"]),
+        },
+    )
+
+
 def run_demo(directory: str | Path, *, arch: str = "llama", quiet: bool = True) -> DemoReport:
     """Build the tiny family under ``directory`` and run every demo merge."""
     directory = Path(directory).resolve()
@@ -278,5 +334,6 @@ def run_demo(directory: str | Path, *, arch: str = "llama", quiet: bool = True) 
         _shadow_graft_demo(family, directory, options),
         _shadow_graft_lora_demo(family, directory, options),
         _interp_demo(family, directory, options),
+        _timber_demo(family, directory, options),
     ]
     return DemoReport(family=family, merges=merges)

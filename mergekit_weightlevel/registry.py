@@ -10,11 +10,13 @@ from mergekit_weightlevel.methods.base import describe_type, is_required
 from mergekit_weightlevel.methods.instruct_thinking_interp import instruct_thinking_interp_method
 from mergekit_weightlevel.methods.paramdelta import paramdelta_method
 from mergekit_weightlevel.methods.shadow_graft import shadow_graft_method
+from mergekit_weightlevel.methods.timber_spectral import timber_spectral_method
 
 # Every method this package provides, in the order `mergekit-weightlevel methods` lists them.
 METHODS: tuple[MergeMethod, ...] = (
     paramdelta_method,
     shadow_graft_method,
+    timber_spectral_method,
     instruct_thinking_interp_method,
 )
 METHOD_NAMES: tuple[str, ...] = tuple(method.spec.name for method in METHODS)

@@ -1,0 +1,381 @@
+"""Timber (arXiv 2509.23595): refine an Instruct model by partly reverting it towards its Base.
+
+Per ≥2-D tensor, with ΔW = W_I − W_B (float32) seen as D = shape[0] × rest:
+
+    k  = ⌈eRank(σ(D))⌉                       (effective rank of the delta's spectrum)
+    D' = Σ_{i<k} σ_i u_i v_iᵀ + λ · Σ_{i≥k} σ_i u_i v_iᵀ
+       = P_k(D) + λ · (D − P_k(D))            (P_k: projection on the top-k directions)
+    W  = W_B + D'
+
+λ = 1 gives W_I back, λ = 0 keeps only the top-k directions (hard truncation). 1-D tensors
+(norms, biases) keep W_I. The official ``timber.py`` (where λ is called ``gamma``) runs a
+float64 thin SVD per tensor; ``solver: svd`` does exactly that. The default ``solver: auto``
+gets P_k(D) from the float64 eigendecomposition of the smaller Gram matrix (DᵀD or DDᵀ),
+which is several times cheaper, and falls back to the SVD for every tensor where it cannot
+guarantee float32-rounding agreement (see ``gram_is_accurate``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from mergekit.merge_methods.base import (
+    BasePolicy,
+    InputContract,
+    MergeMethodSpec,
+    ParameterScope,
+    ParameterSpec,
+    TensorGroup,
+)
+
+from mergekit_weightlevel.methods.base import (
+    WeightLevelConfigError,
+    WeightLevelMethod,
+    bounded_float,
+    choice,
+)
+from mergekit_weightlevel.metrics import ERANK_LOG_EPS, as_matrix, effective_rank
+from mergekit_weightlevel.spectral import SVDFailure, thin_svd
+
+NAME = "timber_spectral"
+
+SCOPES = ("all", "linear")
+SOLVERS = ("auto", "svd")
+
+#: Names of vocabulary tensors, for groups without ``vocabulary_axis`` (the in-memory API).
+VOCABULARY_TENSOR = re.compile(r"(^|\.)(embed_tokens|lm_head|wte|word_embeddings|embed_out)\.")
+
+# Fast-path acceptance thresholds (see ``gram_is_accurate``).
+#: Largest tolerated estimate of ‖D'_gram − D'_svd‖_F / ‖D‖_F from the subspace split at k.
+GRAM_MAX_SPLIT_ERROR = 1e-7
+#: The last kept direction must have σ² ≥ this × σ_0², well above the Gram's noise floor.
+GRAM_MIN_KEPT_ENERGY = 1e-10
+#: Relative uncertainty of eRank that remains even with exact σ (float32 cast of S).
+ERANK_FLOOR_UNCERTAINTY = 1e-6
+
+
+# ----------------------------------------------------------------------------- decomposition
+
+
+@dataclass
+class SpectralSplit:
+    """How one delta matrix splits into its top-k directions and the tail.
+
+    ``apply(λ)`` gives D' for any λ without decomposing again, which is what λ sweeps use.
+    """
+
+    delta: torch.Tensor  # D, float32, 2-D
+    k: int
+    erank: float
+    solver: str  # "svd" or "gram"
+    U: torch.Tensor | None = None  # svd: float32 factors, as the official code keeps them
+    S: torch.Tensor | None = None
+    Vh: torch.Tensor | None = None
+    kept: torch.Tensor | None = None  # gram: P_k(D), float32
+
+    def apply(self, lam: float) -> torch.Tensor:
+        """D' for this λ, float32."""
+        if self.solver == "svd":
+            return _svd_reconstruction(self.U, self.S, self.Vh, self.k, lam)
+        return self.kept + lam * (self.delta - self.kept)
+
+
+def _svd_reconstruction(
+    U: torch.Tensor, S: torch.Tensor, Vh: torch.Tensor, k: int, lam: float
+) -> torch.Tensor:
+    """U diag(S') Vh in float32 as ``timber.py`` computes it (U * S' equals U @ diag(S') bitwise)."""
+    if lam > 0.0:
+        scaled = S.clone()
+        scaled[k:] *= lam
+        return (U * scaled) @ Vh
+    return (U[:, :k] * S[:k]) @ Vh[:k]
+
+
+def svd_split(delta: torch.Tensor, *, exponent: float, name: str) -> SpectralSplit:
+    """The official path: thin SVD in float64, factors cast back to float32, k from S."""
+    U, S, Vh = thin_svd(delta, precision=torch.float64, name=f"{NAME}: {name}")
+    U, S, Vh = (
+        U.to(delta.device, torch.float32),
+        S.to(delta.device, torch.float32),
+        Vh.to(delta.device, torch.float32),
+    )
+    erank = effective_rank(S, exponent)
+    return SpectralSplit(
+        delta=delta, k=math.ceil(erank), erank=erank, solver="svd", U=U, S=S, Vh=Vh
+    )
+
+
+@dataclass
+class GramSpectrum:
+    """Eigendecomposition of the smaller Gram matrix of D, in float64, descending."""
+
+    eigenvalues: torch.Tensor  # σ_i², clamped at 0
+    vectors: torch.Tensor  # right (DᵀD) or left (DDᵀ) singular vectors, as columns
+    right: bool  # True: vectors are V (D is tall or square); False: U (D is wide)
+    noise: float  # absolute eigenvalue uncertainty δ of the float64 Gram route
+
+
+def gram_spectrum(delta: torch.Tensor) -> GramSpectrum:
+    """eigh of DᵀD (tall D) or DDᵀ (wide D) in float64 on D's device."""
+    d64 = delta.to(torch.float64)
+    rows, cols = d64.shape
+    right = cols <= rows
+    gram = d64.T @ d64 if right else d64 @ d64.T
+    values, vectors = torch.linalg.eigh(gram)
+    values = values.flip(0).clamp_min(0.0)
+    vectors = vectors.flip(1)
+    # Forming G and eigh both perturb its eigenvalues by about eps·‖G‖ times a dimension
+    # factor; max(m, n) is the conservative (worst-case growth) choice.
+    top = float(values[0]) if values.numel() else 0.0
+    noise = max(rows, cols) * torch.finfo(torch.float64).eps * top
+    return GramSpectrum(eigenvalues=values, vectors=vectors, right=right, noise=noise)
+
+
+def erank_uncertainty(
+    singular_values: torch.Tensor, sigma_noise: torch.Tensor, exponent: float
+) -> float:
+    """First-order bound on |ΔeRank| when each σ_i may be off by ``sigma_noise[i]``.
+
+    eRank = exp(H), H = −Σ p_i log(p_i + ε), p = t / Σt with t = σ^γ, so
+    |ΔH| ≤ Σ |log(p_i + ε) + p_i / (p_i + ε)| · |Δp_i| and |Δp_i| ≤ (|Δt_i| + p_i Σ|Δt|) / Σt.
+    """
+    s = singular_values.to(torch.float64)
+    t = s.pow(exponent)
+    total = t.sum()
+    if not total > 0:
+        return 0.0
+    low = (s - sigma_noise).clamp_min(0.0).pow(exponent)
+    high = (s + sigma_noise).pow(exponent)
+    dt = torch.maximum(high - t, t - low)
+    p = t / total
+    dp = (dt + p * dt.sum()) / total
+    dh = ((torch.log(p + ERANK_LOG_EPS) + p / (p + ERANK_LOG_EPS)).abs() * dp).sum()
+    erank = float(torch.exp(-(p * torch.log(p + ERANK_LOG_EPS)).sum()))
+    return erank * float(dh)
+
+
+def gram_is_accurate(
+    spectrum: GramSpectrum, k: int, erank: float, uncertainty: float
+) -> tuple[bool, str]:
+    """Whether P_k(D) from the Gram route agrees with the SVD route to float32 rounding.
+
+    Three measurable conditions, all needed:
+    1. k is certain: eRank ± its uncertainty (from the eigenvalue noise δ) has one ceiling.
+    2. The last kept direction is resolved: σ_{k−1}² ≥ 1e-10 · σ_0². Below that the Gram's
+       absolute noise (≈ 1e-13 σ_0² for 4096-wide matrices) is a sizeable part of σ².
+    3. The split at k is stable: rotating v_{k−1} towards v_k by θ ≈ δ / (σ_{k−1}² − σ_k²)
+       changes D' by about θ·σ_{k−1}; relative to ‖D‖_F this must stay ≤ 1e-7, far below
+       float32 resolution. Repeated singular values at k (gap 0) always fail here, and
+       there the SVD itself picks an arbitrary subspace: falling back keeps the official
+       behaviour.
+    """
+    values = spectrum.eigenvalues
+    rank = values.numel()
+    lower, upper = erank - uncertainty, erank + uncertainty
+    if math.ceil(lower) != math.ceil(upper):
+        return False, f"k uncertain (eRank {erank:.6f} ± {uncertainty:.2e})"
+    if k == 0 or k >= rank:
+        return True, "all directions kept or zero delta"
+    top = float(values[0])
+    last_kept, first_tail = float(values[k - 1]), float(values[k])
+    if last_kept < GRAM_MIN_KEPT_ENERGY * top:
+        return False, f"σ_(k-1)²/σ_0² = {last_kept / top:.1e} below {GRAM_MIN_KEPT_ENERGY:g}"
+    gap = last_kept - first_tail
+    frobenius = math.sqrt(float(values.sum()))
+    if gap <= 2 * spectrum.noise:
+        return False, "σ_(k-1) and σ_k are equal to Gram precision"
+    split_error = spectrum.noise / gap * math.sqrt(last_kept) / frobenius
+    if split_error > GRAM_MAX_SPLIT_ERROR:
+        return False, f"split at k too close (error estimate {split_error:.1e})"
+    return True, "accurate"
+
+
+def gram_split(delta: torch.Tensor, *, exponent: float, name: str) -> SpectralSplit | None:
+    """The fast path, or None where ``gram_is_accurate`` says the SVD is needed."""
+    try:
+        spectrum = gram_spectrum(delta)
+    except (RuntimeError, torch.linalg.LinAlgError):
+        return None
+    # S cast to float32 before the eRank, as on the SVD path (the official code's S).
+    singular = spectrum.eigenvalues.sqrt().to(torch.float32)
+    erank = effective_rank(singular, exponent)
+    k = math.ceil(erank)
+    values = spectrum.eigenvalues
+    sigma_noise = (values + spectrum.noise).sqrt() - values.sqrt()
+    uncertainty = max(
+        erank_uncertainty(values.sqrt(), sigma_noise, exponent), ERANK_FLOOR_UNCERTAINTY * erank
+    )
+    accurate, _reason = gram_is_accurate(spectrum, k, erank, uncertainty)
+    if not accurate:
+        return None
+    d64 = delta.to(torch.float64)
+    if k >= values.numel():
+        kept = delta.clone()
+    elif k == 0:
+        kept = torch.zeros_like(delta)
+    else:
+        basis = spectrum.vectors[:, :k]
+        kept64 = (d64 @ basis) @ basis.T if spectrum.right else basis @ (basis.T @ d64)
+        kept = kept64.to(torch.float32)
+    return SpectralSplit(delta=delta, k=k, erank=erank, solver="gram", kept=kept)
+
+
+def split_delta(
+    delta: torch.Tensor, *, exponent: float = 1.0, solver: str = "auto", name: str = "tensor"
+) -> SpectralSplit:
+    """Decompose a float32 2-D delta once: Gram fast path where accurate, else the SVD."""
+    if solver == "auto":
+        fast = gram_split(delta, exponent=exponent, name=name)
+        if fast is not None:
+            return fast
+    return svd_split(delta, exponent=exponent, name=name)
+
+
+# ----------------------------------------------------------------------------- per tensor
+
+
+def timber_tensors(
+    base: torch.Tensor,
+    instruct: torch.Tensor,
+    lambdas: Sequence[float],
+    *,
+    exponent: float = 1.0,
+    solver: str = "auto",
+    name: str = "tensor",
+    keep_instruct: bool = False,
+) -> list[torch.Tensor]:
+    """Timber's W for each λ, decomposing the delta once; each result in ``base``'s dtype.
+
+    ``keep_instruct`` (scope ``linear`` on a vocabulary tensor) returns W_I for every λ.
+    """
+    instruct_out = instruct.to(base.dtype)
+    if keep_instruct or base.ndim < 2:
+        return [instruct_out for _ in lambdas]
+    base32 = base.to(torch.float32)
+    delta = instruct.to(torch.float32) - base32
+    try:
+        split = split_delta(as_matrix(delta), exponent=exponent, solver=solver, name=name)
+    except SVDFailure as failure:
+        warnings.warn(
+            f"{NAME}: the SVD of tensor {name} did not converge ({failure}); "
+            "keeping the Instruct weights for it.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return [instruct_out for _ in lambdas]
+    outputs = []
+    for lam in lambdas:
+        if lam == 1.0:  # the tail is kept as it is: W_I exactly, not W_B + (W_I − W_B)
+            outputs.append(instruct_out)
+        else:
+            outputs.append((base32 + split.apply(lam).reshape(base.shape)).to(base.dtype))
+    return outputs
+
+
+def timber_spectral(
+    base: torch.Tensor,
+    instruct: torch.Tensor,
+    *,
+    lam: float = 0.2,
+    exponent: float = 1.0,
+    solver: str = "auto",
+    name: str = "tensor",
+    keep_instruct: bool = False,
+) -> torch.Tensor:
+    """Timber's W = W_B + D' for one tensor, in ``base``'s dtype."""
+    (merged,) = timber_tensors(
+        base,
+        instruct,
+        [lam],
+        exponent=exponent,
+        solver=solver,
+        name=name,
+        keep_instruct=keep_instruct,
+    )
+    return merged
+
+
+def on_vocabulary_axis(group: TensorGroup) -> bool:
+    """Embeddings / lm_head: mergekit's vocabulary axis, or the usual names when it is unset."""
+    if group.metadata.vocabulary_axis is not None:
+        return True
+    return bool(VOCABULARY_TENSOR.search((group.metadata.name or "") + "."))
+
+
+# ----------------------------------------------------------------------------- mergekit method
+
+
+class TimberSpectralMerge(WeightLevelMethod):
+    """W_B + (top-eRank directions of W_I − W_B) + λ·(the rest): Timber's partial revert."""
+
+    spec = MergeMethodSpec(
+        name=NAME,
+        pretty_name="Timber",
+        reference_url="https://arxiv.org/abs/2509.23595",
+        contract=InputContract(base=BasePolicy.REQUIRED, min_non_base=1, max_non_base=1),
+        parameters=(
+            ParameterSpec(
+                "lambda",
+                bounded_float(NAME, "lambda", ge=0.0),
+                ParameterScope.SHARED,
+                default=0.2,
+                description="scale of the delta's tail beyond ⌈eRank⌉ (1: Instruct, 0: hard truncation)",
+            ),
+            ParameterSpec(
+                "scope",
+                choice(NAME, "scope", SCOPES),
+                ParameterScope.SHARED,
+                default="all",
+                description="`all` ≥2-D tensors (official), or `linear`: embeddings / lm_head keep Instruct",
+            ),
+            ParameterSpec(
+                "erank_exponent",
+                bounded_float(NAME, "erank_exponent", ge=0.01, le=10.0),
+                ParameterScope.SHARED,
+                default=1.0,
+                description="γ in p_i = σ_i^γ / Σσ^γ for the effective rank (official code: 1)",
+            ),
+            ParameterSpec(
+                "solver",
+                choice(NAME, "solver", SOLVERS),
+                ParameterScope.SHARED,
+                default="auto",
+                description="`auto`: Gram fast path where exact to float32, else SVD; `svd`: always the full SVD",
+            ),
+        ),
+    )
+    usage = (
+        "timber_spectral needs `base_model:` W_B (the Base) and exactly one other model, "
+        "W_I (the Instruct model post-trained from it)."
+    )
+
+    def merge_group(self, group: TensorGroup, /, **parameters: Any) -> torch.Tensor:
+        base, instruct = group.base, group.non_base[0]
+        if base is None:  # the contract requires one; kept for type checkers
+            raise WeightLevelConfigError(f"{NAME}: no base_model. {self.usage}")
+        name = group.metadata.name or "<tensor>"
+        keep = parameters["scope"] == "linear" and on_vocabulary_axis(group)
+        lam = float(parameters["lambda"])
+        from mergekit_weightlevel import timber_sweep  # the sweep's hook, when one runs
+
+        lambdas = timber_sweep.lambdas_for(name, lam)
+        outputs = timber_tensors(
+            base.tensor,
+            instruct.tensor,
+            lambdas,
+            exponent=float(parameters["erank_exponent"]),
+            solver=parameters["solver"],
+            name=name,
+            keep_instruct=keep,
+        )
+        timber_sweep.stash(name, outputs)
+        return outputs[0]
+
+
+timber_spectral_method = TimberSpectralMerge()

@@ -1,0 +1,233 @@
+"""Timber λ sweeps: one mergekit run, one decomposition per tensor, one checkpoint per λ.
+
+Users try several λ (0.0–0.4). Each ``timber_spectral`` output is W_B + P_k(D) + λ·(D − P_k(D)),
+so the expensive part (the decomposition giving P_k) does not depend on λ. A sweep runs the
+ordinary mergekit merge once, for the first λ, with two small additions:
+
+- the ``timber_spectral`` kernel asks ``lambdas_for`` which λ values to produce, computes all
+  of them from one decomposition, returns the first to mergekit and ``stash``es the others;
+- mergekit's ``TensorWriter`` is replaced, for this run only, by ``SweepWriter``: whatever
+  mergekit saves (after its own dtype casts) goes to the first output, and the stashed
+  tensor for each other λ, cast the same way, goes to that λ's output. Tensors that do not
+  depend on λ (1-D, buffers, pass-throughs) are saved to every output as they are.
+
+Afterwards the non-weight files mergekit wrote (config.json, tokenizer, model card,
+mergekit_config.yml) are copied to every output, with λ updated in the YAML. So each output
+is exactly what a single ``timber_spectral`` run with that λ writes, produced streaming,
+tensor by tensor, through mergekit's loaders and writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from mergekit.io import TensorWriter
+from mergekit.options import MergeOptions
+
+from mergekit_weightlevel.methods.base import WeightLevelConfigError
+
+METHOD = "timber_spectral"
+WEIGHT_FILE_SUFFIXES = (".safetensors", ".bin", ".index.json")
+
+
+class _Sweep:
+    """The λ values of the sweep in progress and the tensors waiting to be written."""
+
+    def __init__(self, lambdas: Sequence[float], out_dirs: Sequence[Path]):
+        self.lambdas = tuple(float(lam) for lam in lambdas)
+        self.main_dir = str(out_dirs[0])
+        self.side_dirs = [str(d) for d in out_dirs[1:]]
+        self.stash: dict[str, list[torch.Tensor]] = {}
+        self.lock = threading.Lock()
+
+
+_active: _Sweep | None = None
+
+
+def lambdas_for(name: str, lam: float) -> list[float]:
+    """The λ values the kernel must compute for tensor ``name`` (just ``lam`` outside a sweep)."""
+    sweep = _active
+    if sweep is None:
+        return [lam]
+    if lam != sweep.lambdas[0]:
+        raise WeightLevelConfigError(
+            f"{METHOD} sweep: tensor {name} got `lambda: {lam}` from a per-model, per-slice or "
+            f"filtered setting, but a sweep sets `lambda` itself ({list(sweep.lambdas)}). "
+            "Remove `lambda` from everywhere but the top-level `parameters:` of the config."
+        )
+    return list(sweep.lambdas)
+
+
+def stash(name: str, outputs: Sequence[torch.Tensor]) -> None:
+    """Keep the outputs for the sweep's other λ until mergekit saves tensor ``name``."""
+    sweep = _active
+    if sweep is None or len(outputs) < 2:
+        return
+    if all(out is outputs[0] for out in outputs[1:]):
+        return  # does not depend on λ: the writer copies what mergekit saves
+    with sweep.lock:
+        sweep.stash[name] = list(outputs[1:])
+
+
+class SweepWriter(TensorWriter):
+    """mergekit's writer for the first λ, plus one writer per other λ fed from the stash."""
+
+    def __init__(self, out_path: str, sweep: _Sweep, **options: Any):
+        super().__init__(out_path, **options)
+        self.sweep = sweep
+        self.side_writers = [TensorWriter(side, **options) for side in sweep.side_dirs]
+
+    def save_tensor(self, name: str, tensor: torch.Tensor, clone: bool = False) -> None:
+        super().save_tensor(name, tensor, clone=clone)
+        with self.sweep.lock:
+            others = self.sweep.stash.pop(name, None)
+        for index, writer in enumerate(self.side_writers):
+            # The same cast mergekit applied to the first λ's tensor (out_dtype, device).
+            side = tensor if others is None else others[index].to(tensor.device, tensor.dtype)
+            writer.save_tensor(name, side, clone=clone)
+
+    def finalize(self) -> None:
+        super().finalize()
+        for writer in self.side_writers:
+            writer.finalize()
+
+
+@contextlib.contextmanager
+def _sweeping(sweep: _Sweep) -> Iterator[None]:
+    """Install the sweep for one mergekit run: the kernel hook and the writer."""
+    global _active
+    import mergekit.io.tasks as io_tasks
+
+    if _active is not None:
+        raise RuntimeError(f"{METHOD} sweep: another sweep is running in this process")
+    original = io_tasks.TensorWriter
+
+    def make_writer(out_path: str, **options: Any) -> TensorWriter:
+        if str(out_path) == sweep.main_dir:
+            return SweepWriter(out_path, sweep, **options)
+        return original(out_path, **options)
+
+    _active = sweep
+    io_tasks.TensorWriter = make_writer
+    try:
+        yield
+    finally:
+        io_tasks.TensorWriter = original
+        _active = None
+
+
+def _config_for(config: dict[str, Any], lam: float) -> dict[str, Any]:
+    updated = dict(config)
+    updated["parameters"] = {**(config.get("parameters") or {}), "lambda": lam}
+    return updated
+
+
+def _check_sweep(
+    config: dict[str, Any], lambdas: Sequence[float], out_dirs: Sequence[Path]
+) -> None:
+    if config.get("merge_method") != METHOD:
+        raise WeightLevelConfigError(
+            f"{METHOD} sweep: the config's merge_method is {config.get('merge_method')!r}; "
+            f"a Timber sweep needs `merge_method: {METHOD}`."
+        )
+    if not lambdas:
+        raise WeightLevelConfigError(f"{METHOD} sweep: give at least one λ value (`--lambdas`).")
+    if len(lambdas) != len(out_dirs):
+        raise WeightLevelConfigError(
+            f"{METHOD} sweep: {len(lambdas)} λ values but {len(out_dirs)} output folders."
+        )
+    bad = [lam for lam in lambdas if not (lam >= 0.0)]
+    if bad:
+        raise WeightLevelConfigError(
+            f"{METHOD} sweep: parameter `lambda` must be a float ≥ 0, got {bad}."
+        )
+    if isinstance((config.get("parameters") or {}).get("lambda"), (list, dict)):
+        raise WeightLevelConfigError(
+            f"{METHOD} sweep: the config sets `lambda` per tensor (a list or filters); a sweep "
+            "uses one λ for every tensor. Remove `lambda` from the config's `parameters:`."
+        )
+    if len({float(lam) for lam in lambdas}) != len(lambdas):
+        raise WeightLevelConfigError(f"{METHOD} sweep: λ values repeat: {list(lambdas)}.")
+    if len({d.resolve() for d in out_dirs}) != len(out_dirs):
+        raise WeightLevelConfigError(f"{METHOD} sweep: output folders repeat.")
+
+
+def _copy_side_files(main: Path, side: Path, main_yaml: str, side_yaml: str) -> None:
+    """Everything but weights from the first output; the config text with this λ."""
+    for item in main.iterdir():
+        if item.name.endswith(WEIGHT_FILE_SUFFIXES):
+            continue
+        target = side / item.name
+        if item.is_dir():
+            shutil.copytree(item, target, dirs_exist_ok=True)
+        elif item.name in ("README.md", "mergekit_config.yml"):
+            text = item.read_text(encoding="utf-8").replace(main_yaml, side_yaml)
+            target.write_text(text, encoding="utf-8")
+        else:
+            shutil.copy2(item, target)
+
+
+def sweep_config(
+    config: str | Path | dict[str, Any],
+    lambdas: Sequence[float],
+    out_dirs: Sequence[str | Path],
+    options: MergeOptions | None = None,
+) -> list[Path]:
+    """Run a ``timber_spectral`` YAML config once for every λ; return the output folders.
+
+    Each tensor is decomposed once; output ``i`` equals a single run with ``lambda:
+    lambdas[i]`` (bit for bit: the same kernel code computes both).
+    """
+    from mergekit_weightlevel.merging import merge_yaml
+
+    if isinstance(config, (str, Path)):
+        config = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
+    out_paths = [Path(d).resolve() for d in out_dirs]
+    lambdas = [float(lam) for lam in lambdas]
+    _check_sweep(config, lambdas, out_paths)
+    texts = [yaml.safe_dump(_config_for(config, lam), sort_keys=False) for lam in lambdas]
+    with _sweeping(_Sweep(lambdas, out_paths)):
+        merge_yaml(yaml.safe_load(texts[0]), out_paths[0], options)
+    # merge_yaml dumps the dict it is given; that text is what the model card holds.
+    main_text = yaml.safe_dump(yaml.safe_load(texts[0]), sort_keys=False)
+    for side, text in zip(out_paths[1:], texts[1:]):
+        _copy_side_files(out_paths[0], side, main_text, text)
+    return out_paths
+
+
+def timber_sweep(
+    base: str | Path,
+    instruct: str | Path,
+    lambdas: Sequence[float],
+    out_dirs: Sequence[str | Path],
+    *,
+    parameters: dict[str, Any] | None = None,
+    dtype: str | None = None,
+    options: MergeOptions | None = None,
+) -> list[Path]:
+    """Timber of ``instruct`` against ``base`` for every λ in ``lambdas``, one folder each.
+
+    ``parameters`` are the other ``timber_spectral`` parameters (``scope``,
+    ``erank_exponent``, ``solver``); ``dtype`` is mergekit's (default: the checkpoints').
+    """
+    config: dict[str, Any] = {
+        "merge_method": METHOD,
+        "base_model": str(base),
+        "models": [{"model": str(instruct)}],
+        "parameters": dict(parameters or {}),
+    }
+    if dtype is not None:
+        config["dtype"] = dtype
+    return sweep_config(config, lambdas, out_dirs, options)
+
+
+def sweep_out_dirs(prefix: str | Path, lambdas: Sequence[float]) -> list[Path]:
+    """``PREFIX-lambda0.2``-style folder names, one per λ."""
+    return [Path(f"{prefix}-lambda{float(lam):g}") for lam in lambdas]

@@ -1,0 +1,153 @@
+"""Timber λ sweeps: one run, one checkpoint per λ, each equal to its single run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+from helpers import read_state, run_yaml_merge, write_config
+from mergekit.options import MergeOptions
+
+from mergekit_weightlevel.cli import main
+from mergekit_weightlevel.methods import timber_spectral as ts
+from mergekit_weightlevel.methods.base import WeightLevelConfigError
+from mergekit_weightlevel.timber_sweep import sweep_config, sweep_out_dirs, timber_sweep
+
+LAMBDAS = [0.0, 0.2, 0.4, 1.0]
+
+
+def timber_config(family, dtype, **parameters):
+    return {
+        "merge_method": "timber_spectral",
+        "base_model": str(family.base),
+        "models": [{"model": str(family.instruct)}],
+        "parameters": parameters,
+        "dtype": dtype,
+    }
+
+
+@pytest.mark.parametrize(("arch", "dtype"), [("llama", "float32"), ("qwen3", "bfloat16")])
+def test_each_output_equals_its_single_run_bit_for_bit(all_families, arch, dtype, tmp_path):
+    family = all_families[arch]
+    config = timber_config(family, dtype)
+    out_dirs = sweep_out_dirs(tmp_path / "sweep", LAMBDAS)
+    options = MergeOptions(quiet=True, copy_tokenizer=True)
+    written = sweep_config(config, LAMBDAS, out_dirs, options)
+    assert written == [d.resolve() for d in out_dirs]
+    outputs = [read_state(d) for d in out_dirs]
+    for lam, swept in zip(LAMBDAS, outputs):
+        single = run_yaml_merge({**config, "parameters": {"lambda": lam}}, tmp_path / f"s{lam}")
+        assert set(swept) == set(single)
+        for name in single:
+            assert torch.equal(swept[name], single[name]), (lam, name)
+    # The outputs really differ between λ values (the stash reached the side writers).
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(outputs[0][q], outputs[1][q])
+
+
+def test_outputs_are_complete_and_loadable(qwen2_sharded_family, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    family = qwen2_sharded_family
+    lambdas = [0.1, 0.3]
+    out_dirs = [tmp_path / "a", tmp_path / "b"]
+    timber_sweep(
+        family.base, family.instruct, lambdas, out_dirs,
+        options=MergeOptions(quiet=True, out_shard_size=60_000),
+    )  # fmt: skip
+    first = {p.name for p in out_dirs[0].iterdir()}
+    assert "model.safetensors.index.json" in first  # sharded like the single run
+    for lam, folder in zip(lambdas, out_dirs):
+        names = {p.name for p in folder.iterdir()}
+        assert {"config.json", "mergekit_config.yml", "tokenizer.json"} <= names
+        assert {n for n in names if n.endswith(".safetensors")} == {
+            n for n in first if n.endswith(".safetensors")
+        }
+        saved = yaml.safe_load((folder / "mergekit_config.yml").read_text())
+        assert saved["parameters"]["lambda"] == lam
+        model = AutoModelForCausalLM.from_pretrained(folder)
+        AutoTokenizer.from_pretrained(folder)
+        instruct, base = read_state(family.instruct), read_state(family.base)
+        name = "model.layers.1.mlp.down_proj.weight"
+        expected = ts.timber_spectral(base[name], instruct[name], lam=lam, name=name)
+        assert torch.equal(model.state_dict()[name], expected)
+
+
+def test_cli_sweep_writes_one_folder_per_lambda(llama_family, tmp_path):
+    config = write_config(tmp_path / "t.yml", timber_config(llama_family, "float32"))
+    result = CliRunner().invoke(
+        main,
+        ["sweep", "timber", str(config), str(tmp_path / "out"), "--lambdas", "0,0.25"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "lambda 0.25:" in result.output
+    for lam in (0.0, 0.25):
+        folder = tmp_path / f"out-lambda{lam:g}"
+        single = run_yaml_merge(
+            {**timber_config(llama_family, "float32"), "parameters": {"lambda": lam}},
+            tmp_path / f"single{lam}",
+        )
+        swept = read_state(folder)
+        for name in single:
+            assert torch.equal(swept[name], single[name]), (lam, name)
+
+
+def test_sweep_rejects_another_method(llama_family, tmp_path):
+    config = {**timber_config(llama_family, "float32"), "merge_method": "linear"}
+    with pytest.raises(WeightLevelConfigError, match="a Timber sweep needs `merge_method"):
+        sweep_config(config, [0.1], [tmp_path / "o"])
+
+
+def test_sweep_rejects_lambda_set_per_tensor(llama_family, tmp_path):
+    config = timber_config(llama_family, "float32")
+    config["parameters"] = {"lambda": [{"filter": "mlp", "value": 0.5}, {"value": 0.2}]}
+    with pytest.raises(WeightLevelConfigError, match=r"sweep: the config sets `lambda` per tensor"):
+        sweep_config(config, [0.1, 0.2], [tmp_path / "a", tmp_path / "b"])
+
+
+def test_kernel_rejects_a_lambda_other_than_the_sweeps():
+    from mergekit_weightlevel import timber_sweep as sweep_module
+
+    sweep = sweep_module._Sweep([0.1, 0.2], [sweep_module.Path("a"), sweep_module.Path("b")])
+    with sweep_module._sweeping(sweep):
+        assert sweep_module.lambdas_for("w", 0.1) == [0.1, 0.2]
+        with pytest.raises(WeightLevelConfigError, match=r"tensor w got `lambda: 0.5`"):
+            sweep_module.lambdas_for("w", 0.5)
+    assert sweep_module.lambdas_for("w", 0.5) == [0.5]  # outside a sweep
+
+
+def test_cli_sweep_reports_bad_lambdas(llama_family, tmp_path):
+    config = write_config(tmp_path / "t.yml", timber_config(llama_family, "float32"))
+    result = CliRunner().invoke(
+        main, ["sweep", "timber", str(config), str(tmp_path / "o"), "--lambdas", "0.1,-1"]
+    )
+    assert result.exit_code == 1
+    assert "parameter `lambda` must be a float ≥ 0" in result.output
+
+
+def test_example_config_runs_on_the_demo_family(llama_family, tmp_path):
+    """examples/timber_spectral.yml, with its demo paths pointed at a tiny family."""
+    from pathlib import Path
+
+    example = Path(__file__).parent.parent / "examples" / "timber_spectral.yml"
+    config = yaml.safe_load(example.read_text())
+    assert config["base_model"] == "weightlevel-demo/models/base"
+    config["base_model"] = str(llama_family.base)
+    config["models"][0]["model"] = str(llama_family.instruct)
+    out = run_yaml_merge(config, tmp_path / "o")
+    base, instruct = read_state(llama_family.base), read_state(llama_family.instruct)
+    name = "model.layers.0.mlp.gate_proj.weight"
+    expected = ts.timber_spectral(base[name], instruct[name], lam=config["parameters"]["lambda"])
+    assert torch.equal(out[name], expected)
+
+
+def test_demo_timber_step_checks_against_float64(llama_family, tmp_path):
+    from mergekit_weightlevel.demo import _timber_demo
+
+    result = _timber_demo(llama_family, tmp_path, MergeOptions(quiet=True, copy_tokenizer=False))
+    assert result.method == "timber_spectral"
+    assert result.max_abs_error < 1e-6
+    # A partial revert: the output sits between the base and the instruct model.
+    assert 0 < result.sigmas["output, base"] < result.sigmas["instruct, base"]
+    assert result.sigmas["output, instruct"] > 0
