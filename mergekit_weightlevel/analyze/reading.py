@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -89,7 +88,7 @@ def names_in_shard_order(loader: LazyTensorLoader) -> list[str]:
     return [name for shard in loader.index.shards for name in shard.contained_keys]
 
 
-def open_model(label: str, options: MergeOptions) -> ModelTensors:
+def open_model(label: str) -> ModelTensors:
     """Resolve and index one model through ``LoaderCache`` (set up by ``open_models``)."""
     try:
         reference = ModelReference.parse(label)
@@ -111,7 +110,7 @@ def open_model(label: str, options: MergeOptions) -> ModelTensors:
 def open_models(labels: list[str], options: MergeOptions) -> list[ModelTensors]:
     """Set up mergekit's per-thread ``LoaderCache`` with ``options`` and open every model."""
     LoaderCache().setup(options)
-    return [open_model(label, options) for label in labels]
+    return [open_model(label) for label in labels]
 
 
 def close_models() -> None:
@@ -127,9 +126,3 @@ def common_names(models: list[ModelTensors], tensor_filter: TensorFilter) -> lis
         for name in models[0].names
         if tensor_filter.keeps(name) and all(name in held for held in others)
     ]
-
-
-def read_all(models: list[ModelTensors], name: str) -> Iterator[torch.Tensor]:
-    """The tensor ``name`` of each model in turn (CPU); the caller decides how many to keep."""
-    for model in models:
-        yield model.read(name)
