@@ -17,6 +17,7 @@ import torch
 import yaml
 from mergekit.options import MergeOptions
 
+from mergekit_weightlevel.analyze import AnalysisReport, analyze_models
 from mergekit_weightlevel.merging import merge_yaml
 from mergekit_weightlevel.metrics import sigma
 from mergekit_weightlevel.tiny_models import TinyFamily, build_family
@@ -48,6 +49,8 @@ class MergeResult:
 class DemoReport:
     family: TinyFamily
     merges: list[MergeResult]
+    #: ``analyze`` of the family (base against instruct, thinking, base_v2), rendered last.
+    analysis: AnalysisReport | None = None
 
     def render(self) -> str:
         lines = [
@@ -68,6 +71,13 @@ class DemoReport:
             "σ is the relative weight gap Σ|A−B| / (Σ|A|+Σ|B|). Re-run any merge with:\n"
             f"  mergekit-yaml {self.merges[0].config_path} OUT_DIR"
         )
+        if self.analysis is not None:
+            models = " ".join(self.analysis.models)
+            lines += [
+                "",
+                f"$ mergekit-weightlevel analyze {models} --metrics {','.join(self.analysis.metrics)}",
+                self.analysis.summary_text(),
+            ]
         return "\n".join(lines)
 
 
@@ -336,4 +346,10 @@ def run_demo(directory: str | Path, *, arch: str = "llama", quiet: bool = True) 
         _interp_demo(family, directory, options),
         _timber_demo(family, directory, options),
     ]
-    return DemoReport(family=family, merges=merges)
+    return DemoReport(family=family, merges=merges, analysis=_family_analysis(family, quiet))
+
+
+def _family_analysis(family: TinyFamily, quiet: bool) -> AnalysisReport:
+    """The cheap ``analyze`` of the family: σ and eRank of each variant against the base."""
+    models = [family.base, family.instruct, family.thinking, family.base_v2]
+    return analyze_models(models, metrics=("sigma", "erank"), quiet=quiet)

@@ -11,6 +11,7 @@ Sums are accumulated in float64 so that the numbers do not depend on the input d
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -64,3 +65,153 @@ def kept_directions(singular_values: torch.Tensor, exponent: float = 1.0) -> int
 def as_matrix(tensor: torch.Tensor) -> torch.Tensor:
     """A ≥2-D tensor seen as shape[0] × (the rest), as every spectral metric here reads it."""
     return tensor.reshape(tensor.shape[0], -1)
+
+
+# --------------------------------------------------------------------------------------
+# Cheap companions of sigma (read-bound, any shape)
+# --------------------------------------------------------------------------------------
+
+
+def relative_frobenius_gap(a: torch.Tensor, b: torch.Tensor) -> float:
+    """‖B − A‖_F / ‖A‖_F in float64; inf when A = 0 and B ≠ 0, 0 when both are zero."""
+    a64 = a.to(torch.float64)
+    gap = float(torch.linalg.vector_norm(b.to(torch.float64) - a64))
+    reference = float(torch.linalg.vector_norm(a64))
+    if reference > 0:
+        return gap / reference
+    return 0.0 if gap == 0 else math.inf
+
+
+def cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> float:
+    """⟨A, B⟩ / (‖A‖_F ‖B‖_F) over the flattened tensors, in float64; 0 if either is zero."""
+    a64 = a.to(torch.float64).flatten()
+    b64 = b.to(torch.float64).flatten()
+    norms = float(torch.linalg.vector_norm(a64) * torch.linalg.vector_norm(b64))
+    return float(a64 @ b64) / norms if norms > 0 else 0.0
+
+
+# --------------------------------------------------------------------------------------
+# Spectral structure of post-training (He & Cao, arXiv 2509.17866)
+#
+# The paper describes post-training as W_post ≈ (U_A Q) · α Σ_A · (V_A Q)ᵀ: a near-uniform
+# scaling of the singular values and one orthogonal rotation Q shared by the left and the
+# right singular vectors. It publishes no code; the numbers below are this project's
+# definitions of "how well does that description hold", documented in docs/analyze.md.
+# --------------------------------------------------------------------------------------
+
+#: Singular values of A below this fraction of the largest are left out of the ratios s_B / s_A.
+STRUCTURE_RELATIVE_CUTOFF = 1e-6
+
+
+@dataclass(frozen=True)
+class SpectralStructure:
+    """How far W_B is a scaled and consistently rotated copy of W_A (see ``spectral_structure``)."""
+
+    alpha: float  # least-squares scale ⟨s_B, s_A⟩ / ⟨s_A, s_A⟩
+    cv: float  # std / mean of the ratios r_i = s_B,i / s_A,i (0 = perfectly uniform scaling)
+    median_ratio: float
+    p5_ratio: float
+    p95_ratio: float
+    consistency_gap: float  # ‖Q_U − Q_V‖_F / ‖Q_U‖_F (0 = the same rotation on both sides)
+    alignment: float  # mean |diag(Q_U)| (1 = the left singular vectors did not move)
+    reconstruction_error: float  # ‖W_B − U_A Q (α Σ_A) (V_A Q)ᵀ‖_F / ‖W_B‖_F
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def singular_value_ratios(
+    s_a: torch.Tensor, s_b: torch.Tensor, cutoff: float = STRUCTURE_RELATIVE_CUTOFF
+) -> torch.Tensor:
+    """r_i = s_B,i / s_A,i over the i where s_A,i > cutoff · s_A,0 (float64)."""
+    s_a = s_a.to(torch.float64)
+    s_b = s_b.to(torch.float64)
+    kept = s_a > cutoff * s_a[0] if s_a.numel() else s_a.bool()
+    return s_b[kept] / s_a[kept]
+
+
+def polar_orthogonal_factor(matrix: torch.Tensor) -> torch.Tensor:
+    """The orthogonal Q nearest to ``matrix`` in Frobenius norm: X Yᵀ from matrix = X S Yᵀ."""
+    x, _, yh = torch.linalg.svd(matrix.to(torch.float64), full_matrices=False)
+    return x @ yh
+
+
+def spectral_structure(
+    u_a: torch.Tensor,
+    s_a: torch.Tensor,
+    vh_a: torch.Tensor,
+    u_b: torch.Tensor,
+    s_b: torch.Tensor,
+    vh_b: torch.Tensor,
+    *,
+    cutoff: float = STRUCTURE_RELATIVE_CUTOFF,
+) -> SpectralStructure:
+    """Scale / rotation diagnostics of W_B against W_A from the thin SVDs of both.
+
+    Invariant to the sign an SVD is free to give each singular pair (u_i, v_i) of A or of B:
+    a flip negates the same row (for A) or column (for B) of Q_U and Q_V together.
+    """
+    u_a, s_a, vh_a, u_b, s_b, vh_b = (t.to(torch.float64) for t in (u_a, s_a, vh_a, u_b, s_b, vh_b))
+    ratios = singular_value_ratios(s_a, s_b, cutoff)
+    kept = s_a > cutoff * s_a[0]
+    s_a_kept, s_b_kept = s_a[kept], s_b[kept]
+    alpha = float((s_b_kept @ s_a_kept) / (s_a_kept @ s_a_kept)) if kept.any() else 0.0
+    mean_ratio = float(ratios.mean()) if ratios.numel() else 0.0
+    cv = float(ratios.std(correction=0)) / mean_ratio if mean_ratio > 0 else math.inf
+    quantiles = (
+        torch.quantile(ratios, torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64)).tolist()
+        if ratios.numel()
+        else [0.0, 0.0, 0.0]
+    )
+
+    q_u = u_a.T @ u_b
+    q_v = vh_a @ vh_b.T  # V_Aᵀ V_B with V = Vhᵀ
+    q_u_norm = float(torch.linalg.matrix_norm(q_u))
+    gap = float(torch.linalg.matrix_norm(q_u - q_v)) / q_u_norm if q_u_norm > 0 else math.inf
+    alignment = float(q_u.diagonal().abs().mean())
+
+    rotation = polar_orthogonal_factor((q_u + q_v) / 2)
+    w_b = (u_b * s_b) @ vh_b
+    w_hat = (u_a @ rotation) @ torch.diag(alpha * s_a) @ (vh_a.T @ rotation).T
+    w_b_norm = float(torch.linalg.matrix_norm(w_b))
+    error = float(torch.linalg.matrix_norm(w_b - w_hat)) / w_b_norm if w_b_norm > 0 else 0.0
+    return SpectralStructure(
+        alpha=alpha,
+        cv=cv,
+        median_ratio=quantiles[1],
+        p5_ratio=quantiles[0],
+        p95_ratio=quantiles[2],
+        consistency_gap=gap,
+        alignment=alignment,
+        reconstruction_error=error,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Robust outlier scores (used to flag matrices whose α stands out)
+# --------------------------------------------------------------------------------------
+
+#: 0.6745 = Φ⁻¹(0.75): makes the MAD of a normal sample estimate its standard deviation.
+MAD_TO_SIGMA = 0.6745
+#: Iglewicz & Hoaglin's threshold on the modified z-score.
+ROBUST_Z_THRESHOLD = 3.5
+
+
+def robust_z_scores(values: list[float]) -> list[float]:
+    """Modified z-scores 0.6745 (x − median) / MAD (Iglewicz & Hoaglin, 1993).
+
+    When the MAD is 0 (more than half the values equal) the mean absolute deviation,
+    scaled by 1.2533 (= √(π/2)), stands in for it; when that is 0 too, every score is 0.
+    """
+    if not values:
+        return []
+    data = torch.tensor(values, dtype=torch.float64)
+    median = torch.quantile(data, 0.5)  # interpolated: the textbook median for even counts
+    deviations = (data - median).abs()
+    mad = float(torch.quantile(deviations, 0.5))
+    if mad > 0:
+        return (MAD_TO_SIGMA * (data - median) / mad).tolist()
+    mean_deviation = float(deviations.mean())
+    if mean_deviation > 0:
+        return ((data - median) / (1.2533 * mean_deviation)).tolist()
+    return [0.0] * len(values)

@@ -1,0 +1,42 @@
+"""Weight-level diagnostics of post-training: ``analyze_models`` and its report.
+
+    from mergekit_weightlevel.analyze import analyze_models
+    report = analyze_models(["org/Base", "org/Instruct"], metrics="sigma,erank")
+    print(report.summary_text())
+    report.to_json("analysis.json")
+
+The CLI ``mergekit-weightlevel analyze`` is a thin layer over this. Metric definitions and
+the JSON schema are documented in docs/analyze.md.
+"""
+
+from mergekit_weightlevel.analyze.core import analyze_models, resolve_device
+from mergekit_weightlevel.analyze.names import layer_index, module_type, parse_layers
+from mergekit_weightlevel.analyze.records import (
+    DEFAULT_METRICS,
+    METRIC_COSTS,
+    METRIC_LEVELS,
+    TensorRecord,
+    parse_metrics,
+    tensor_record,
+)
+from mergekit_weightlevel.analyze.report import SCHEMA_VERSION, AnalysisReport, PairReport
+from mergekit_weightlevel.analyze.schema import report_schema, validate_report
+
+__all__ = [
+    "DEFAULT_METRICS",
+    "METRIC_COSTS",
+    "METRIC_LEVELS",
+    "SCHEMA_VERSION",
+    "AnalysisReport",
+    "PairReport",
+    "TensorRecord",
+    "analyze_models",
+    "layer_index",
+    "module_type",
+    "parse_layers",
+    "parse_metrics",
+    "report_schema",
+    "resolve_device",
+    "tensor_record",
+    "validate_report",
+]

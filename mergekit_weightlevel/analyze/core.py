@@ -1,0 +1,189 @@
+"""``analyze_models``: stream the models tensor by tensor and build an ``AnalysisReport``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import torch
+from mergekit.options import MergeOptions
+from tqdm.auto import tqdm
+
+from mergekit_weightlevel import __version__
+from mergekit_weightlevel.analyze.names import parse_layers
+from mergekit_weightlevel.analyze.reading import (
+    ModelTensors,
+    TensorFilter,
+    close_models,
+    common_names,
+    open_models,
+)
+from mergekit_weightlevel.analyze.records import (
+    DEFAULT_METRICS,
+    cheap_record,
+    parse_metrics,
+    tensor_record,
+)
+from mergekit_weightlevel.analyze.report import AnalysisReport, PairReport
+
+PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
+
+
+def resolve_device(device: str | None) -> str:
+    """``cpu``, ``cuda`` (or ``cuda:N``) or ``auto`` (CUDA when available) → a torch device string."""
+    device = (device or "cpu").lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"analyze: --device {device} was asked for but no CUDA device is available; "
+            "use --device cpu or --device auto"
+        )
+    return device
+
+
+def _package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _pairs_to_compute(count: int, all_pairs: bool) -> list[tuple[int, int, bool]]:
+    """(i, j, full_metrics): the reference against each model; with ``all_pairs`` the rest too.
+
+    Pairs without the reference get the cheap metrics only (σ, Frobenius gap, cosine): that
+    is what the σ matrix needs, and it keeps ``--all-pairs`` read-bound.
+    """
+    pairs = [(0, j, True) for j in range(1, count)]
+    if all_pairs:
+        pairs += [(i, j, False) for i in range(1, count) for j in range(i + 1, count)]
+    return pairs
+
+
+def _missing(models: list[ModelTensors], i: int, j: int, keep: TensorFilter) -> tuple[list, list]:
+    held_i, held_j = set(models[i].names), set(models[j].names)
+    only_i = [n for n in models[i].names if n not in held_j and keep.keeps(n)]
+    only_j = [n for n in models[j].names if n not in held_i and keep.keeps(n)]
+    return only_i, only_j
+
+
+def analyze_models(
+    models: Sequence[str | Path],
+    *,
+    metrics: str | Sequence[str] = DEFAULT_METRICS,
+    all_pairs: bool = False,
+    include: str | None = None,
+    exclude: str | None = None,
+    layers: str | Sequence[int] | None = None,
+    device: str | None = "cpu",
+    precision: str = "float32",
+    options: MergeOptions | None = None,
+    quiet: bool = False,
+) -> AnalysisReport:
+    """Compare ``models[1:]`` with the reference ``models[0]``, tensor by tensor.
+
+    Models are local folders, Hugging Face ids or ``model+adapter`` strings, read through
+    mergekit's loaders with ``options`` (``MergeOptions``: caches, ``trust_remote_code``,
+    ``lazy_unpickle``). At most one tensor per model is held at a time, read in the
+    reference's shard order. ``metrics``: ``sigma`` (always), ``erank``, ``structure``.
+    """
+    labels = [str(model) for model in models]
+    if len(labels) < 2:
+        raise ValueError("analyze needs at least two models: the reference A and a model B")
+    chosen = parse_metrics(metrics if isinstance(metrics, str) else list(metrics))
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision must be float32 or float64, got {precision!r}")
+    compute_device = resolve_device(device)
+    layer_set = parse_layers(layers) if isinstance(layers, str) else layers
+    keep = TensorFilter(include, exclude, frozenset(layer_set) if layer_set is not None else None)
+    options = options or MergeOptions(quiet=quiet)
+
+    opened = open_models(labels, options)
+    try:
+        names = common_names(opened, keep)
+        if not names:
+            raise ValueError(
+                f"analyze: no tensor is common to {', '.join(labels)} after the filters "
+                f"(include={include!r}, exclude={exclude!r}, layers={layers!r}); loosen them"
+            )
+        pairs = _run(
+            opened, names, keep, chosen, PRECISIONS[precision], compute_device, all_pairs, quiet
+        )
+    finally:
+        close_models()
+    return AnalysisReport(
+        models=labels,
+        metrics=chosen,
+        pairs=pairs,
+        settings={
+            "all_pairs": all_pairs,
+            "include": include,
+            "exclude": exclude,
+            "layers": sorted(layer_set) if layer_set is not None else None,
+            "device": compute_device,
+            "precision": precision,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+        versions={
+            "mergekit_weightlevel": __version__,
+            "mergekit": _package_version("mergekit"),
+            "torch": torch.__version__,
+        },
+    )
+
+
+def _run(
+    opened: list[ModelTensors],
+    names: list[str],
+    keep: TensorFilter,
+    metrics: tuple[str, ...],
+    precision: torch.dtype,
+    device: str,
+    all_pairs: bool,
+    quiet: bool,
+) -> list[PairReport]:
+    plan = _pairs_to_compute(len(opened), all_pairs)
+    reports = []
+    for i, j, full in plan:
+        only_a, only_b = _missing(opened, i, j, keep)
+        reports.append(
+            PairReport(
+                a=opened[i].label,
+                b=opened[j].label,
+                metrics=metrics if full else ("sigma",),
+                only_in_a=only_a,
+                only_in_b=only_b,
+            )
+        )
+    progress = tqdm(
+        names, desc="analyze", unit="tensor", file=sys.stderr, disable=quiet, dynamic_ncols=True
+    )
+    for name in progress:
+        # One tensor per model is alive at a time; they are dropped before the next name.
+        tensors = [model.read(name) for model in opened]
+        for (i, j, full), report in zip(plan, reports):
+            a, b = tensors[i], tensors[j]
+            reason = _skip_reason(a, b)
+            if reason:
+                report.skipped.append({"name": name, "reason": reason})
+            elif full:
+                report.tensors.append(
+                    tensor_record(name, a, b, metrics=metrics, precision=precision, device=device)
+                )
+            else:
+                report.tensors.append(cheap_record(name, a.to(device), b.to(device)))
+        del tensors, a, b
+    progress.close()
+    return reports
+
+
+def _skip_reason(a: torch.Tensor, b: torch.Tensor) -> str | None:
+    if not (a.is_floating_point() and b.is_floating_point()):
+        return f"not a floating-point tensor ({a.dtype}, {b.dtype})"
+    if a.shape != b.shape:
+        return f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}"
+    return None

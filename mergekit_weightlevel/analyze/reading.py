@@ -1,0 +1,128 @@
+"""Streaming tensors through mergekit's loaders, one name at a time, in shard order.
+
+Models are resolved by mergekit's ``ModelReference`` (local folder, Hugging Face id,
+``model+adapter``) and read by its ``LazyTensorLoader``s held in ``LoaderCache``: only the
+current shard of each model is open, and each tensor is read once per model.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+
+import torch
+from mergekit.common import ModelReference
+from mergekit.io.lazy_tensor_loader import LazyTensorLoader
+from mergekit.io.tasks import LoaderCache
+from mergekit.options import MergeOptions
+
+from mergekit_weightlevel.analyze.names import layer_index
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TensorFilter:
+    """Which tensor names to analyse: ``include`` / ``exclude`` regexes (``re.search``) and layers.
+
+    With ``layers`` set, only tensors of those decoder layers are kept (embeddings, the
+    final norm and lm_head have no layer and are left out).
+    """
+
+    include: str | None = None
+    exclude: str | None = None
+    layers: frozenset[int] | None = None
+
+    def __post_init__(self) -> None:
+        for option, pattern in (("--include", self.include), ("--exclude", self.exclude)):
+            if pattern is not None:
+                try:
+                    re.compile(pattern)
+                except re.error as error:
+                    raise ValueError(
+                        f"{option}: {pattern!r} is not a valid regex ({error})"
+                    ) from None
+
+    def keeps(self, name: str) -> bool:
+        if self.include is not None and not re.search(self.include, name):
+            return False
+        if self.exclude is not None and re.search(self.exclude, name):
+            return False
+        if self.layers is not None:
+            layer = layer_index(name)
+            return layer is not None and layer in self.layers
+        return True
+
+
+@dataclass
+class ModelTensors:
+    """One model opened through mergekit: its reference, its loader, the names it holds."""
+
+    label: str
+    reference: ModelReference
+    loader: LazyTensorLoader
+    names: list[str] = field(default_factory=list)  # in shard order
+
+    def read(self, name: str, device: str = "cpu") -> torch.Tensor:
+        """One tensor; falls back to plain loading where ``--lazy-unpickle`` cannot read a shard."""
+        try:
+            return self.loader.get_tensor(name, device=device)
+        except Exception as error:
+            if not self.loader.lazy_unpickle:
+                raise
+            # mergekit's own sharded .bin output has renamed zip roots the lazy unpickler rejects.
+            LOG.warning(
+                "%s: --lazy-unpickle could not read %s (%s); reading this model normally",
+                self.label,
+                name,
+                error,
+            )
+            self.loader.flush()
+            self.loader.lazy_unpickle = False
+            return self.loader.get_tensor(name, device=device)
+
+
+def names_in_shard_order(loader: LazyTensorLoader) -> list[str]:
+    """Every tensor name of a checkpoint, shard after shard (each shard is opened once)."""
+    return [name for shard in loader.index.shards for name in shard.contained_keys]
+
+
+def open_model(label: str) -> ModelTensors:
+    """Resolve and index one model through ``LoaderCache`` (set up by ``open_models``)."""
+    try:
+        reference = ModelReference.parse(label)
+        loader = LoaderCache().get(reference)
+    except Exception as error:
+        hint = (
+            " (a LoRA adapter needs --lora-merge-cache DIR to be merged into its model)"
+            if "+" in label
+            else ""
+        )
+        raise RuntimeError(
+            f"analyze: cannot open model {label!r}: {error}. Give a local folder holding "
+            f"*.safetensors or pytorch_model*.bin weights, a Hugging Face id, or "
+            f"MODEL+ADAPTER{hint}."
+        ) from error
+    return ModelTensors(label, reference, loader, names_in_shard_order(loader))
+
+
+def open_models(labels: list[str], options: MergeOptions) -> list[ModelTensors]:
+    """Set up mergekit's per-thread ``LoaderCache`` with ``options`` and open every model."""
+    LoaderCache().setup(options)
+    return [open_model(label) for label in labels]
+
+
+def close_models() -> None:
+    """Let every loader drop its open shard (mergekit's ``flush_all``)."""
+    LoaderCache().flush_all()
+
+
+def common_names(models: list[ModelTensors], tensor_filter: TensorFilter) -> list[str]:
+    """Names every model holds and the filter keeps, in the reference's shard order."""
+    others = [set(model.names) for model in models[1:]]
+    return [
+        name
+        for name in models[0].names
+        if tensor_filter.keeps(name) and all(name in held for held in others)
+    ]

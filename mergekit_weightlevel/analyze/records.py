@@ -1,0 +1,175 @@
+"""Per-tensor metrics of one pair (A = reference, B = the other model)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from mergekit_weightlevel.analyze.names import layer_index, module_type
+from mergekit_weightlevel.metrics import (
+    as_matrix,
+    cosine_similarity,
+    effective_rank,
+    relative_frobenius_gap,
+    sigma_parts,
+    spectral_structure,
+)
+from mergekit_weightlevel.spectral import singular_values, thin_svd
+
+#: Metric levels, cheapest first. ``sigma`` (with the Frobenius gap and cosine) is always computed.
+METRIC_LEVELS = ("sigma", "erank", "structure")
+DEFAULT_METRICS = ("sigma", "erank")
+
+#: What each level costs, for ``--help`` and the docs.
+METRIC_COSTS = {
+    "sigma": "read-bound: one pass over both tensors (also the Frobenius gap and cosine)",
+    "erank": "singular values of A, B and ΔW = B − A for every matrix (no singular vectors)",
+    "structure": "full thin SVDs of A and B for every matrix (the most expensive)",
+}
+
+#: Flat column names of a record, in CSV order (metrics that do not apply stay empty).
+RECORD_COLUMNS = (
+    "sigma",
+    "rel_frobenius",
+    "cosine",
+    "rank",
+    "erank_a",
+    "erank_b",
+    "erank_delta",
+    "erank_ratio_a",
+    "erank_ratio_b",
+    "erank_ratio_delta",
+    "alpha",
+    "cv",
+    "median_ratio",
+    "p5_ratio",
+    "p95_ratio",
+    "consistency_gap",
+    "alignment",
+    "reconstruction_error",
+)
+
+
+def parse_metrics(metrics: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """``"sigma,erank"`` or a sequence → the requested levels in canonical order (sigma always in)."""
+    requested = metrics.split(",") if isinstance(metrics, str) else list(metrics)
+    chosen = {item.strip().lower() for item in requested if item.strip()}
+    unknown = sorted(chosen - set(METRIC_LEVELS))
+    if unknown:
+        raise ValueError(
+            f"--metrics: unknown metric(s) {', '.join(unknown)}; choose from "
+            f"{','.join(METRIC_LEVELS)} (e.g. --metrics sigma,erank,structure)"
+        )
+    chosen.add("sigma")
+    return tuple(level for level in METRIC_LEVELS if level in chosen)
+
+
+@dataclass
+class TensorRecord:
+    """The metrics of one tensor in one pair; spectral fields are None where they do not apply."""
+
+    name: str
+    shape: list[int]
+    module_type: str
+    layer: int | None
+    sigma: float
+    sigma_numerator: float  # Σ|A − B|, kept for the global ratio of sums
+    sigma_denominator: float  # Σ|A| + Σ|B|
+    rel_frobenius: float
+    cosine: float
+    rank: int | None = None
+    erank: dict[str, float] | None = None  # {"a", "b", "delta"}
+    erank_ratio: dict[str, float] | None = None  # erank / rank, same keys
+    structure: dict[str, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "name": self.name,
+            "shape": list(self.shape),
+            "module_type": self.module_type,
+            "layer": self.layer,
+            "sigma": self.sigma,
+            "sigma_numerator": self.sigma_numerator,
+            "sigma_denominator": self.sigma_denominator,
+            "rel_frobenius": self.rel_frobenius,
+            "cosine": self.cosine,
+        }
+        for key in ("rank", "erank", "erank_ratio", "structure"):
+            value = getattr(self, key)
+            if value is not None:
+                record[key] = value
+        return record
+
+    def flat(self) -> dict[str, float | int | None]:
+        """Every ``RECORD_COLUMNS`` value (None where it does not apply), for tables and CSV."""
+        values: dict[str, float | int | None] = dict.fromkeys(RECORD_COLUMNS)
+        values.update(
+            sigma=self.sigma, rel_frobenius=self.rel_frobenius, cosine=self.cosine, rank=self.rank
+        )
+        for side in ("a", "b", "delta"):
+            if self.erank is not None:
+                values[f"erank_{side}"] = self.erank[side]
+            if self.erank_ratio is not None:
+                values[f"erank_ratio_{side}"] = self.erank_ratio[side]
+        if self.structure is not None:
+            values.update(self.structure)
+        return values
+
+
+def cheap_record(name: str, a: torch.Tensor, b: torch.Tensor) -> TensorRecord:
+    """σ, relative Frobenius gap and cosine: one read-bound pass, any shape."""
+    numerator, denominator = sigma_parts(a, b)
+    return TensorRecord(
+        name=name,
+        shape=list(a.shape),
+        module_type=module_type(name),
+        layer=layer_index(name),
+        sigma=numerator / denominator if denominator > 0 else 0.0,
+        sigma_numerator=numerator,
+        sigma_denominator=denominator,
+        rel_frobenius=relative_frobenius_gap(a, b),
+        cosine=cosine_similarity(a, b),
+    )
+
+
+def tensor_record(
+    name: str,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    *,
+    metrics: tuple[str, ...] = DEFAULT_METRICS,
+    precision: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+) -> TensorRecord:
+    """Every requested metric of one tensor. Spectral ones only for ≥2-D tensors (shape[0] × rest)."""
+    a = a.to(device)
+    b = b.to(device)
+    record = cheap_record(name, a, b)
+    wants_erank = "erank" in metrics
+    wants_structure = "structure" in metrics
+    if a.ndim < 2 or not (wants_erank or wants_structure):
+        return record
+
+    # bf16 / fp16 never reach an SVD: everything spectral runs in `precision` (float32 or 64).
+    matrix_a = as_matrix(a).to(precision)
+    matrix_b = as_matrix(b).to(precision)
+    record.rank = min(matrix_a.shape)
+    if wants_structure:
+        svd_a = thin_svd(matrix_a, precision=precision, name=f"{name} (model A)")
+        svd_b = thin_svd(matrix_b, precision=precision, name=f"{name} (model B)")
+        record.structure = spectral_structure(*svd_a, *svd_b).as_dict()
+        s_a, s_b = svd_a.S, svd_b.S
+    elif wants_erank:
+        s_a = singular_values(matrix_a, precision=precision, name=f"{name} (model A)")
+        s_b = singular_values(matrix_b, precision=precision, name=f"{name} (model B)")
+    if wants_erank:
+        s_delta = singular_values(matrix_b - matrix_a, precision=precision, name=f"{name} (B − A)")
+        record.erank = {
+            "a": effective_rank(s_a),
+            "b": effective_rank(s_b),
+            "delta": effective_rank(s_delta),
+        }
+        record.erank_ratio = {side: value / record.rank for side, value in record.erank.items()}
+    return record
