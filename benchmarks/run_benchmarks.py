@@ -483,6 +483,10 @@ def main() -> None:
     for layers in sizes:
         family = build(args.workdir, layers)
         warm_page_cache(family.root)
+        # The first process to import torch / mergekit pays for reading their files: not ours.
+        subprocess.run(
+            [sys.executable, "-c", "import mergekit.merge, mergekit_weightlevel.cli"], check=True
+        )
         print(f"{layers} layers:", flush=True)
         sections[f"{layers}-layer family (hidden 1024, MLP 2816, vocab 8192)"] = run_cases(
             family, args.workdir, only
