@@ -97,30 +97,19 @@ def _paramdelta_demo(family: TinyFamily, directory: Path, options: MergeOptions)
 
     base, post, new_base = (read_state(p) for p in (family.base, family.instruct, family.base_v2))
     merged = read_state(output)
-    error = max(
-        float(
-            (
-                merged[name].double()
-                - (new_base[name].double() + post[name].double() - base[name].double())
-            )
-            .abs()
-            .max()
-        )
-        for name in merged
-    )
-    flat = {
-        name: torch.cat([t.flatten() for t in state.values()])
-        for name, state in {"output": merged, "instruct": post, "base_v2": new_base}.items()
+    expected = {
+        name: new_base[name].double() + post[name].double() - base[name].double()
+        for name in new_base
     }
     return MergeResult(
         method="paramdelta",
         formula="output = base_v2 + (instruct − base)   [ParamΔ, arXiv 2504.21023]",
         config_path=config_path,
         output=output,
-        max_abs_error=error,
+        max_abs_error=_max_error(merged, expected),
         sigmas={
-            "output, base_v2": sigma(flat["output"], flat["base_v2"]),
-            "output, instruct": sigma(flat["output"], flat["instruct"]),
+            "output, base_v2": sigma(_flat(merged), _flat(new_base)),
+            "output, instruct": sigma(_flat(merged), _flat(post)),
         },
     )
 
