@@ -21,6 +21,7 @@ import logging
 import os
 import re
 from collections.abc import Hashable
+from pathlib import Path
 from typing import Annotated, Any
 
 import torch
@@ -48,6 +49,7 @@ from mergekit_weightlevel.methods.base import (
     split_roles,
 )
 from mergekit_weightlevel.methods.paramdelta import paramdelta as add_deltas
+from mergekit_weightlevel.preflight import read_headers
 
 NAME = "shadow_graft"
 #: What the official apply_diff.py grafts: the seven projections, weights and biases.
@@ -285,15 +287,11 @@ def checkpoint_shapes(model_id: Hashable) -> dict[str, tuple[int, ...] | None] |
 
     if not isinstance(model_id, ModelReference):
         return None
-    from safetensors import safe_open
-
     index = LoaderCache().get(model_id).index
     shapes: dict[str, tuple[int, ...] | None] = dict.fromkeys(index.tensor_paths)
     if index.is_safetensors:
-        for shard in set(index.tensor_paths.values()):
-            with safe_open(os.path.join(index.base_path, shard), framework="pt") as file:
-                for name in file.keys():  # noqa: SIM118 (safe_open is not a dict)
-                    shapes[name] = tuple(file.get_slice(name).get_shape())
+        headers = read_headers(Path(index.base_path), f"{NAME}: model {model_id}")
+        shapes.update({name: header.shape for name, header in headers.items()})
     return shapes
 
 
