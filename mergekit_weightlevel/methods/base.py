@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 import torch
-from mergekit.common import ModelReference
 from mergekit.merge_methods.base import (
     GroupMergeMethod,
     MergeMethodSpec,
@@ -257,6 +256,10 @@ class WeightLevelMethod(GroupMergeMethod):
 
     def _preflight(self, input_ids: Sequence[Hashable], base_id: Hashable | None) -> None:
         """Header checks of real checkpoints, once per set of inputs (mergekit calls us per tensor)."""
+        # Imported here: mergekit.common pulls in mergekit.io, which `import
+        # mergekit_weightlevel` should not (registration stays light).
+        from mergekit.common import ModelReference
+
         if not all(isinstance(i, ModelReference) for i in input_ids):
             return  # the in-memory API: there are no files to check
         ordered = ([base_id] if base_id in input_ids else []) + [
