@@ -279,6 +279,13 @@ def analyze(
         from mergekit_weightlevel.analyze.plots import require_matplotlib
 
         require_matplotlib()  # before the analysis, not after it
+    from mergekit_weightlevel.analyze.report import check_writable
+
+    for option, path in (("--json", json_path), ("--csv", csv_path), ("--markdown", markdown_path)):
+        if path:
+            check_writable(path, option=option)
+    if plots_dir:
+        check_writable(plots_dir, option="--plots", folder=True)
     merge_options.apply_global_options()
     report = analyze_models(
         list(models),

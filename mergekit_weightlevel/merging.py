@@ -15,6 +15,7 @@ from mergekit.config import MergeConfiguration
 from mergekit.merge import run_merge
 from mergekit.options import MergeOptions
 
+from mergekit_weightlevel.hub import check_models_available
 from mergekit_weightlevel.preflight import check_inputs
 from mergekit_weightlevel.registry import METHOD_NAMES, register_methods
 
@@ -45,6 +46,13 @@ def merge_yaml(
     else:
         merge_config = config
     options = options or MergeOptions()
+    # Before mergekit reads any model config: a Hub id that cannot be fetched fails in
+    # seconds with its name, instead of after half a minute of retries without it.
+    check_models_available(
+        merge_config.referenced_models(),
+        purpose=f"merge ({merge_config.merge_method})",
+        cache_dir=options.transformers_cache,
+    )
     preflight(merge_config)
     run_merge(merge_config, str(out_path), options=options, config_source=source)
     return Path(out_path)
