@@ -25,7 +25,16 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     FileNotFoundError,
     PermissionError,
     OSError,
+    # Bad YAML in a merge config (yaml.YAMLError), imported lazily at the failure.
 )
+
+
+def _is_user_error(error: BaseException) -> bool:
+    if isinstance(error, USER_ERRORS):
+        return True
+    import yaml
+
+    return isinstance(error, yaml.YAMLError)
 
 
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -35,9 +44,9 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except USER_ERRORS as error:
+        except Exception as error:
             ctx = click.get_current_context()
-            if ctx.find_root().params.get("debug"):
+            if not _is_user_error(error) or ctx.find_root().params.get("debug"):
                 raise
             click.echo(f"error: {error}", err=True)
             click.echo("(run with --debug for the traceback)", err=True)

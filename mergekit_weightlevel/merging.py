@@ -23,7 +23,11 @@ from mergekit_weightlevel.registry import METHOD_NAMES, register_methods
 def load_config(config_file: str | Path) -> tuple[MergeConfiguration, str]:
     """Parse a mergekit YAML file; return the configuration and its verbatim text."""
     source = Path(config_file).read_text(encoding="utf-8")
-    return MergeConfiguration.model_validate(yaml.safe_load(source)), source
+    try:
+        parsed = yaml.safe_load(source)
+    except yaml.YAMLError as error:
+        raise ValueError(f"{config_file} is not valid YAML: {error}") from None
+    return MergeConfiguration.model_validate(parsed), source
 
 
 def merge_yaml(
