@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -174,3 +175,107 @@ def test_fp16_deltas_are_computed_in_float32():
     )
     assert out["w"].dtype == torch.float16
     assert torch.equal(out["w"], torch.full((2, 2), 32000.0, dtype=torch.float16))
+
+
+# ----------------------------------------------------------------------------- decompositions
+
+
+def fail_first_call(monkeypatch, function: str) -> list[torch.dtype]:
+    """Make ``torch.linalg.<function>`` fail to converge once; record every call's dtype."""
+    real = getattr(torch.linalg, function)
+    calls: list[torch.dtype] = []
+
+    def flaky(matrix, *args, **kwargs):
+        calls.append(matrix.dtype)
+        if len(calls) == 1:
+            raise torch.linalg.LinAlgError("The algorithm failed to converge")
+        return real(matrix, *args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, function, flaky)
+    return calls
+
+
+@pytest.mark.parametrize("function", ["svd", "svdvals"])
+def test_decomposition_that_does_not_converge_is_retried_in_float64(monkeypatch, function):
+    from mergekit_weightlevel.spectral import singular_values, thin_svd
+
+    matrix = torch.randn(12, 7, generator=torch.Generator().manual_seed(3))
+    name = "model.layers.3.mlp.down_proj.weight"
+    calls = fail_first_call(monkeypatch, function)
+    with pytest.warns(RuntimeWarning) as caught:
+        if function == "svd":
+            values = thin_svd(matrix, precision=torch.float32, name=name).S
+        else:
+            values = singular_values(matrix, precision=torch.float32, name=name)
+    assert calls == [torch.float32, torch.float64]
+    message = str(caught[0].message)
+    assert message.startswith(f"{name}: ") and "retried in torch.float64 on cpu" in message
+    assert "The algorithm failed to converge" in message
+    expected = torch.from_numpy(__import__("numpy").linalg.svd(matrix.double().numpy())[1])
+    torch.testing.assert_close(values, expected, rtol=1e-12, atol=1e-12)
+
+
+def first_decomposed(report) -> object:
+    """The first tensor record of the first pair that had its singular values computed."""
+    return next(record for record in report.pairs[0].tensors if record.erank)
+
+
+def test_analyze_retries_a_failed_svd_and_names_the_tensor(llama_family, monkeypatch):
+    from mergekit_weightlevel.analyze import analyze_models
+
+    reference = analyze_models([llama_family.base, llama_family.instruct], quiet=True)
+    name = first_decomposed(reference).name
+    calls = fail_first_call(monkeypatch, "svdvals")
+    with pytest.warns(RuntimeWarning) as caught:
+        report = analyze_models([llama_family.base, llama_family.instruct], quiet=True)
+    assert calls[:2] == [torch.float32, torch.float64]
+    assert str(caught[0].message).startswith(
+        f"{name} (model A): singular values retried in torch.float64 on cpu"
+    )
+    retried = first_decomposed(report)
+    assert retried.name == name
+    assert retried.erank["a"] == pytest.approx(first_decomposed(reference).erank["a"], rel=1e-5)
+
+
+def test_analyze_stops_naming_the_tensor_when_every_attempt_fails(llama_family, monkeypatch):
+    def never_converges(*args, **kwargs):
+        raise torch.linalg.LinAlgError("The algorithm failed to converge")
+
+    monkeypatch.setattr(torch.linalg, "svdvals", never_converges)
+    result = CliRunner().invoke(
+        main, ["analyze", str(llama_family.base), str(llama_family.instruct), "--quiet"]
+    )
+    assert result.exit_code == 1
+    assert re.search(r"error: \S+\.weight \(model A\): singular values failed:", result.output)
+    assert "torch.float32 on cpu" in result.output and "torch.float64 on cpu" in result.output
+    assert "Traceback" not in result.output
+
+
+# ----------------------------------------------------------------------------- missing tensors
+
+
+@pytest.mark.parametrize(
+    "method, config",
+    [
+        ("shadow_graft", lambda f, bad: paramdelta(f, bad) | {"merge_method": "shadow_graft"}),
+        (
+            "timber_spectral",
+            lambda f, bad: {"merge_method": "timber_spectral", "base_model": str(f.base),
+                            "models": [{"model": str(bad)}]},
+        ),
+        (
+            "instruct_thinking_interp",
+            lambda f, bad: {"merge_method": "instruct_thinking_interp", "base_model": str(bad),
+                            "models": [{"model": str(f.thinking)}], "parameters": {"lambda": 0.5}},
+        ),
+    ],
+)  # fmt: skip
+def test_missing_tensor_policy_of_every_method(llama_family, tmp_path, method, config):
+    """The documented policy (docs/reliability.md): an error naming tensor and models."""
+    name = "model.layers.0.mlp.gate_proj.weight"
+    bad = rewritten(llama_family.instruct, tmp_path / "bad", lambda s: s.pop(name))
+    with pytest.raises(
+        PreflightError, match=rf"(?s){method}: .*tensor {name} is in .* missing from .*bad"
+    ):
+        run_yaml_merge(config(llama_family, bad), tmp_path / "out")
+    assert_no_model_written(tmp_path / "out")
