@@ -71,6 +71,11 @@ def preflight(merge_config: MergeConfiguration) -> None:
     """
     if merge_config.merge_method not in METHOD_NAMES:
         return
+    from mergekit import merge_methods
+
+    from mergekit_weightlevel.config_check import check_parameters
+
+    check_parameters(merge_config, merge_methods.get(merge_config.merge_method))
     models = list(merge_config.referenced_models())
     base = merge_config.base_model
     ordered = ([base] if base in models else []) + [m for m in models if m != base]

@@ -279,3 +279,79 @@ def test_missing_tensor_policy_of_every_method(llama_family, tmp_path, method, c
     ):
         run_yaml_merge(config(llama_family, bad), tmp_path / "out")
     assert_no_model_written(tmp_path / "out")
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+def interp(family, parameters, model_parameters=None):
+    return {
+        "merge_method": "instruct_thinking_interp",
+        "base_model": str(family.instruct),
+        "models": [{"model": str(family.thinking), "parameters": model_parameters or {}}],
+        "parameters": parameters,
+    }
+
+
+def merge_cli(config: dict, tmp_path: Path):
+    path = write_config(tmp_path / "c.yml", config)
+    return CliRunner().invoke(main, ["merge", str(path), str(tmp_path / "out")])
+
+
+def test_misspelt_parameter_is_an_error_not_a_silent_default(llama_family, tmp_path):
+    config = {
+        "merge_method": "timber_spectral",
+        "base_model": str(llama_family.base),
+        "models": [{"model": str(llama_family.instruct)}],
+        "parameters": {"lamda": 0.9},
+    }
+    result = merge_cli(config, tmp_path)
+    assert result.exit_code == 1
+    assert (
+        "timber_spectral: unknown parameter `lamda` in the top-level `parameters:`. "
+        "Did you mean `lambda`?" in result.output
+    )
+    assert "`lambda`, `scope`, `erank_exponent`, `solver`" in result.output
+    assert_no_model_written(tmp_path / "out")
+
+
+def test_unknown_parameter_on_a_model_names_the_model(llama_family, tmp_path):
+    config = paramdelta(llama_family, llama_family.instruct)
+    config["models"][1]["parameters"]["wieght"] = 2.0
+    result = merge_cli(config, tmp_path)
+    assert result.exit_code == 1
+    assert (
+        f"paramdelta: unknown parameter `wieght` in the parameters of model "
+        f"{llama_family.base_v2}. Did you mean `weight`?" in result.output
+    )
+
+
+@pytest.mark.parametrize(
+    "parameters, model_parameters, message",
+    [
+        ({"lambda": "half"}, None, "parameter `lambda` in the top-level `parameters:` must be a "
+         "float in [0, 1], got 'half'"),
+        ({"lambda": [0.2, 1.5]}, None, "instruct_thinking_interp: parameter `lambda` must be a "
+         "float in [0, 1], got 1.5"),
+        ({"lambda": [{"filter": "mlp", "value": -1}, {"value": 0.5}]}, None,
+         "parameter `lambda` must be a float in [0, 1], got -1"),
+        ({"lambda": 0.5}, {"lambda": "x"}, "in the parameters of model {thinking} must be"),
+    ],
+)  # fmt: skip
+def test_wrong_parameter_values_name_method_parameter_and_place(
+    llama_family, tmp_path, parameters, model_parameters, message
+):
+    result = merge_cli(interp(llama_family, parameters, model_parameters), tmp_path)
+    assert result.exit_code == 1
+    assert message.format(thinking=llama_family.thinking) in result.output
+    assert "Traceback" not in result.output
+    assert_no_model_written(tmp_path / "out")
+
+
+def test_gradients_and_filters_in_range_are_accepted(llama_family, tmp_path):
+    lam = [{"filter": "mlp", "value": [0.0, 1.0]}, {"value": 0.5}]
+    result = merge_cli(interp(llama_family, {"lambda": lam}), tmp_path)
+    assert result.exit_code == 0, result.output
+    merged, instruct = read_state(tmp_path / "out"), read_state(llama_family.instruct)
+    name = "model.layers.0.mlp.up_proj.weight"  # layer 0 of 2: the gradient's start, λ = 0
+    assert torch.equal(merged[name], instruct[name])
