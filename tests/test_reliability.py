@@ -355,3 +355,33 @@ def test_gradients_and_filters_in_range_are_accepted(llama_family, tmp_path):
     merged, instruct = read_state(tmp_path / "out"), read_state(llama_family.instruct)
     name = "model.layers.0.mlp.up_proj.weight"  # layer 0 of 2: the gradient's start, λ = 0
     assert torch.equal(merged[name], instruct[name])
+
+
+def test_corrupted_shard_from_the_cli_names_the_file_without_traceback(
+    qwen2_sharded_family, tmp_path
+):
+    bad = tmp_path / "bad"
+    shutil.copytree(qwen2_sharded_family.instruct, bad)
+    shard = sorted(bad.glob("*.safetensors"))[0]
+    shard.write_bytes(b"\x00" * 64)  # not a safetensors header at all
+    result = merge_cli(paramdelta(qwen2_sharded_family, bad), tmp_path)
+    assert result.exit_code == 1
+    assert f"cannot read the safetensors file {shard}" in result.output
+    assert "truncated or corrupted: re-download it" in result.output
+    assert "Traceback" not in result.output
+    assert_no_model_written(tmp_path / "out")
+
+
+def test_missing_index_entry_from_the_cli(qwen2_sharded_family, tmp_path):
+    import json
+
+    bad = tmp_path / "bad"
+    shutil.copytree(qwen2_sharded_family.instruct, bad)
+    index = bad / "model.safetensors.index.json"
+    data = json.loads(index.read_text())
+    data["weight_map"]["model.layers.9.mlp.up_proj.weight"] = "model-00099-of-00099.safetensors"
+    index.write_text(json.dumps(data))
+    result = merge_cli(paramdelta(qwen2_sharded_family, bad), tmp_path)
+    assert result.exit_code == 1
+    assert f"lists shard(s) missing from {bad}: model-00099-of-00099.safetensors" in result.output
+    assert "Traceback" not in result.output
