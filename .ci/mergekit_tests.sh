@@ -28,7 +28,12 @@ version=$("$python" -c "import importlib.metadata as m; print(m.version('mergeki
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-"$python" -m pip download -q "mergekit==$version" --no-binary :all: --no-deps -d "$work/sdist" 2>/dev/null
+if ! "$python" -m pip download -q "mergekit==$version" --no-binary :all: --no-deps \
+    -d "$work/sdist" >"$work/pip.log" 2>&1; then
+  cat "$work/pip.log" >&2
+  echo "mergekit_tests: could not download the mergekit $version sdist from PyPI" >&2
+  exit 1
+fi
 tar -xzf "$work"/sdist/mergekit-"$version".tar.gz -C "$work/sdist"
 src="$work/sdist/mergekit-$version"
 
