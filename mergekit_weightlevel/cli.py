@@ -25,7 +25,16 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     FileNotFoundError,
     PermissionError,
     OSError,
+    # Bad YAML in a merge config (yaml.YAMLError), imported lazily at the failure.
 )
+
+
+def _is_user_error(error: BaseException) -> bool:
+    if isinstance(error, USER_ERRORS):
+        return True
+    import yaml
+
+    return isinstance(error, yaml.YAMLError)
 
 
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -35,9 +44,9 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except USER_ERRORS as error:
+        except Exception as error:
             ctx = click.get_current_context()
-            if ctx.find_root().params.get("debug"):
+            if not _is_user_error(error) or ctx.find_root().params.get("debug"):
                 raise
             click.echo(f"error: {error}", err=True)
             click.echo("(run with --debug for the traceback)", err=True)
@@ -279,6 +288,13 @@ def analyze(
         from mergekit_weightlevel.analyze.plots import require_matplotlib
 
         require_matplotlib()  # before the analysis, not after it
+    from mergekit_weightlevel.analyze.report import check_writable
+
+    for option, path in (("--json", json_path), ("--csv", csv_path), ("--markdown", markdown_path)):
+        if path:
+            check_writable(path, option=option)
+    if plots_dir:
+        check_writable(plots_dir, option="--plots", folder=True)
     merge_options.apply_global_options()
     report = analyze_models(
         list(models),

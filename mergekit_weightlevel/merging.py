@@ -15,6 +15,7 @@ from mergekit.config import MergeConfiguration
 from mergekit.merge import run_merge
 from mergekit.options import MergeOptions
 
+from mergekit_weightlevel.hub import check_models_available
 from mergekit_weightlevel.preflight import check_inputs
 from mergekit_weightlevel.registry import METHOD_NAMES, register_methods
 
@@ -22,7 +23,11 @@ from mergekit_weightlevel.registry import METHOD_NAMES, register_methods
 def load_config(config_file: str | Path) -> tuple[MergeConfiguration, str]:
     """Parse a mergekit YAML file; return the configuration and its verbatim text."""
     source = Path(config_file).read_text(encoding="utf-8")
-    return MergeConfiguration.model_validate(yaml.safe_load(source)), source
+    try:
+        parsed = yaml.safe_load(source)
+    except yaml.YAMLError as error:
+        raise ValueError(f"{config_file} is not valid YAML: {error}") from None
+    return MergeConfiguration.model_validate(parsed), source
 
 
 def merge_yaml(
@@ -45,6 +50,13 @@ def merge_yaml(
     else:
         merge_config = config
     options = options or MergeOptions()
+    # Before mergekit reads any model config: a Hub id that cannot be fetched fails in
+    # seconds with its name, instead of after half a minute of retries without it.
+    check_models_available(
+        merge_config.referenced_models(),
+        purpose=f"merge ({merge_config.merge_method})",
+        cache_dir=options.transformers_cache,
+    )
     preflight(merge_config)
     run_merge(merge_config, str(out_path), options=options, config_source=source)
     return Path(out_path)
@@ -59,6 +71,11 @@ def preflight(merge_config: MergeConfiguration) -> None:
     """
     if merge_config.merge_method not in METHOD_NAMES:
         return
+    from mergekit import merge_methods
+
+    from mergekit_weightlevel.config_check import check_parameters
+
+    check_parameters(merge_config, merge_methods.get(merge_config.merge_method))
     models = list(merge_config.referenced_models())
     base = merge_config.base_model
     ordered = ([base] if base in models else []) + [m for m in models if m != base]

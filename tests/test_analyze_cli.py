@@ -54,7 +54,12 @@ def test_usage_errors_exit_2(args, message):
 def test_failures_exit_1_with_a_clear_message(llama_family, tmp_path):
     result = run(llama_family.base, tmp_path / "does-not-exist")
     assert result.exit_code == 1
-    assert "cannot open model" in result.output and "does-not-exist" in result.output
+    assert "is not a local folder" in result.output and "does-not-exist" in result.output
+    assert "Traceback" not in result.output
+    (tmp_path / "empty").mkdir()
+    result = run(llama_family.base, tmp_path / "empty")
+    assert result.exit_code == 1
+    assert "cannot open model" in result.output and "empty" in result.output
     assert "Traceback" not in result.output
     result = run(llama_family.base, llama_family.instruct, "--include", "nothing-matches")
     assert result.exit_code == 1

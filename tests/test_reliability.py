@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -174,3 +175,213 @@ def test_fp16_deltas_are_computed_in_float32():
     )
     assert out["w"].dtype == torch.float16
     assert torch.equal(out["w"], torch.full((2, 2), 32000.0, dtype=torch.float16))
+
+
+# ----------------------------------------------------------------------------- decompositions
+
+
+def fail_first_call(monkeypatch, function: str) -> list[torch.dtype]:
+    """Make ``torch.linalg.<function>`` fail to converge once; record every call's dtype."""
+    real = getattr(torch.linalg, function)
+    calls: list[torch.dtype] = []
+
+    def flaky(matrix, *args, **kwargs):
+        calls.append(matrix.dtype)
+        if len(calls) == 1:
+            raise torch.linalg.LinAlgError("The algorithm failed to converge")
+        return real(matrix, *args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, function, flaky)
+    return calls
+
+
+@pytest.mark.parametrize("function", ["svd", "svdvals"])
+def test_decomposition_that_does_not_converge_is_retried_in_float64(monkeypatch, function):
+    from mergekit_weightlevel.spectral import singular_values, thin_svd
+
+    matrix = torch.randn(12, 7, generator=torch.Generator().manual_seed(3))
+    name = "model.layers.3.mlp.down_proj.weight"
+    calls = fail_first_call(monkeypatch, function)
+    with pytest.warns(RuntimeWarning) as caught:
+        if function == "svd":
+            values = thin_svd(matrix, precision=torch.float32, name=name).S
+        else:
+            values = singular_values(matrix, precision=torch.float32, name=name)
+    assert calls == [torch.float32, torch.float64]
+    message = str(caught[0].message)
+    assert message.startswith(f"{name}: ") and "retried in torch.float64 on cpu" in message
+    assert "The algorithm failed to converge" in message
+    expected = torch.from_numpy(__import__("numpy").linalg.svd(matrix.double().numpy())[1])
+    torch.testing.assert_close(values, expected, rtol=1e-12, atol=1e-12)
+
+
+def first_decomposed(report) -> object:
+    """The first tensor record of the first pair that had its singular values computed."""
+    return next(record for record in report.pairs[0].tensors if record.erank)
+
+
+def test_analyze_retries_a_failed_svd_and_names_the_tensor(llama_family, monkeypatch):
+    from mergekit_weightlevel.analyze import analyze_models
+
+    reference = analyze_models([llama_family.base, llama_family.instruct], quiet=True)
+    name = first_decomposed(reference).name
+    calls = fail_first_call(monkeypatch, "svdvals")
+    with pytest.warns(RuntimeWarning) as caught:
+        report = analyze_models([llama_family.base, llama_family.instruct], quiet=True)
+    assert calls[:2] == [torch.float32, torch.float64]
+    assert str(caught[0].message).startswith(
+        f"{name} (model A): singular values retried in torch.float64 on cpu"
+    )
+    retried = first_decomposed(report)
+    assert retried.name == name
+    assert retried.erank["a"] == pytest.approx(first_decomposed(reference).erank["a"], rel=1e-5)
+
+
+def test_analyze_stops_naming_the_tensor_when_every_attempt_fails(llama_family, monkeypatch):
+    def never_converges(*args, **kwargs):
+        raise torch.linalg.LinAlgError("The algorithm failed to converge")
+
+    monkeypatch.setattr(torch.linalg, "svdvals", never_converges)
+    result = CliRunner().invoke(
+        main, ["analyze", str(llama_family.base), str(llama_family.instruct), "--quiet"]
+    )
+    assert result.exit_code == 1
+    assert re.search(r"error: \S+\.weight \(model A\): singular values failed:", result.output)
+    assert "torch.float32 on cpu" in result.output and "torch.float64 on cpu" in result.output
+    assert "Traceback" not in result.output
+
+
+# ----------------------------------------------------------------------------- missing tensors
+
+
+@pytest.mark.parametrize(
+    "method, config",
+    [
+        ("shadow_graft", lambda f, bad: paramdelta(f, bad) | {"merge_method": "shadow_graft"}),
+        (
+            "timber_spectral",
+            lambda f, bad: {"merge_method": "timber_spectral", "base_model": str(f.base),
+                            "models": [{"model": str(bad)}]},
+        ),
+        (
+            "instruct_thinking_interp",
+            lambda f, bad: {"merge_method": "instruct_thinking_interp", "base_model": str(bad),
+                            "models": [{"model": str(f.thinking)}], "parameters": {"lambda": 0.5}},
+        ),
+    ],
+)  # fmt: skip
+def test_missing_tensor_policy_of_every_method(llama_family, tmp_path, method, config):
+    """The documented policy (docs/reliability.md): an error naming tensor and models."""
+    name = "model.layers.0.mlp.gate_proj.weight"
+    bad = rewritten(llama_family.instruct, tmp_path / "bad", lambda s: s.pop(name))
+    with pytest.raises(
+        PreflightError, match=rf"(?s){method}: .*tensor {name} is in .* missing from .*bad"
+    ):
+        run_yaml_merge(config(llama_family, bad), tmp_path / "out")
+    assert_no_model_written(tmp_path / "out")
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+def interp(family, parameters, model_parameters=None):
+    return {
+        "merge_method": "instruct_thinking_interp",
+        "base_model": str(family.instruct),
+        "models": [{"model": str(family.thinking), "parameters": model_parameters or {}}],
+        "parameters": parameters,
+    }
+
+
+def merge_cli(config: dict, tmp_path: Path):
+    path = write_config(tmp_path / "c.yml", config)
+    return CliRunner().invoke(main, ["merge", str(path), str(tmp_path / "out")])
+
+
+def test_misspelt_parameter_is_an_error_not_a_silent_default(llama_family, tmp_path):
+    config = {
+        "merge_method": "timber_spectral",
+        "base_model": str(llama_family.base),
+        "models": [{"model": str(llama_family.instruct)}],
+        "parameters": {"lamda": 0.9},
+    }
+    result = merge_cli(config, tmp_path)
+    assert result.exit_code == 1
+    assert (
+        "timber_spectral: unknown parameter `lamda` in the top-level `parameters:`. "
+        "Did you mean `lambda`?" in result.output
+    )
+    assert "`lambda`, `scope`, `erank_exponent`, `solver`" in result.output
+    assert_no_model_written(tmp_path / "out")
+
+
+def test_unknown_parameter_on_a_model_names_the_model(llama_family, tmp_path):
+    config = paramdelta(llama_family, llama_family.instruct)
+    config["models"][1]["parameters"]["wieght"] = 2.0
+    result = merge_cli(config, tmp_path)
+    assert result.exit_code == 1
+    assert (
+        f"paramdelta: unknown parameter `wieght` in the parameters of model "
+        f"{llama_family.base_v2}. Did you mean `weight`?" in result.output
+    )
+
+
+@pytest.mark.parametrize(
+    "parameters, model_parameters, message",
+    [
+        ({"lambda": "half"}, None, "parameter `lambda` in the top-level `parameters:` must be a "
+         "float in [0, 1], got 'half'"),
+        ({"lambda": [0.2, 1.5]}, None, "instruct_thinking_interp: parameter `lambda` must be a "
+         "float in [0, 1], got 1.5"),
+        ({"lambda": [{"filter": "mlp", "value": -1}, {"value": 0.5}]}, None,
+         "parameter `lambda` must be a float in [0, 1], got -1"),
+        ({"lambda": 0.5}, {"lambda": "x"}, "in the parameters of model {thinking} must be"),
+    ],
+)  # fmt: skip
+def test_wrong_parameter_values_name_method_parameter_and_place(
+    llama_family, tmp_path, parameters, model_parameters, message
+):
+    result = merge_cli(interp(llama_family, parameters, model_parameters), tmp_path)
+    assert result.exit_code == 1
+    assert message.format(thinking=llama_family.thinking) in result.output
+    assert "Traceback" not in result.output
+    assert_no_model_written(tmp_path / "out")
+
+
+def test_gradients_and_filters_in_range_are_accepted(llama_family, tmp_path):
+    lam = [{"filter": "mlp", "value": [0.0, 1.0]}, {"value": 0.5}]
+    result = merge_cli(interp(llama_family, {"lambda": lam}), tmp_path)
+    assert result.exit_code == 0, result.output
+    merged, instruct = read_state(tmp_path / "out"), read_state(llama_family.instruct)
+    name = "model.layers.0.mlp.up_proj.weight"  # layer 0 of 2: the gradient's start, λ = 0
+    assert torch.equal(merged[name], instruct[name])
+
+
+def test_corrupted_shard_from_the_cli_names_the_file_without_traceback(
+    qwen2_sharded_family, tmp_path
+):
+    bad = tmp_path / "bad"
+    shutil.copytree(qwen2_sharded_family.instruct, bad)
+    shard = sorted(bad.glob("*.safetensors"))[0]
+    shard.write_bytes(b"\x00" * 64)  # not a safetensors header at all
+    result = merge_cli(paramdelta(qwen2_sharded_family, bad), tmp_path)
+    assert result.exit_code == 1
+    assert f"cannot read the safetensors file {shard}" in result.output
+    assert "truncated or corrupted: re-download it" in result.output
+    assert "Traceback" not in result.output
+    assert_no_model_written(tmp_path / "out")
+
+
+def test_missing_index_entry_from_the_cli(qwen2_sharded_family, tmp_path):
+    import json
+
+    bad = tmp_path / "bad"
+    shutil.copytree(qwen2_sharded_family.instruct, bad)
+    index = bad / "model.safetensors.index.json"
+    data = json.loads(index.read_text())
+    data["weight_map"]["model.layers.9.mlp.up_proj.weight"] = "model-00099-of-00099.safetensors"
+    index.write_text(json.dumps(data))
+    result = merge_cli(paramdelta(qwen2_sharded_family, bad), tmp_path)
+    assert result.exit_code == 1
+    assert f"lists shard(s) missing from {bad}: model-00099-of-00099.safetensors" in result.output
+    assert "Traceback" not in result.output

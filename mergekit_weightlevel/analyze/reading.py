@@ -109,6 +109,10 @@ def open_model(label: str) -> ModelTensors:
 
 def open_models(labels: list[str], options: MergeOptions) -> list[ModelTensors]:
     """Set up mergekit's per-thread ``LoaderCache`` with ``options`` and open every model."""
+    from mergekit_weightlevel.hub import check_models_available
+
+    # Every model at once and before any is read: a Hub id without network fails in seconds.
+    check_models_available(labels, purpose="analyze", cache_dir=options.transformers_cache)
     LoaderCache().setup(options)
     return [open_model(label) for label in labels]
 

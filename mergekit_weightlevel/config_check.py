@@ -1,0 +1,90 @@
+"""Parameter names and values of a whole merge config, checked before anything is loaded.
+
+mergekit reads only the parameters a method declares: a misspelt one (``lamda: 0.5``) is
+silently ignored and the default used, which writes a model nobody asked for. And a value
+of the wrong type fails deep in planning with a pydantic message that names neither the
+method nor the parameter. ``check_parameters`` looks at every ``parameters:`` block of a
+config for one of this package's methods and reports both, naming the method, the
+parameter, where it was set, and the fix.
+
+It runs in ``mergekit-weightlevel merge`` (which sees the whole config); plain
+``mergekit-yaml`` never shows a method the config, only the values of the parameters it
+declares (see docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from typing import Any
+
+from mergekit.config import ConditionalParameter, MergeConfiguration
+from pydantic import ValidationError
+
+from mergekit_weightlevel.methods.base import WeightLevelConfigError, describe_type
+
+
+def parameter_blocks(config: Any, where: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where it is, the block) for every non-empty ``parameters:`` of a config or module."""
+    prefix = f"{where}, " if where else ""
+    if getattr(config, "parameters", None):
+        here = f"the `parameters:` of {where}" if where else "the top-level `parameters:`"
+        yield here, config.parameters
+    for model in getattr(config, "models", None) or []:
+        if model.parameters:
+            yield f"{prefix}the parameters of model {model.model}", model.parameters
+    for index, output_slice in enumerate(getattr(config, "slices", None) or []):
+        if output_slice.parameters:
+            yield f"{prefix}the parameters of slice {index}", output_slice.parameters
+        for source in output_slice.sources:
+            if source.parameters:
+                yield (
+                    f"{prefix}the parameters of model {source.model} in slice {index}",
+                    source.parameters,
+                )
+    for name, module in (getattr(config, "modules", None) or {}).items():
+        yield from parameter_blocks(module, f"module {name}")
+
+
+def leaf_values(setting: Any) -> Iterator[Any]:
+    """The plain values in a setting: itself, a gradient's points, each filter's value."""
+    if isinstance(setting, ConditionalParameter):
+        yield from leaf_values(setting.value)
+    elif isinstance(setting, list):
+        for element in setting:
+            yield from leaf_values(element)
+    else:
+        yield setting
+
+
+def _reason(error: ValidationError) -> str:
+    message = str(error.errors()[0].get("msg", error))
+    return message.removeprefix("Value error, ")
+
+
+def check_parameters(config: MergeConfiguration, method: Any) -> None:
+    """Raise ``WeightLevelConfigError`` for an unknown parameter name or a value of the wrong type."""
+    specs = {spec.name: spec for spec in method.spec.parameters}
+    name = method.spec.name
+    accepted = ", ".join(f"`{n}`" for n in specs)
+    for where, block in parameter_blocks(config):
+        for parameter, setting in block.items():
+            spec = specs.get(parameter)
+            if spec is None:
+                close = difflib.get_close_matches(parameter, specs, n=1)
+                hint = f"Did you mean `{close[0]}`? " if close else ""
+                raise WeightLevelConfigError(
+                    f"{name}: unknown parameter `{parameter}` in {where}. {hint}{name} takes "
+                    f"{accepted}. (mergekit would ignore it and use the default silently.)"
+                )
+            for value in leaf_values(setting):
+                try:
+                    spec.validate(value)
+                except ValidationError as error:
+                    reason = _reason(error)
+                    if reason.startswith(f"{name}: "):
+                        raise WeightLevelConfigError(f"{reason} (set in {where})") from None
+                    raise WeightLevelConfigError(
+                        f"{name}: parameter `{parameter}` in {where} must be a "
+                        f"{describe_type(spec.value_type)}, got {value!r} ({reason})."
+                    ) from None
