@@ -57,6 +57,29 @@ def effective_rank(singular_values: torch.Tensor, exponent: float = 1.0) -> floa
     return float(torch.exp(entropy))
 
 
+def erank_uncertainty(
+    singular_values: torch.Tensor, sigma_noise: torch.Tensor, exponent: float
+) -> float:
+    """First-order bound on |ΔeRank| when each σ_i may be off by ``sigma_noise[i]``.
+
+    eRank = exp(H), H = −Σ p_i log(p_i + ε), p = t / Σt with t = σ^γ, so
+    |ΔH| ≤ Σ |log(p_i + ε) + p_i / (p_i + ε)| · |Δp_i| and |Δp_i| ≤ (|Δt_i| + p_i Σ|Δt|) / Σt.
+    """
+    s = singular_values.to(torch.float64)
+    t = s.pow(exponent)
+    total = t.sum()
+    if not total > 0:
+        return 0.0
+    low = (s - sigma_noise).clamp_min(0.0).pow(exponent)
+    high = (s + sigma_noise).pow(exponent)
+    dt = torch.maximum(high - t, t - low)
+    p = t / total
+    dp = (dt + p * dt.sum()) / total
+    dh = ((torch.log(p + ERANK_LOG_EPS) + p / (p + ERANK_LOG_EPS)).abs() * dp).sum()
+    erank = float(torch.exp(-(p * torch.log(p + ERANK_LOG_EPS)).sum()))
+    return erank * float(dh)
+
+
 def kept_directions(singular_values: torch.Tensor, exponent: float = 1.0) -> int:
     """k = ⌈effective_rank⌉: how many leading singular directions Timber keeps intact."""
     return int(math.ceil(effective_rank(singular_values, exponent)))
@@ -65,6 +88,38 @@ def kept_directions(singular_values: torch.Tensor, exponent: float = 1.0) -> int
 def as_matrix(tensor: torch.Tensor) -> torch.Tensor:
     """A ≥2-D tensor seen as shape[0] × (the rest), as every spectral metric here reads it."""
     return tensor.reshape(tensor.shape[0], -1)
+
+
+#: Largest tolerated first-order bound on the relative eRank error of the Gram route. A
+#: float32 SVD's singular values carry absolute errors of ~1e-7·σ_0, an eRank error of
+#: the same order; the float64 Gram route is accepted only where it is provably as good.
+ERANK_GRAM_TOLERANCE = 1e-6
+
+
+def matrix_effective_rank(
+    matrix: torch.Tensor, *, precision: torch.dtype = torch.float32, name: str = "matrix"
+) -> float:
+    """eRank (γ = 1) of a 2-D matrix, on its device, without singular vectors.
+
+    With ``precision`` float32: from ``eigvalsh`` of the float64 Gram matrix (σ² of the
+    smaller side, several times cheaper than an SVD), accepted when ``erank_uncertainty``
+    bounds its relative error by ``ERANK_GRAM_TOLERANCE``; otherwise, and always with
+    float64, from the singular values of an SVD in ``precision``.
+    """
+    from mergekit_weightlevel.spectral import gram_eigenvalues, singular_values
+
+    if precision == torch.float32:
+        try:
+            gram = gram_eigenvalues(matrix, name=name)
+        except (RuntimeError, torch.linalg.LinAlgError):  # non-convergence: the SVD decides
+            gram = None
+        if gram is not None:
+            sigma_values = gram.eigenvalues.sqrt()
+            erank = effective_rank(sigma_values)
+            sigma_noise = (gram.eigenvalues + gram.noise).sqrt() - sigma_values
+            if erank_uncertainty(sigma_values, sigma_noise, 1.0) <= ERANK_GRAM_TOLERANCE * erank:
+                return erank
+    return effective_rank(singular_values(matrix, precision=precision, name=name))
 
 
 # --------------------------------------------------------------------------------------

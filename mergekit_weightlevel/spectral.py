@@ -75,3 +75,56 @@ def singular_values(
     """The singular values of a 2-D matrix, descending, in ``precision`` or better."""
     precision = torch.promote_types(precision, torch.float32)
     return _decompose(matrix, precision, name, "singular values", torch.linalg.svdvals)
+
+
+# --------------------------------------------------------------------------------------
+# Gram route: singular values (and vectors) from the smaller Gram matrix, in float64
+# --------------------------------------------------------------------------------------
+
+
+class GramEigen(NamedTuple):
+    """Eigenvalues σ_i² of the smaller Gram matrix (descending, clamped at 0) and their noise."""
+
+    eigenvalues: torch.Tensor  # float64, descending
+    noise: float  # absolute uncertainty δ of each eigenvalue (forming G + eigh)
+
+
+def gram_matrix(matrix64: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """(G, right): G = MᵀM when M is tall or square (right), else MMᵀ; float64, on M's device.
+
+    Only G's upper triangle is guaranteed (read it with ``UPLO="U"``). On the CPU this is
+    BLAS ``dsyrk`` (scipy, a mergekit dependency), which computes that triangle only: half
+    the flops of the full matrix product that ``torch`` would do.
+    """
+    rows, cols = matrix64.shape
+    right = cols <= rows
+    if matrix64.device.type == "cpu" and matrix64.dtype == torch.float64:
+        try:
+            from scipy.linalg.blas import dsyrk
+        except ImportError:  # pragma: no cover - scipy comes with mergekit
+            dsyrk = None
+        if dsyrk is not None:
+            # The row-major M, read as column-major, is Mᵀ: no copy is made.
+            transposed = matrix64.contiguous().numpy().T
+            gram = dsyrk(1.0, transposed, trans=0 if right else 1)
+            return torch.from_numpy(gram), right
+    return (matrix64.T @ matrix64 if right else matrix64 @ matrix64.T), right
+
+
+def gram_noise(eigenvalues: torch.Tensor, shape: tuple[int, int]) -> float:
+    """Absolute eigenvalue uncertainty of the float64 Gram route: max(m, n)·eps·σ_0².
+
+    Forming G and ``eigh`` both perturb its eigenvalues by about eps·‖G‖ times a dimension
+    factor; max(m, n) is the conservative (worst-case growth) choice.
+    """
+    top = float(eigenvalues[0]) if eigenvalues.numel() else 0.0
+    return max(shape) * torch.finfo(torch.float64).eps * top
+
+
+def gram_eigenvalues(matrix: torch.Tensor, *, name: str = "matrix") -> GramEigen:
+    """σ_i² of a 2-D matrix from ``eigvalsh`` of its float64 Gram matrix, on its device."""
+    if matrix.ndim != 2:
+        raise ValueError(f"{name}: eigenvalues need a 2-D matrix, got shape {tuple(matrix.shape)}")
+    gram, _ = gram_matrix(matrix.to(torch.float64))
+    values = torch.linalg.eigvalsh(gram, UPLO="U").flip(0).clamp_min(0.0)
+    return GramEigen(values, gram_noise(values, tuple(matrix.shape)))
