@@ -216,3 +216,36 @@ def test_gram_routes_run_on_the_inputs_device():
     assert abs(
         metrics.matrix_effective_rank(delta.cuda()) - metrics.matrix_effective_rank(delta)
     ) < 1e-6 * metrics.matrix_effective_rank(delta)
+
+
+# ----------------------------------------------------------------------------- analyze σ pass
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("block", [7, 1 << 18])
+def test_pair_statistics_match_the_separate_metrics(dtype, block, monkeypatch):
+    from mergekit_weightlevel import metrics
+
+    monkeypatch.setattr(metrics, "PAIR_STATISTICS_BLOCK", block)  # 7: many ragged blocks
+    a, noise = _tensors(dtype, 2, shape=(41, 29))
+    b = (a.float() + 0.05 * noise.float()).to(dtype)
+    stats = metrics.pair_statistics(a, b)
+    numerator, denominator = metrics.sigma_parts(a, b)
+    assert stats.abs_diff == pytest.approx(numerator, rel=1e-13)
+    assert stats.abs_a + stats.abs_b == pytest.approx(denominator, rel=1e-13)
+    assert stats.sigma == pytest.approx(metrics.sigma(a, b), rel=1e-13)
+    assert stats.rel_frobenius == pytest.approx(metrics.relative_frobenius_gap(a, b), rel=1e-12)
+    assert stats.cosine == pytest.approx(metrics.cosine_similarity(a, b), rel=1e-13)
+
+
+def test_pair_statistics_edge_cases():
+    from mergekit_weightlevel import metrics
+
+    zero, ones = torch.zeros(3, 4), torch.ones(3, 4)
+    both_zero = metrics.pair_statistics(zero, zero)
+    assert (both_zero.sigma, both_zero.rel_frobenius, both_zero.cosine) == (0.0, 0.0, 0.0)
+    from_zero = metrics.pair_statistics(zero, ones)
+    assert from_zero.rel_frobenius == math.inf and from_zero.cosine == 0.0
+    assert from_zero.sigma == 1.0
+    with pytest.raises(ValueError, match="one shape"):
+        metrics.pair_statistics(zero, torch.zeros(4, 3))

@@ -10,11 +10,9 @@ import torch
 from mergekit_weightlevel.analyze.names import layer_index, module_type
 from mergekit_weightlevel.metrics import (
     as_matrix,
-    cosine_similarity,
     effective_rank,
     matrix_effective_rank,
-    relative_frobenius_gap,
-    sigma_parts,
+    pair_statistics,
     spectral_structure,
 )
 from mergekit_weightlevel.spectral import thin_svd
@@ -121,17 +119,17 @@ class TensorRecord:
 
 def cheap_record(name: str, a: torch.Tensor, b: torch.Tensor) -> TensorRecord:
     """σ, relative Frobenius gap and cosine: one read-bound pass, any shape."""
-    numerator, denominator = sigma_parts(a, b)
+    stats = pair_statistics(a, b)
     return TensorRecord(
         name=name,
         shape=list(a.shape),
         module_type=module_type(name),
         layer=layer_index(name),
-        sigma=numerator / denominator if denominator > 0 else 0.0,
-        sigma_numerator=numerator,
-        sigma_denominator=denominator,
-        rel_frobenius=relative_frobenius_gap(a, b),
-        cosine=cosine_similarity(a, b),
+        sigma=stats.sigma,
+        sigma_numerator=stats.abs_diff,
+        sigma_denominator=stats.abs_a + stats.abs_b,
+        rel_frobenius=stats.rel_frobenius,
+        cosine=stats.cosine,
     )
 
 
