@@ -110,6 +110,7 @@ def _spectra(r: int) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("shape", [(150, 90), (90, 150), (100, 100)])
 def test_gram_matrix_upper_triangle_is_the_gram(shape):
+    """The upper triangle (what eigh reads with UPLO="U") is MᵀM or MMᵀ, whichever is smaller."""
     from mergekit_weightlevel.spectral import gram_matrix
 
     matrix = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
