@@ -499,6 +499,52 @@ def machine() -> str:
     )
 
 
+METHOD_TEXT = (
+    "## Method",
+    "",
+    "The script builds a Llama-shaped family locally (hidden 1024, MLP 2816, vocabulary 8192,",
+    "untied lm_head; 8 layers ≈ 120M parameters, float32, ~0.5 GB per model) whose",
+    "post-trained members carry low-rank-plus-noise deltas, warms the page cache, and runs",
+    "every case in a fresh process, ours and the alternative back to back:",
+    "",
+    "- `paramdelta` vs mergekit's `task_arithmetic` (weights 1, 1, no normalisation: the same",
+    "  arithmetic); `instruct_thinking_interp` (λ = 0.8) vs mergekit's `linear` (0.2, 0.8);",
+    "- `shadow_graft` vs a load-everything version of Shadow-FT's `apply_diff.py` (three whole",
+    "  models in RAM);",
+    "- `timber_spectral` (λ = 0.2) vs a version of Timber's `timber.py` written for the",
+    "  benchmark: float64 full SVD per tensor, every output and the SVD cache (float32",
+    "  U, S, Vh) in RAM, the cache saved to `OUT/svd_cache.pt` as `timber.py` does by default;",
+    "- a Timber sweep of 4 λ (`sweep timber --lambdas 0,0.1,0.2,0.4`) vs one Timber run;",
+    "- `analyze --metrics sigma` vs reading every tensor of both checkpoints with",
+    "  `safetensors` and nothing else (same interpreter start, torch imported in both);",
+    "  `analyze --metrics sigma,erank` vs a load-everything script computing the same numbers",
+    "  the straightforward way (whole state dicts, `torch.linalg.svdvals` in float32 per matrix",
+    "  for A, B and ΔW);",
+    "- all of it at two model sizes (`--layers`, `--small-layers`), to show that our peak",
+    "  memory does not grow with the model.",
+    "",
+    "Merges run through mergekit's YAML path (`mergekit-yaml`'s code, in-process), so their",
+    "time includes mergekit's fixed cost: importing mergekit pulls in transformers and peft,",
+    "and planning a merge, a few seconds that the standalone scripts do not pay.",
+    "",
+    "Time is wall-clock, interpreter start and imports included. Memory is the process's peak",
+    "anonymous memory (the largest `RssAnon` of /proc/PID/status, sampled every",
+    f"{SAMPLE_PERIOD * 1000:.0f} ms by the driver): what the process allocated itself. `ru_maxrss` is",
+    "shown as well, but it also counts the touched pages of memory-mapped safetensors files,",
+    "which are page cache shared with the OS, not the process's memory: with it a streaming",
+    "merge of three 0.5 GB checkpoints looks as large as a script that loads them. Ratios are",
+    "ours / alternative (lower is better for us); `max rel. diff` compares the two outputs",
+    "tensor by tensor (max ‖a − b‖_F / ‖b‖_F).",
+    "",
+    "Run it on a quiet machine (nothing else using the CPU): `python",
+    "benchmarks/run_benchmarks.py` (all cases, 8 and 4 layers, about 10 minutes on 2 cores);",
+    "`--only paramdelta,interp,shadow,timber,analyze`, `--layers N --small-layers M` (0 skips",
+    "the second size) and `--workdir DIR` (default benchmarks/out, git-ignored; the families",
+    "are built once and reused) narrow it; `--out` (default docs/benchmarks.md) and `--notes`",
+    "(default benchmarks/notes.md, appended under the tables) set the page.",
+)
+
+
 def render(sections: dict[str, list], notes: str) -> str:
     lines = [
         "# Benchmarks",
@@ -506,12 +552,7 @@ def render(sections: dict[str, list], notes: str) -> str:
         f"Produced by `python benchmarks/run_benchmarks.py` on {datetime.date.today().isoformat()}.",
         f"Machine: {machine()}.",
         "",
-        "Each case runs in its own process. Time is wall-clock (interpreter start and imports",
-        "included). Memory is the process's peak anonymous memory (`RssAnon`, sampled every",
-        f"{SAMPLE_PERIOD * 1000:.0f} ms): what it allocated itself. `ru_maxrss` is shown too; it also",
-        "counts the touched pages of memory-mapped checkpoints, which are page cache, not the",
-        "process's memory. Ratios are ours / alternative (lower is better for us).",
-        "`max rel. diff` compares the two outputs tensor by tensor (max ‖a − b‖ / ‖b‖).",
+        *METHOD_TEXT,
         "",
     ]
     for title, rows in sections.items():
@@ -580,7 +621,10 @@ def main() -> None:
     parser.add_argument("--only", default="paramdelta,interp,shadow,timber,analyze")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument(
-        "--notes", type=Path, default=None, help="Markdown appended under the tables"
+        "--notes",
+        type=Path,
+        default=Path(__file__).with_name("notes.md"),
+        help="Markdown appended under the tables (default: benchmarks/notes.md)",
     )
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -599,7 +643,7 @@ def main() -> None:
         sections[f"{layers}-layer family (hidden 1024, MLP 2816, vocab 8192)"] = run_cases(
             family, args.workdir, only
         )
-    notes = args.notes.read_text() if args.notes else ""
+    notes = args.notes.read_text() if args.notes and args.notes.exists() else ""
     args.out.write_text(render(sections, notes))
     (args.workdir / "results.json").write_text(
         json.dumps(

@@ -187,28 +187,29 @@ def pair_statistics(a: torch.Tensor, b: torch.Tensor) -> PairStatistics:
 
     The three metrics computed separately convert each tensor to float64 three times and
     make a full-size temporary per operation; here each block of 2^18 elements is
-    converted once and reduced by fused kernels (L1 norms, dot products) while it is in
-    cache. Same float64 arithmetic, different summation order: agreement to ~1e-15.
+    converted once and reduced (dot products, then absolute sums in place) while it is
+    in cache. Same float64 arithmetic, different summation order: agreement to ~1e-15.
     """
     if a.shape != b.shape:
         raise ValueError(f"tensors of one shape needed, got {tuple(a.shape)} and {tuple(b.shape)}")
     sums = [0.0] * 7
     flat_a, flat_b = a.reshape(-1), b.reshape(-1)
     for start in range(0, flat_a.numel(), PAIR_STATISTICS_BLOCK):
-        block_a = flat_a[start : start + PAIR_STATISTICS_BLOCK].to(torch.float64)
-        block_b = flat_b[start : start + PAIR_STATISTICS_BLOCK].to(torch.float64)
+        # copy=True: the blocks are overwritten below, never the caller's float64 tensors.
+        block_a = flat_a[start : start + PAIR_STATISTICS_BLOCK].to(torch.float64, copy=True)
+        block_b = flat_b[start : start + PAIR_STATISTICS_BLOCK].to(torch.float64, copy=True)
         diff = block_a - block_b
-        for index, value in enumerate(
-            (
-                torch.linalg.vector_norm(diff, 1),
-                torch.linalg.vector_norm(block_a, 1),
-                torch.linalg.vector_norm(block_b, 1),
-                torch.dot(diff, diff),
-                torch.dot(block_a, block_a),
-                torch.dot(block_b, block_b),
-                torch.dot(block_a, block_b),
-            )
-        ):
+        values = (
+            torch.dot(diff, diff),
+            torch.dot(block_a, block_a),
+            torch.dot(block_b, block_b),
+            torch.dot(block_a, block_b),
+            # Last, as they overwrite the blocks: abs_ + sum is ~2x faster than an L1 norm.
+            diff.abs_().sum(),
+            block_a.abs_().sum(),
+            block_b.abs_().sum(),
+        )
+        for index, value in zip((3, 4, 5, 6, 0, 1, 2), values):
             sums[index] += float(value)
     return PairStatistics(*sums)
 

@@ -250,3 +250,14 @@ def test_pair_statistics_edge_cases():
     assert from_zero.sigma == 1.0
     with pytest.raises(ValueError, match="one shape"):
         metrics.pair_statistics(zero, torch.zeros(4, 3))
+
+
+def test_pair_statistics_leave_float64_inputs_untouched():
+    from mergekit_weightlevel import metrics
+
+    a = -torch.rand(5, 7, dtype=torch.float64)
+    b = -torch.rand(5, 7, dtype=torch.float64)
+    a_before, b_before = a.clone(), b.clone()
+    stats = metrics.pair_statistics(a, b)
+    assert torch.equal(a, a_before) and torch.equal(b, b_before)
+    assert stats.abs_a == pytest.approx(float(a.abs().sum()), rel=1e-14)

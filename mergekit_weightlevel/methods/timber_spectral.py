@@ -83,7 +83,8 @@ class SpectralSplit:
         """D' for this λ, float32."""
         if self.solver == "svd":
             return _svd_reconstruction(self.U, self.S, self.Vh, self.k, lam)
-        return self.kept + lam * (self.delta - self.kept)
+        # kept + λ·(D − kept), in place on one fresh buffer (IEEE + is commutative: same bits)
+        return (self.delta - self.kept).mul_(lam).add_(self.kept)
 
 
 def _svd_reconstruction(
@@ -275,7 +276,8 @@ def timber_tensors(
         if lam == 1.0:  # the tail is kept as it is: W_I exactly, not W_B + (W_I − W_B)
             outputs.append(instruct_out)
         else:
-            outputs.append((base32 + split.apply(lam).reshape(base.shape)).to(base.dtype))
+            # apply() returns a fresh buffer: W_B is added in place (same bits as W_B + D').
+            outputs.append(split.apply(lam).reshape(base.shape).add_(base32).to(base.dtype))
     return outputs
 
 
