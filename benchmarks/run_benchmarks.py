@@ -56,12 +56,17 @@ SWEEP_LAMBDAS = (0.0, 0.1, 0.2, 0.4)
 # Each worker runs in its own process so that its peak RSS is its own.
 
 
-def load_state(folder: str) -> dict:
+def load_state(folder: str, *, in_memory: bool = False) -> dict:
+    """Every tensor of a checkpoint. safetensors ≥ 0.8 maps them from the file (page cache,
+    zero-copy); ``in_memory`` copies them into the process, as a script that loads whole
+    models with transformers or torch.load holds them."""
     from safetensors.torch import load_file
 
     state = {}
     for shard in sorted(Path(folder).glob("*.safetensors")):
         state.update(load_file(shard))
+    if in_memory:
+        state = {name: tensor.clone() for name, tensor in state.items()}
     return state
 
 
@@ -77,20 +82,33 @@ def save_state(state: dict, folder: str, like: str) -> None:
     )
 
 
-def worker_merge(config_path: str, out: str, *extra: str) -> None:
-    """mergekit's YAML path, exactly what `mergekit-yaml CONFIG OUT` runs."""
+#: Parameters per output shard of every merge (16M float32 = 64 MB). mergekit's default,
+#: 5B, would hold the whole merged model in memory until the end, hiding the streaming.
+OUT_SHARD_PARAMETERS = 16 * 1024 * 1024
+
+
+def merge_options():
+    """The MergeOptions of every merge case: quiet, no tokenizer / card, 64 MB shards."""
     from mergekit.options import MergeOptions
 
+    return MergeOptions(
+        quiet=True,
+        copy_tokenizer=False,
+        write_model_card=False,
+        out_shard_size=OUT_SHARD_PARAMETERS,
+    )
+
+
+def worker_merge(config_path: str, out: str, *extra: str) -> None:
+    """mergekit's YAML path: `mergekit-yaml CONFIG OUT --out-shard-size 16M`."""
     from mergekit_weightlevel.merging import merge_yaml
 
-    merge_yaml(
-        config_path, out, MergeOptions(quiet=True, copy_tokenizer=False, write_model_card=False)
-    )
+    merge_yaml(config_path, out, merge_options())
 
 
 def worker_shadow_baseline(base: str, tuned: str, instruct: str, out: str) -> None:
     """What the official apply_diff.py does: three whole models in RAM, projections grafted."""
-    w_b, w_bplus, w_i = load_state(base), load_state(tuned), load_state(instruct)
+    w_b, w_bplus, w_i = (load_state(m, in_memory=True) for m in (base, tuned, instruct))
     pattern = re.compile(PROJECTIONS, re.IGNORECASE)
     merged = {}
     for name, tensor in w_i.items():
@@ -136,13 +154,10 @@ def worker_timber_baseline(base: str, instruct: str, out: str) -> None:
 
 def worker_sweep(config_path: str, out_prefix: str, lambdas: str) -> None:
     """`mergekit-weightlevel sweep timber CONFIG OUT_PREFIX --lambdas ...`, in-process."""
-    from mergekit.options import MergeOptions
-
     from mergekit_weightlevel.timber_sweep import sweep_config, sweep_out_dirs
 
     values = [float(v) for v in lambdas.split(",")]
-    options = MergeOptions(quiet=True, copy_tokenizer=False, write_model_card=False)
-    sweep_config(config_path, values, sweep_out_dirs(out_prefix, values), options)
+    sweep_config(config_path, values, sweep_out_dirs(out_prefix, values), merge_options())
 
 
 def worker_read_only(a: str, b: str) -> None:
@@ -162,7 +177,7 @@ def worker_analyze_baseline(a: str, b: str) -> None:
 
     from mergekit_weightlevel.metrics import effective_rank, sigma
 
-    state_a, state_b = load_state(a), load_state(b)
+    state_a, state_b = load_state(a, in_memory=True), load_state(b, in_memory=True)
     results = {}
     for name, tensor_a in state_a.items():
         tensor_b = state_b[name]
@@ -510,7 +525,8 @@ METHOD_TEXT = (
     "- `paramdelta` vs mergekit's `task_arithmetic` (weights 1, 1, no normalisation: the same",
     "  arithmetic); `instruct_thinking_interp` (λ = 0.8) vs mergekit's `linear` (0.2, 0.8);",
     "- `shadow_graft` vs a load-everything version of Shadow-FT's `apply_diff.py` (three whole",
-    "  models in RAM);",
+    "  models in process memory: safetensors ≥ 0.8 maps tensors zero-copy from the file, so",
+    "  the load-everything scripts copy them in, as loading with transformers would);",
     "- `timber_spectral` (λ = 0.2) vs a version of Timber's `timber.py` written for the",
     "  benchmark: float64 full SVD per tensor, every output and the SVD cache (float32",
     "  U, S, Vh) in RAM, the cache saved to `OUT/svd_cache.pt` as `timber.py` does by default;",
@@ -523,17 +539,21 @@ METHOD_TEXT = (
     "- all of it at two model sizes (`--layers`, `--small-layers`), to show that our peak",
     "  memory does not grow with the model.",
     "",
-    "Merges run through mergekit's YAML path (`mergekit-yaml`'s code, in-process), so their",
-    "time includes mergekit's fixed cost: importing mergekit pulls in transformers and peft,",
-    "and planning a merge, a few seconds that the standalone scripts do not pay.",
+    "Merges run through mergekit's YAML path (`mergekit-yaml`'s code, in-process) with",
+    "`--out-shard-size 16M` (64 MB float32 shards; mergekit's default of 5B parameters would",
+    "keep the whole merged model in memory until the end, for ours and mergekit's built-ins",
+    "alike). Their time includes mergekit's fixed cost: importing mergekit pulls in",
+    "transformers and peft, and planning a merge: a few seconds that the standalone scripts",
+    "do not pay.",
     "",
     "Time is wall-clock, interpreter start and imports included. Memory is the process's peak",
-    "anonymous memory (the largest `RssAnon` of /proc/PID/status, sampled every",
-    f"{SAMPLE_PERIOD * 1000:.0f} ms by the driver): what the process allocated itself. `ru_maxrss` is",
-    "shown as well, but it also counts the touched pages of memory-mapped safetensors files,",
-    "which are page cache shared with the OS, not the process's memory: with it a streaming",
-    "merge of three 0.5 GB checkpoints looks as large as a script that loads them. Ratios are",
-    "ours / alternative (lower is better for us); `max rel. diff` compares the two outputs",
+    "anonymous memory (the largest `RssAnon` of /proc/PID/status, sampled every "
+    f"{SAMPLE_PERIOD * 1000:.0f} ms",
+    "by the driver): what the process allocated itself. `ru_maxrss` is shown as well, but it",
+    "also counts the touched pages of memory-mapped safetensors files, which are page cache",
+    "shared with the OS, not the process's memory: with it a streaming merge of three 0.5 GB",
+    "checkpoints looks as large as a script that loads them. Ratios are ours / alternative",
+    "(lower is better for us); `max rel. diff` compares the two outputs",
     "tensor by tensor (max ‖a − b‖_F / ‖b‖_F).",
     "",
     "Run it on a quiet machine (nothing else using the CPU): `python",
