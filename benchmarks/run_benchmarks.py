@@ -328,8 +328,13 @@ def run_cases(
     family, workdir: Path, only: set[str]
 ) -> list[tuple[str, Measurement, Measurement, str]]:
     """Every (ours, alternative) pair for one family; returns rows for the table."""
+    import shutil
+
     rows = []
     out = workdir / "out"
+    # Fresh outputs for every family: mergekit does not delete shards of an earlier run, and
+    # the output comparison reads every *.safetensors of a folder.
+    shutil.rmtree(out, ignore_errors=True)
     f = family
 
     def merge(label, config_name, config):
