@@ -5,15 +5,20 @@
 
 Builds a Llama-shaped family locally (hidden 1024, MLP 2816, vocabulary 8192; 8 layers is
 about 120M parameters) with post-training-like deltas, then runs every case in a fresh
-subprocess and records its wall time and peak RSS (``ru_maxrss`` of that child). Each
-pair is run back to back, outputs are compared, and the ratios are written as a Markdown
-table with the machine and date. Page cache is warmed first so that every case reads
-from memory, not from the disk.
+subprocess and records its wall time and its peak anonymous memory (the largest
+``RssAnon`` of /proc/PID/status, sampled every 10 ms by this driver), with ``ru_maxrss``
+as a second column. ``ru_maxrss`` also counts the pages of memory-mapped safetensors
+files, which belong to the page cache, not to the process: a streaming merge that reads
+three checkpoints would look as large as one that holds them. Each pair is run back to
+back, outputs are compared, and the ratios are written as a Markdown table with the
+machine and date. Page cache is warmed first so that every case reads from memory.
 
 Baselines:
 - mergekit's own ``task_arithmetic`` / ``linear`` doing the same arithmetic;
 - "load-everything" implementations written here of what the papers' official scripts
-  do (whole state dicts in RAM, float64 full SVD per tensor for Timber);
+  do (whole state dicts in RAM; for Timber a float64 full SVD per tensor and, as
+  ``timber.py`` does by default, its SVD cache kept and saved next to the output);
+- for λ sweeps, one ``timber_spectral`` run (a sweep of 4 λ should cost ≤ 1.6 × that);
 - reading both checkpoints tensor by tensor and nothing else (for ``analyze --metrics sigma``).
 """
 
@@ -27,6 +32,7 @@ import platform
 import re
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,18 +48,25 @@ BENCH_SHAPE = {
 }
 PROJECTIONS = r"(q|k|v|o|gate|up|down)_proj"
 TIMBER_LAMBDA = 0.2
+#: The λ of the sweep case (Timber's range; includes TIMBER_LAMBDA for the output check).
+SWEEP_LAMBDAS = (0.0, 0.1, 0.2, 0.4)
 
 
 # --------------------------------------------------------------------------- workers
 # Each worker runs in its own process so that its peak RSS is its own.
 
 
-def load_state(folder: str) -> dict:
+def load_state(folder: str, *, in_memory: bool = False) -> dict:
+    """Every tensor of a checkpoint. safetensors ≥ 0.8 maps them from the file (page cache,
+    zero-copy); ``in_memory`` copies them into the process, as a script that loads whole
+    models with transformers or torch.load holds them."""
     from safetensors.torch import load_file
 
     state = {}
     for shard in sorted(Path(folder).glob("*.safetensors")):
         state.update(load_file(shard))
+    if in_memory:
+        state = {name: tensor.clone() for name, tensor in state.items()}
     return state
 
 
@@ -69,20 +82,33 @@ def save_state(state: dict, folder: str, like: str) -> None:
     )
 
 
-def worker_merge(config_path: str, out: str, *extra: str) -> None:
-    """mergekit's YAML path, exactly what `mergekit-yaml CONFIG OUT` runs."""
+#: Parameters per output shard of every merge (16M float32 = 64 MB). mergekit's default,
+#: 5B, would hold the whole merged model in memory until the end, hiding the streaming.
+OUT_SHARD_PARAMETERS = 16 * 1024 * 1024
+
+
+def merge_options():
+    """The MergeOptions of every merge case: quiet, no tokenizer / card, 64 MB shards."""
     from mergekit.options import MergeOptions
 
+    return MergeOptions(
+        quiet=True,
+        copy_tokenizer=False,
+        write_model_card=False,
+        out_shard_size=OUT_SHARD_PARAMETERS,
+    )
+
+
+def worker_merge(config_path: str, out: str, *extra: str) -> None:
+    """mergekit's YAML path: `mergekit-yaml CONFIG OUT --out-shard-size 16M`."""
     from mergekit_weightlevel.merging import merge_yaml
 
-    merge_yaml(
-        config_path, out, MergeOptions(quiet=True, copy_tokenizer=False, write_model_card=False)
-    )
+    merge_yaml(config_path, out, merge_options())
 
 
 def worker_shadow_baseline(base: str, tuned: str, instruct: str, out: str) -> None:
     """What the official apply_diff.py does: three whole models in RAM, projections grafted."""
-    w_b, w_bplus, w_i = load_state(base), load_state(tuned), load_state(instruct)
+    w_b, w_bplus, w_i = (load_state(m, in_memory=True) for m in (base, tuned, instruct))
     pattern = re.compile(PROJECTIONS, re.IGNORECASE)
     merged = {}
     for name, tensor in w_i.items():
@@ -96,7 +122,9 @@ def worker_shadow_baseline(base: str, tuned: str, instruct: str, out: str) -> No
 
 
 def worker_timber_baseline(base: str, instruct: str, out: str) -> None:
-    """What the official timber.py does: float64 full SVD per tensor, every output held in RAM."""
+    """What the official timber.py does by default: float64 full SVD per tensor, every output
+    and the SVD cache (float32 U, S, Vh per tensor) held in RAM, the cache saved to
+    OUT/svd_cache.pt (``--svd_cache_path`` defaults there) so that a later run can reuse it."""
     import math
 
     import torch
@@ -104,7 +132,7 @@ def worker_timber_baseline(base: str, instruct: str, out: str) -> None:
     from mergekit_weightlevel.metrics import effective_rank
 
     w_b, w_i = load_state(base), load_state(instruct)
-    merged = {}
+    merged, svd_cache = {}, {}
     for name, instruct_tensor in w_i.items():
         delta = instruct_tensor.float() - w_b[name].float()
         if delta.ndim < 2:
@@ -113,10 +141,23 @@ def worker_timber_baseline(base: str, instruct: str, out: str) -> None:
         matrix = delta.reshape(delta.shape[0], -1)
         U, S, Vh = torch.linalg.svd(matrix.double(), full_matrices=False)
         U, S, Vh = U.float(), S.float(), Vh.float()
+        svd_cache[name] = (U, S, Vh)
         k = math.ceil(effective_rank(S))
-        S[k:] *= TIMBER_LAMBDA
-        merged[name] = (w_b[name].float() + (U * S) @ Vh).reshape(delta.shape).to(w_b[name].dtype)
+        scaled = S.clone()
+        scaled[k:] *= TIMBER_LAMBDA
+        merged[name] = (
+            (w_b[name].float() + (U * scaled) @ Vh).reshape(delta.shape).to(w_b[name].dtype)
+        )
     save_state(merged, out, instruct)
+    torch.save(svd_cache, Path(out) / "svd_cache.pt")
+
+
+def worker_sweep(config_path: str, out_prefix: str, lambdas: str) -> None:
+    """`mergekit-weightlevel sweep timber CONFIG OUT_PREFIX --lambdas ...`, in-process."""
+    from mergekit_weightlevel.timber_sweep import sweep_config, sweep_out_dirs
+
+    values = [float(v) for v in lambdas.split(",")]
+    sweep_config(config_path, values, sweep_out_dirs(out_prefix, values), merge_options())
 
 
 def worker_read_only(a: str, b: str) -> None:
@@ -136,7 +177,7 @@ def worker_analyze_baseline(a: str, b: str) -> None:
 
     from mergekit_weightlevel.metrics import effective_rank, sigma
 
-    state_a, state_b = load_state(a), load_state(b)
+    state_a, state_b = load_state(a, in_memory=True), load_state(b, in_memory=True)
     results = {}
     for name, tensor_a in state_a.items():
         tensor_b = state_b[name]
@@ -175,6 +216,7 @@ WORKERS = {
     "merge": worker_merge,
     "shadow_baseline": worker_shadow_baseline,
     "timber_baseline": worker_timber_baseline,
+    "sweep": worker_sweep,
     "read_only": worker_read_only,
     "analyze_baseline": worker_analyze_baseline,
 }
@@ -187,21 +229,53 @@ WORKERS = {
 class Measurement:
     label: str
     seconds: float
-    peak_rss_mb: float
+    peak_anon_mb: float  # largest RssAnon sampled: the process's own memory
+    peak_rss_mb: float  # ru_maxrss: also counts touched pages of mmap'd checkpoint files
+
+
+#: How often the driver samples a child's RssAnon (seconds).
+SAMPLE_PERIOD = 0.01
+
+
+def rss_anon_kb(pid: int) -> int:
+    """The RssAnon line of /proc/PID/status (kB); 0 once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
 
 
 def measure(label: str, argv: list[str]) -> Measurement:
-    """Run argv in a child process; wall time and the child's own peak RSS."""
+    """Run argv in a child process: wall time, peak RssAnon (sampled) and ru_maxrss."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     start = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    stderr_chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()))
+    reader.start()  # drain stderr so that a chatty child never blocks on a full pipe
+    peak_anon_kb = 0
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        peak_anon_kb = max(peak_anon_kb, rss_anon_kb(proc.pid))
+        time.sleep(SAMPLE_PERIOD)
     seconds = time.perf_counter() - start
-    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
+    reader.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    stderr = b"".join(stderr_chunks).decode(errors="replace")
+    if proc.returncode != 0:
         raise RuntimeError(f"{label} failed:\n{stderr[-3000:]}")
-    measurement = Measurement(label, seconds, usage.ru_maxrss / 1024)
-    print(f"  {label:<58} {seconds:8.2f} s  {measurement.peak_rss_mb:8.0f} MB", flush=True)
+    measurement = Measurement(label, seconds, peak_anon_kb / 1024, usage.ru_maxrss / 1024)
+    print(
+        f"  {label:<58} {seconds:8.2f} s  anon {measurement.peak_anon_mb:6.0f} MB  "
+        f"maxrss {measurement.peak_rss_mb:6.0f} MB",
+        flush=True,
+    )
     return measurement
 
 
@@ -254,8 +328,13 @@ def run_cases(
     family, workdir: Path, only: set[str]
 ) -> list[tuple[str, Measurement, Measurement, str]]:
     """Every (ours, alternative) pair for one family; returns rows for the table."""
+    import shutil
+
     rows = []
     out = workdir / "out"
+    # Fresh outputs for every family: mergekit does not delete shards of an earlier run, and
+    # the output comparison reads every *.safetensors of a folder.
+    shutil.rmtree(out, ignore_errors=True)
     f = family
 
     def merge(label, config_name, config):
@@ -374,7 +453,7 @@ def run_cases(
             },
         )
         alt = measure(
-            "official-style float64 full SVD, all in RAM",
+            "timber.py-style float64 full SVD + SVD cache, all in RAM",
             worker_argv("timber_baseline", f.base, f.instruct, out / "timber_baseline"),
         )
         rows.append(
@@ -383,6 +462,20 @@ def run_cases(
                 ours,
                 alt,
                 max_relative_difference(ours_out, out / "timber_baseline"),
+            )
+        )
+        lambdas = ",".join(str(v) for v in SWEEP_LAMBDAS)
+        config = workdir / "timber.yml"
+        sweep = measure(
+            f"sweep timber --lambdas {lambdas}",
+            worker_argv("sweep", config, out / "sweep", lambdas),
+        )
+        rows.append(
+            (
+                f"timber sweep of {len(SWEEP_LAMBDAS)} λ vs one timber_spectral run",
+                sweep,
+                ours,
+                max_relative_difference(out / f"sweep-lambda{TIMBER_LAMBDA:g}", ours_out),
             )
         )
 
@@ -426,6 +519,57 @@ def machine() -> str:
     )
 
 
+METHOD_TEXT = (
+    "## Method",
+    "",
+    "The script builds a Llama-shaped family locally (hidden 1024, MLP 2816, vocabulary 8192,",
+    "untied lm_head; 8 layers ≈ 120M parameters, float32, ~0.5 GB per model) whose",
+    "post-trained members carry low-rank-plus-noise deltas, warms the page cache, and runs",
+    "every case in a fresh process, ours and the alternative back to back:",
+    "",
+    "- `paramdelta` vs mergekit's `task_arithmetic` (weights 1, 1, no normalisation: the same",
+    "  arithmetic); `instruct_thinking_interp` (λ = 0.8) vs mergekit's `linear` (0.2, 0.8);",
+    "- `shadow_graft` vs a load-everything version of Shadow-FT's `apply_diff.py` (three whole",
+    "  models in process memory: safetensors ≥ 0.8 maps tensors zero-copy from the file, so",
+    "  the load-everything scripts copy them in, as loading with transformers would);",
+    "- `timber_spectral` (λ = 0.2) vs a version of Timber's `timber.py` written for the",
+    "  benchmark: float64 full SVD per tensor, every output and the SVD cache (float32",
+    "  U, S, Vh) in RAM, the cache saved to `OUT/svd_cache.pt` as `timber.py` does by default;",
+    "- a Timber sweep of 4 λ (`sweep timber --lambdas 0,0.1,0.2,0.4`) vs one Timber run;",
+    "- `analyze --metrics sigma` vs reading every tensor of both checkpoints with",
+    "  `safetensors` and nothing else (same interpreter start, torch imported in both);",
+    "  `analyze --metrics sigma,erank` vs a load-everything script computing the same numbers",
+    "  the straightforward way (whole state dicts, `torch.linalg.svdvals` in float32 per matrix",
+    "  for A, B and ΔW);",
+    "- all of it at two model sizes (`--layers`, `--small-layers`), to show that our peak",
+    "  memory does not grow with the model.",
+    "",
+    "Merges run through mergekit's YAML path (`mergekit-yaml`'s code, in-process) with",
+    "`--out-shard-size 16M` (64 MB float32 shards; mergekit's default of 5B parameters would",
+    "keep the whole merged model in memory until the end, for ours and mergekit's built-ins",
+    "alike). Their time includes mergekit's fixed cost: importing mergekit pulls in",
+    "transformers and peft, and planning a merge: a few seconds that the standalone scripts",
+    "do not pay.",
+    "",
+    "Time is wall-clock, interpreter start and imports included. Memory is the process's peak",
+    "anonymous memory (the largest `RssAnon` of /proc/PID/status, sampled every "
+    f"{SAMPLE_PERIOD * 1000:.0f} ms",
+    "by the driver): what the process allocated itself. `ru_maxrss` is shown as well, but it",
+    "also counts the touched pages of memory-mapped safetensors files, which are page cache",
+    "shared with the OS, not the process's memory: with it a streaming merge of three 0.5 GB",
+    "checkpoints looks as large as a script that loads them. Ratios are ours / alternative",
+    "(lower is better for us); `max rel. diff` compares the two outputs",
+    "tensor by tensor (max ‖a − b‖_F / ‖b‖_F).",
+    "",
+    "Run it on a quiet machine (nothing else using the CPU): `python",
+    "benchmarks/run_benchmarks.py` (all cases, 8 and 4 layers, about 10 minutes on 2 cores);",
+    "`--only paramdelta,interp,shadow,timber,analyze`, `--layers N --small-layers M` (0 skips",
+    "the second size) and `--workdir DIR` (default benchmarks/out, git-ignored; the families",
+    "are built once and reused) narrow it; `--out` (default docs/benchmarks.md) and `--notes`",
+    "(default benchmarks/notes.md, appended under the tables) set the page.",
+)
+
+
 def render(sections: dict[str, list], notes: str) -> str:
     lines = [
         "# Benchmarks",
@@ -433,26 +577,56 @@ def render(sections: dict[str, list], notes: str) -> str:
         f"Produced by `python benchmarks/run_benchmarks.py` on {datetime.date.today().isoformat()}.",
         f"Machine: {machine()}.",
         "",
-        "Each case runs in its own process; time is wall-clock, memory is that process's peak",
-        "RSS. Ratios are ours / alternative (time: lower is better for us; memory likewise).",
-        "`max rel. diff` compares the two outputs tensor by tensor (‖a − b‖ / ‖b‖).",
+        *METHOD_TEXT,
         "",
     ]
     for title, rows in sections.items():
         lines += [
             f"## {title}",
             "",
-            "| comparison | ours (s) | alternative (s) | time ratio | ours peak RSS (MB) | alternative peak RSS (MB) | RSS ratio | max rel. diff |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| comparison | ours (s) | alternative (s) | time ratio | ours peak anon (MB) "
+            "| alternative peak anon (MB) | anon ratio | ours / alt. ru_maxrss (MB) | max rel. diff |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for name, ours, alt, diff in rows:
             lines.append(
-                f"| {name} | {ours.seconds:.2f} | {alt.seconds:.2f} | {ours.seconds / alt.seconds:.2f} "
-                f"| {ours.peak_rss_mb:.0f} | {alt.peak_rss_mb:.0f} | {ours.peak_rss_mb / alt.peak_rss_mb:.2f} | {diff} |"
+                f"| {name} | {ours.seconds:.2f} | {alt.seconds:.2f} "
+                f"| {ours.seconds / alt.seconds:.2f} | {ours.peak_anon_mb:.0f} "
+                f"| {alt.peak_anon_mb:.0f} | {ours.peak_anon_mb / alt.peak_anon_mb:.2f} "
+                f"| {ours.peak_rss_mb:.0f} / {alt.peak_rss_mb:.0f} | {diff} |"
             )
         lines.append("")
+    lines += memory_vs_size(sections)
     lines.append(notes)
     return "\n".join(lines) + "\n"
+
+
+def memory_vs_size(sections: dict[str, list]) -> list[str]:
+    """Our peak anonymous memory per case at each family size (flat = streaming)."""
+    if len(sections) < 2:
+        return []
+    titles = list(sections)
+    by_case: dict[str, list[Measurement]] = {}
+    for title in titles:
+        for _, ours, _, _ in sections[title]:
+            by_case.setdefault(ours.label, []).append(ours)
+    sizes = [title.split(" ")[0] for title in titles]
+    lines = [
+        "## Peak anonymous memory of our side vs model size",
+        "",
+        "| case | " + " | ".join(f"{size} (MB)" for size in sizes) + " | largest / smallest |",
+        "|---|" + "---:|" * (len(sizes) + 1),
+    ]
+    for label, measurements in by_case.items():
+        if len(measurements) != len(sizes):
+            continue
+        values = [m.peak_anon_mb for m in measurements]
+        lines.append(
+            f"| {label} | "
+            + " | ".join(f"{v:.0f}" for v in values)
+            + f" | {values[0] / values[-1]:.2f} |"
+        )
+    return [*lines, ""]
 
 
 def main() -> None:
@@ -472,7 +646,10 @@ def main() -> None:
     parser.add_argument("--only", default="paramdelta,interp,shadow,timber,analyze")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument(
-        "--notes", type=Path, default=None, help="Markdown appended under the tables"
+        "--notes",
+        type=Path,
+        default=Path(__file__).with_name("notes.md"),
+        help="Markdown appended under the tables (default: benchmarks/notes.md)",
     )
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -491,7 +668,7 @@ def main() -> None:
         sections[f"{layers}-layer family (hidden 1024, MLP 2816, vocab 8192)"] = run_cases(
             family, args.workdir, only
         )
-    notes = args.notes.read_text() if args.notes else ""
+    notes = args.notes.read_text() if args.notes and args.notes.exists() else ""
     args.out.write_text(render(sections, notes))
     (args.workdir / "results.json").write_text(
         json.dumps(

@@ -57,6 +57,29 @@ def effective_rank(singular_values: torch.Tensor, exponent: float = 1.0) -> floa
     return float(torch.exp(entropy))
 
 
+def erank_uncertainty(
+    singular_values: torch.Tensor, sigma_noise: torch.Tensor, exponent: float
+) -> float:
+    """First-order bound on |ΔeRank| when each σ_i may be off by ``sigma_noise[i]``.
+
+    eRank = exp(H), H = −Σ p_i log(p_i + ε), p = t / Σt with t = σ^γ, so
+    |ΔH| ≤ Σ |log(p_i + ε) + p_i / (p_i + ε)| · |Δp_i| and |Δp_i| ≤ (|Δt_i| + p_i Σ|Δt|) / Σt.
+    """
+    s = singular_values.to(torch.float64)
+    t = s.pow(exponent)
+    total = t.sum()
+    if not total > 0:
+        return 0.0
+    low = (s - sigma_noise).clamp_min(0.0).pow(exponent)
+    high = (s + sigma_noise).pow(exponent)
+    dt = torch.maximum(high - t, t - low)
+    p = t / total
+    dp = (dt + p * dt.sum()) / total
+    dh = ((torch.log(p + ERANK_LOG_EPS) + p / (p + ERANK_LOG_EPS)).abs() * dp).sum()
+    erank = float(torch.exp(-(p * torch.log(p + ERANK_LOG_EPS)).sum()))
+    return erank * float(dh)
+
+
 def kept_directions(singular_values: torch.Tensor, exponent: float = 1.0) -> int:
     """k = ⌈effective_rank⌉: how many leading singular directions Timber keeps intact."""
     return int(math.ceil(effective_rank(singular_values, exponent)))
@@ -65,6 +88,38 @@ def kept_directions(singular_values: torch.Tensor, exponent: float = 1.0) -> int
 def as_matrix(tensor: torch.Tensor) -> torch.Tensor:
     """A ≥2-D tensor seen as shape[0] × (the rest), as every spectral metric here reads it."""
     return tensor.reshape(tensor.shape[0], -1)
+
+
+#: Largest tolerated first-order bound on the relative eRank error of the Gram route. A
+#: float32 SVD's singular values carry absolute errors of ~1e-7·σ_0, an eRank error of
+#: the same order; the float64 Gram route is accepted only where it is provably as good.
+ERANK_GRAM_TOLERANCE = 1e-6
+
+
+def matrix_effective_rank(
+    matrix: torch.Tensor, *, precision: torch.dtype = torch.float32, name: str = "matrix"
+) -> float:
+    """eRank (γ = 1) of a 2-D matrix, on its device, without singular vectors.
+
+    With ``precision`` float32: from ``eigvalsh`` of the float64 Gram matrix (σ² of the
+    smaller side, several times cheaper than an SVD), accepted when ``erank_uncertainty``
+    bounds its relative error by ``ERANK_GRAM_TOLERANCE``; otherwise, and always with
+    float64, from the singular values of an SVD in ``precision``.
+    """
+    from mergekit_weightlevel.spectral import gram_eigenvalues, singular_values
+
+    if precision == torch.float32:
+        try:
+            gram = gram_eigenvalues(matrix, name=name)
+        except (RuntimeError, torch.linalg.LinAlgError):  # non-convergence: the SVD decides
+            gram = None
+        if gram is not None:
+            sigma_values = gram.eigenvalues.sqrt()
+            erank = effective_rank(sigma_values)
+            sigma_noise = (gram.eigenvalues + gram.noise).sqrt() - sigma_values
+            if erank_uncertainty(sigma_values, sigma_noise, 1.0) <= ERANK_GRAM_TOLERANCE * erank:
+                return erank
+    return effective_rank(singular_values(matrix, precision=precision, name=name))
 
 
 # --------------------------------------------------------------------------------------
@@ -88,6 +143,75 @@ def cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> float:
     b64 = b.to(torch.float64).flatten()
     norms = float(torch.linalg.vector_norm(a64) * torch.linalg.vector_norm(b64))
     return float(a64 @ b64) / norms if norms > 0 else 0.0
+
+
+#: Elements per block of ``pair_statistics``: the float64 copies of a block (2 MB each)
+#: stay in the CPU cache, so the tensors are streamed from memory once.
+PAIR_STATISTICS_BLOCK = 1 << 18
+
+
+@dataclass(frozen=True)
+class PairStatistics:
+    """The float64 sums behind σ, the relative Frobenius gap and the cosine of two tensors."""
+
+    abs_diff: float  # Σ|A − B|
+    abs_a: float  # Σ|A|
+    abs_b: float  # Σ|B|
+    sq_diff: float  # Σ(A − B)²
+    sq_a: float  # Σ A²
+    sq_b: float  # Σ B²
+    dot: float  # Σ A·B
+
+    @property
+    def sigma(self) -> float:
+        """Σ|A − B| / (Σ|A| + Σ|B|), as ``sigma``."""
+        denominator = self.abs_a + self.abs_b
+        return self.abs_diff / denominator if denominator > 0 else 0.0
+
+    @property
+    def rel_frobenius(self) -> float:
+        """‖B − A‖_F / ‖A‖_F, as ``relative_frobenius_gap``."""
+        if self.sq_a > 0:
+            return math.sqrt(self.sq_diff) / math.sqrt(self.sq_a)
+        return 0.0 if self.sq_diff == 0 else math.inf
+
+    @property
+    def cosine(self) -> float:
+        """⟨A, B⟩ / (‖A‖_F ‖B‖_F), as ``cosine_similarity``."""
+        norms = math.sqrt(self.sq_a) * math.sqrt(self.sq_b)
+        return self.dot / norms if norms > 0 else 0.0
+
+
+def pair_statistics(a: torch.Tensor, b: torch.Tensor) -> PairStatistics:
+    """Every sum of σ, Frobenius gap and cosine in one blocked float64 pass over A and B.
+
+    The three metrics computed separately convert each tensor to float64 three times and
+    make a full-size temporary per operation; here each block of 2^18 elements is
+    converted once and reduced (dot products, then absolute sums in place) while it is
+    in cache. Same float64 arithmetic, different summation order: agreement to ~1e-15.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"tensors of one shape needed, got {tuple(a.shape)} and {tuple(b.shape)}")
+    sums = [0.0] * 7
+    flat_a, flat_b = a.reshape(-1), b.reshape(-1)
+    for start in range(0, flat_a.numel(), PAIR_STATISTICS_BLOCK):
+        # copy=True: the blocks are overwritten below, never the caller's float64 tensors.
+        block_a = flat_a[start : start + PAIR_STATISTICS_BLOCK].to(torch.float64, copy=True)
+        block_b = flat_b[start : start + PAIR_STATISTICS_BLOCK].to(torch.float64, copy=True)
+        diff = block_a - block_b
+        values = (
+            torch.dot(diff, diff),
+            torch.dot(block_a, block_a),
+            torch.dot(block_b, block_b),
+            torch.dot(block_a, block_b),
+            # Last, as they overwrite the blocks: abs_ + sum is ~2x faster than an L1 norm.
+            diff.abs_().sum(),
+            block_a.abs_().sum(),
+            block_b.abs_().sum(),
+        )
+        for index, value in zip((3, 4, 5, 6, 0, 1, 2), values):
+            sums[index] += float(value)
+    return PairStatistics(*sums)
 
 
 # --------------------------------------------------------------------------------------

@@ -10,13 +10,12 @@ import torch
 from mergekit_weightlevel.analyze.names import layer_index, module_type
 from mergekit_weightlevel.metrics import (
     as_matrix,
-    cosine_similarity,
     effective_rank,
-    relative_frobenius_gap,
-    sigma_parts,
+    matrix_effective_rank,
+    pair_statistics,
     spectral_structure,
 )
-from mergekit_weightlevel.spectral import singular_values, thin_svd
+from mergekit_weightlevel.spectral import thin_svd
 
 #: Metric levels, cheapest first. ``sigma`` (with the Frobenius gap and cosine) is always computed.
 METRIC_LEVELS = ("sigma", "erank", "structure")
@@ -25,7 +24,7 @@ DEFAULT_METRICS = ("sigma", "erank")
 #: What each level costs, for ``--help`` and the docs.
 METRIC_COSTS = {
     "sigma": "read-bound: one pass over both tensors (also the Frobenius gap and cosine)",
-    "erank": "singular values of A, B and ΔW = B − A for every matrix (no singular vectors)",
+    "erank": "singular values of A, B and ΔW = B − A for every matrix (float64 Gram eigenvalues, no vectors)",
     "structure": "full thin SVDs of A and B for every matrix (the most expensive)",
 }
 
@@ -120,17 +119,17 @@ class TensorRecord:
 
 def cheap_record(name: str, a: torch.Tensor, b: torch.Tensor) -> TensorRecord:
     """σ, relative Frobenius gap and cosine: one read-bound pass, any shape."""
-    numerator, denominator = sigma_parts(a, b)
+    stats = pair_statistics(a, b)
     return TensorRecord(
         name=name,
         shape=list(a.shape),
         module_type=module_type(name),
         layer=layer_index(name),
-        sigma=numerator / denominator if denominator > 0 else 0.0,
-        sigma_numerator=numerator,
-        sigma_denominator=denominator,
-        rel_frobenius=relative_frobenius_gap(a, b),
-        cosine=cosine_similarity(a, b),
+        sigma=stats.sigma,
+        sigma_numerator=stats.abs_diff,
+        sigma_denominator=stats.abs_a + stats.abs_b,
+        rel_frobenius=stats.rel_frobenius,
+        cosine=stats.cosine,
     )
 
 
@@ -156,20 +155,21 @@ def tensor_record(
     matrix_a = as_matrix(a).to(precision)
     matrix_b = as_matrix(b).to(precision)
     record.rank = min(matrix_a.shape)
+    erank: dict[str, float] = {}
     if wants_structure:
         svd_a = thin_svd(matrix_a, precision=precision, name=f"{name} (model A)")
         svd_b = thin_svd(matrix_b, precision=precision, name=f"{name} (model B)")
         record.structure = spectral_structure(*svd_a, *svd_b).as_dict()
-        s_a, s_b = svd_a.S, svd_b.S
-    elif wants_erank:
-        s_a = singular_values(matrix_a, precision=precision, name=f"{name} (model A)")
-        s_b = singular_values(matrix_b, precision=precision, name=f"{name} (model B)")
+        erank = {"a": effective_rank(svd_a.S), "b": effective_rank(svd_b.S)}
     if wants_erank:
-        s_delta = singular_values(matrix_b - matrix_a, precision=precision, name=f"{name} (B − A)")
-        record.erank = {
-            "a": effective_rank(s_a),
-            "b": effective_rank(s_b),
-            "delta": effective_rank(s_delta),
-        }
+        # Singular values only: the float64 Gram route where its error is provably small
+        # (see ``matrix_effective_rank``), so no singular vectors are ever computed here.
+        for side, matrix in (("a", matrix_a), ("b", matrix_b), ("delta", matrix_b - matrix_a)):
+            if side not in erank:
+                label = {"a": "model A", "b": "model B", "delta": "B − A"}[side]
+                erank[side] = matrix_effective_rank(
+                    matrix, precision=precision, name=f"{name} ({label})"
+                )
+        record.erank = {side: erank[side] for side in ("a", "b", "delta")}
         record.erank_ratio = {side: value / record.rank for side, value in record.erank.items()}
     return record

@@ -215,6 +215,9 @@ ALLOW_NONFINITE_ENV = "MERGEKIT_WEIGHTLEVEL_ALLOW_NONFINITE"
 PAIR_SIGMA_WARNING = 0.25
 #: How many matrices per (method, base, model) pair are sampled for that σ.
 PAIR_SIGMA_SAMPLES = 2
+#: At most this many evenly spaced elements of a matrix enter that σ (a warning threshold
+#: of 0.25 against typical values of 0.004–0.06 needs no more, and the check stays O(1)).
+PAIR_SIGMA_MAX_ELEMENTS = 1 << 16
 
 _preflight_done: set[tuple] = set()
 _pair_samples: dict[tuple, int] = {}
@@ -283,7 +286,7 @@ class WeightLevelMethod(GroupMergeMethod):
 
     def _check_finite(self, group: TensorGroup, result: torch.Tensor) -> None:
         """Never return NaN / Inf silently: name the input(s) that carry them."""
-        if bool(torch.isfinite(result).all()):
+        if all_finite(result):
             return
         tensor = group.metadata.name or "<tensor>"
         culprits = [
@@ -315,7 +318,7 @@ class WeightLevelMethod(GroupMergeMethod):
             _pair_samples[key] = seen + 1
             if entry.tensor.shape != base.tensor.shape:
                 continue
-            measured = sigma(base.tensor, entry.tensor)
+            measured = sigma(evenly_spaced(base.tensor), evenly_spaced(entry.tensor))
             if measured > PAIR_SIGMA_WARNING:
                 _pair_samples[key] = PAIR_SIGMA_SAMPLES  # one warning per pair is enough
                 LOG.warning(
@@ -330,3 +333,24 @@ class WeightLevelMethod(GroupMergeMethod):
                     model_label(entry.id),
                     model_label(base.id),
                 )
+
+
+def all_finite(tensor: torch.Tensor) -> bool:
+    """Whether every element is finite, with one reduction in the common (finite) case.
+
+    A sum is NaN / ±Inf whenever an element is (NaN and Inf propagate through every
+    partial sum), so a finite sum proves the tensor finite; it is ~5× cheaper than
+    ``isfinite(t).all()``, which writes a boolean tensor. A non-finite sum may also be
+    an overflow of finite values: the exact elementwise check decides then.
+    """
+    accumulate = torch.float32 if tensor.dtype in (torch.float16, torch.bfloat16) else None
+    if bool(torch.isfinite(tensor.sum(dtype=accumulate))):
+        return True
+    return bool(torch.isfinite(tensor).all())
+
+
+def evenly_spaced(tensor: torch.Tensor, count: int = PAIR_SIGMA_MAX_ELEMENTS) -> torch.Tensor:
+    """At most ``count`` elements taken at a fixed stride over the flattened tensor (a view)."""
+    flat = tensor.reshape(-1)
+    stride = max(1, flat.numel() // count)
+    return flat[::stride][:count]

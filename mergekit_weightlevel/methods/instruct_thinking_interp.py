@@ -86,7 +86,9 @@ def interpolate(
         return instruct
     if lam == 1.0:
         return thinking.to(instruct.dtype)
-    out = instruct.to(compute_dtype, copy=True).mul_(1.0 - lam)
+    instruct_c = instruct.to(compute_dtype)
+    # torch.mul allocates the one buffer and scales in the same pass (no copy, then scale).
+    out = instruct_c.mul_(1.0 - lam) if instruct_c is not instruct else instruct.mul(1.0 - lam)
     out.add_(thinking.to(compute_dtype), alpha=lam)
     return out.to(instruct.dtype)
 

@@ -83,12 +83,24 @@ def paramdelta(
     *,
     compute_dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """target + Σ weight · (donor − base), computed in ``compute_dtype``, returned in target's."""
-    out = target.to(compute_dtype, copy=True)
+    """target + Σ weight · (donor − base), computed in ``compute_dtype``, returned in target's.
+
+    One buffer is allocated: the first donor's difference, which then receives
+    target + weight · difference in place (the same kernel as ``target.add(difference,
+    alpha=weight)``, so the result is bit for bit that of the plain formula).
+    """
     base_c = base.to(compute_dtype)
+    out: torch.Tensor | None = None
     for donor, weight in donors:
-        if weight != 0.0:
-            out.add_(donor.to(compute_dtype) - base_c, alpha=weight)
+        if weight == 0.0:
+            continue
+        difference = donor.to(compute_dtype) - base_c
+        if out is None:
+            out = torch.add(target.to(compute_dtype), difference, alpha=weight, out=difference)
+        else:
+            out.add_(difference, alpha=weight)
+    if out is None:  # every weight is 0: the target unchanged
+        return target.clone()
     return out.to(target.dtype)
 
 
