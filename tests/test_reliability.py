@@ -215,6 +215,16 @@ def test_decomposition_that_does_not_converge_is_retried_in_float64(monkeypatch,
     torch.testing.assert_close(values, expected, rtol=1e-12, atol=1e-12)
 
 
+def gram_route_fails(monkeypatch) -> None:
+    """analyze takes eRank from the Gram eigenvalues when accurate; a failed ``eigvalsh``
+    sends it to the SVD (exact, silent): that is the route whose retries are tested here."""
+
+    def never_converges(*args, **kwargs):
+        raise torch.linalg.LinAlgError("The algorithm failed to converge")
+
+    monkeypatch.setattr(torch.linalg, "eigvalsh", never_converges)
+
+
 def first_decomposed(report) -> object:
     """The first tensor record of the first pair that had its singular values computed."""
     return next(record for record in report.pairs[0].tensors if record.erank)
@@ -225,6 +235,7 @@ def test_analyze_retries_a_failed_svd_and_names_the_tensor(llama_family, monkeyp
 
     reference = analyze_models([llama_family.base, llama_family.instruct], quiet=True)
     name = first_decomposed(reference).name
+    gram_route_fails(monkeypatch)
     calls = fail_first_call(monkeypatch, "svdvals")
     with pytest.warns(RuntimeWarning) as caught:
         report = analyze_models([llama_family.base, llama_family.instruct], quiet=True)
@@ -242,6 +253,7 @@ def test_analyze_stops_naming_the_tensor_when_every_attempt_fails(llama_family, 
         raise torch.linalg.LinAlgError("The algorithm failed to converge")
 
     monkeypatch.setattr(torch.linalg, "svdvals", never_converges)
+    gram_route_fails(monkeypatch)
     result = CliRunner().invoke(
         main, ["analyze", str(llama_family.base), str(llama_family.instruct), "--quiet"]
     )
