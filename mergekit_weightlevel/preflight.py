@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,10 @@ LOG = logging.getLogger(__name__)
 
 #: Tensors that a checkpoint may legitimately lack (tied to the input embeddings).
 TIEABLE = ("lm_head.weight",)
-#: Name fragments of tensors with a vocabulary axis.
-VOCABULARY_TENSORS = ("embed_tokens", "lm_head", "wte", "embed_in", "embed_out", "word_embeddings")
+#: Module names of tensors with a vocabulary axis (Llama/Qwen, GPT-2, GPT-NeoX, BERT-style).
+VOCABULARY_MODULES = ("embed_tokens", "lm_head", "wte", "embed_in", "embed_out", "word_embeddings")
+# A whole dotted component, so that e.g. a `lm_head_norm` module is not taken for one.
+_VOCABULARY_TENSOR = re.compile(r"(^|\.)(" + "|".join(VOCABULARY_MODULES) + r")(\.|$)")
 
 TOKENIZER_HINT = (
     "Checkpoints with different vocabularies can be merged once mergekit aligns them: add\n"
@@ -123,8 +126,13 @@ def read_headers(folder: Path, label: str) -> dict[str, TensorHeader]:
     return headers
 
 
-def _is_vocabulary_tensor(name: str) -> bool:
-    return any(fragment in name for fragment in VOCABULARY_TENSORS)
+def is_vocabulary_tensor(name: str) -> bool:
+    """Whether ``name`` is an embedding / output matrix, by its module name.
+
+    The one list of such names: preflight's vocabulary check and Timber's ``scope: linear``
+    (when mergekit gives no ``vocabulary_axis``) both use it.
+    """
+    return bool(_VOCABULARY_TENSOR.search(name))
 
 
 def check_inputs(
@@ -165,7 +173,7 @@ def check_inputs(
             if a == b:
                 continue
             line = f"tensor {name}: {reference_label} has shape {a}, {label} has {b}"
-            if _is_vocabulary_tensor(name) and len(a) == len(b) and a[1:] == b[1:]:
+            if is_vocabulary_tensor(name) and len(a) == len(b) and a[1:] == b[1:]:
                 vocabulary.append(line)
             else:
                 problems.append(line)

@@ -101,6 +101,26 @@ def bigger_vocab_model(llama_family, tmp_path_factory):
     return folder
 
 
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("model.embed_tokens.weight", True),
+        ("lm_head.weight", True),
+        ("transformer.wte.weight", True),
+        ("gpt_neox.embed_in.weight", True),
+        ("embed_out.weight", True),
+        ("bert.embeddings.word_embeddings.weight", True),
+        ("model.layers.0.self_attn.q_proj.weight", False),
+        ("transformer.wpe.weight", False),  # position embeddings: no vocabulary axis
+        ("model.lm_head_norm.weight", False),  # a component that only starts like one
+    ],
+)
+def test_vocabulary_tensor_names(name, expected):
+    from mergekit_weightlevel.preflight import is_vocabulary_tensor
+
+    assert is_vocabulary_tensor(name) is expected
+
+
 def test_vocabulary_mismatch_error_shows_tokenizer_setting(
     llama_family, bigger_vocab_model, tmp_path
 ):

@@ -18,7 +18,6 @@ guarantee float32-rounding agreement (see ``gram_is_accurate``).
 from __future__ import annotations
 
 import math
-import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,15 +40,13 @@ from mergekit_weightlevel.methods.base import (
     choice,
 )
 from mergekit_weightlevel.metrics import as_matrix, effective_rank, erank_uncertainty
+from mergekit_weightlevel.preflight import is_vocabulary_tensor
 from mergekit_weightlevel.spectral import SVDFailure, gram_matrix, gram_noise, thin_svd
 
 NAME = "timber_spectral"
 
 SCOPES = ("all", "linear")
 SOLVERS = ("auto", "svd")
-
-#: Names of vocabulary tensors, for groups without ``vocabulary_axis`` (the in-memory API).
-VOCABULARY_TENSOR = re.compile(r"(^|\.)(embed_tokens|lm_head|wte|word_embeddings|embed_out)\.")
 
 # Fast-path acceptance thresholds (see ``gram_is_accurate``).
 #: Largest tolerated estimate of ‖D'_gram − D'_svd‖_F / ‖D‖_F from the subspace split at k.
@@ -309,7 +306,7 @@ def on_vocabulary_axis(group: TensorGroup) -> bool:
     """Embeddings / lm_head: mergekit's vocabulary axis, or the usual names when it is unset."""
     if group.metadata.vocabulary_axis is not None:
         return True
-    return bool(VOCABULARY_TENSOR.search((group.metadata.name or "") + "."))
+    return is_vocabulary_tensor(group.metadata.name or "")
 
 
 # ----------------------------------------------------------------------------- mergekit method
