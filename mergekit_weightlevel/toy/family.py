@@ -43,13 +43,6 @@ from mergekit_weightlevel.toy.train import (
 
 MEMBER_FILE = "toy-member.json"
 
-#: Learning rates (AdamW, warm-up then cosine to 10 %): pre-training from scratch is fast;
-#: post-training is gentler, so that its deltas stay small enough to add and subtract.
-PRETRAIN_LR = 3e-3
-SFT_LR = 1e-3
-CONTINUED_LR = 1e-3
-LORA_LR = 3e-3
-
 
 @dataclass(frozen=True)
 class Recipe:
@@ -62,6 +55,14 @@ class Recipe:
     continued_steps: int = 600
     tune_steps: int = 300
     lora_rank: int = 8
+    # Learning rates (AdamW, warm-up then cosine to 10 %): pre-training from scratch is
+    # fast; post-training gentler, so that its deltas stay small enough to add and subtract.
+    pretrain_lr: float = 3e-3
+    sft_lr: float = 1e-3
+    thinking_lr: float = 1e-3
+    continued_lr: float = 2e-4
+    tune_lr: float = 1e-3
+    lora_lr: float = 3e-3
     #: add3 problems seen in pre-training and SFT; the other ones are never trained on.
     seen_add3: int = 400
     #: add3 problems never trained on: the reasoning benchmark.
@@ -256,13 +257,13 @@ def build_toy_family(
         return member.path
 
     r = recipe
-    add("base", None, data.pretrain(), r.pretrain_steps, PRETRAIN_LR, 0)
-    add("instruct", "base", data.instruct_sft(), r.sft_steps, SFT_LR, 1)
-    add("thinking", "base", data.thinking_sft(), r.thinking_steps, SFT_LR, 2)
-    add("base_v2", "base", data.continued(), r.continued_steps, CONTINUED_LR, 3)
-    add("base_v2_sft", "base_v2", data.instruct_sft(), r.sft_steps, SFT_LR, 1)
-    add("base_tuned", "base", data.new_skill(), r.tune_steps, SFT_LR, 4)
-    add("instruct_tuned", "instruct", data.new_skill(), r.tune_steps, SFT_LR, 4)
-    add("base_lora", "base", data.new_skill(), r.tune_steps, LORA_LR, 5, lora=True)
-    add("instruct_lora", "instruct", data.new_skill(), r.tune_steps, LORA_LR, 5, lora=True)
+    add("base", None, data.pretrain(), r.pretrain_steps, r.pretrain_lr, 0)
+    add("instruct", "base", data.instruct_sft(), r.sft_steps, r.sft_lr, 1)
+    add("thinking", "base", data.thinking_sft(), r.thinking_steps, r.thinking_lr, 2)
+    add("base_v2", "base", data.continued(), r.continued_steps, r.continued_lr, 3)
+    add("base_v2_sft", "base_v2", data.instruct_sft(), r.sft_steps, r.sft_lr, 1)
+    add("base_tuned", "base", data.new_skill(), r.tune_steps, r.tune_lr, 4)
+    add("instruct_tuned", "instruct", data.new_skill(), r.tune_steps, r.tune_lr, 4)
+    add("base_lora", "base", data.new_skill(), r.tune_steps, r.lora_lr, 5, lora=True)
+    add("instruct_lora", "instruct", data.new_skill(), r.tune_steps, r.lora_lr, 5, lora=True)
     return members

@@ -31,6 +31,8 @@ IGNORE = -100
 
 @dataclass(frozen=True)
 class ModelShape:
+    # 0.34 M parameters, ~40 ms a training step on one core. A 192-wide model was tried:
+    # 2.3× slower per step and, in the same step budget, clearly less trained.
     hidden_size: int = 96
     intermediate_size: int = 256
     num_hidden_layers: int = 3
