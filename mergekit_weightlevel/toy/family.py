@@ -5,10 +5,10 @@ Members (every one a normal ``transformers`` Llama checkpoint with the char toke
 ==================  =========================================================  ===========
 member              how it is made                                             from
 ==================  =========================================================  ===========
-``base``            pre-training on plain add2, sub, some add3 statements       scratch
+``base``            pre-training on plain add2, sub, some add3, small products  scratch
 ``instruct``        SFT into the Q/A format (direct answers), same problems     ``base``
 ``thinking``        SFT into the Q/A format with ``[steps]`` before the answer  ``base``
-``base_v2``         continued pre-training: plain ``mul`` + replay of add       ``base``
+``base_v2``         continued pre-training: the other products, with replay     ``base``
 ``base_v2_sft``     the instruct SFT, run on ``base_v2`` (ParamΔ's reference)   ``base_v2``
 ``base_tuned``      full SFT on Q/A ``mod`` (Shadow-FT's W_B⁺)                  ``base``
 ``base_lora``       LoRA (PEFT adapter) on Q/A ``mod``                         ``base``
@@ -16,8 +16,8 @@ member              how it is made                                             f
 ``instruct_lora``   the same LoRA run on ``instruct``                           ``instruct``
 ==================  =========================================================  ===========
 
-A folder holding ``toy-member.json`` with the same recipe is reused, so a second run
-skips training.
+A folder holding ``toy-member.json`` with the same key (this member's training run and
+its parent's key) is reused, so a second run skips training.
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ from mergekit_weightlevel.toy.train import (
 )
 
 MEMBER_FILE = "toy-member.json"
+
+#: Bump when the tasks, formats or data mixtures change: cached members are then retrained.
+WORLD_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,7 @@ def _member_key(name: str, recipe: Recipe, steps: int, lr: float, parent: dict |
     """
     return {
         "member": name,
+        "world": WORLD_VERSION,
         "shape": asdict(recipe.shape),
         "seed": recipe.seed,
         "data": [recipe.seen_add3, recipe.held_out_add3, recipe.lora_rank],
@@ -226,11 +230,8 @@ def _lora(source: Path, mixture, steps: int, lr: float, recipe: Recipe, seed_off
 
 
 def _save_adapter(model, folder: Path) -> None:
+    # A PEFT adapter folder; its base_model_name_or_path is the base's absolute path.
     model.save_pretrained(str(folder))
-    # Record where the adapter's base lives, as a local absolute path.
-    config_path = folder / "adapter_config.json"
-    config = json.loads(config_path.read_text())
-    config_path.write_text(json.dumps(config, indent=2))
 
 
 def build_toy_family(

@@ -110,8 +110,10 @@ def machine_description(threads: int) -> str:
     import mergekit
     import transformers
 
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     return (
-        f"{cpu}, {os.cpu_count()} logical CPUs, torch threads {threads}; "
+        f"{cpu}, {os.cpu_count()} logical CPUs, torch threads {threads}, load average "
+        f"{load} (1 / 5 / 15 min, at the end: other jobs slow the timings); "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
         f"torch {torch.__version__}, transformers {transformers.__version__}, "
         f"mergekit {getattr(mergekit, '__version__', '0.1.5')}"
@@ -451,12 +453,11 @@ def timber_section(
             + [f"{sigma(_flat(read_state(path)), base_flat):.4f}"]
         )
     inst = results["`instruct`"]
-    best_label = max(results, key=lambda label: results[label][ks[-1]])
     reading = [
         f"Sampling at temperature {settings.temperature:g}, {settings.pass_samples} samples on "
         f"{len(problems)} held-out sums: `instruct` has pass@1 {pct(inst[ks[0]])} and "
         f"pass@{ks[-1]} {pct(inst[ks[-1]])}.",
-        _timber_verdict(results, ks, best_label),
+        _timber_verdict(results, ks),
     ]
     return Section(
         "Timber (arXiv 2509.23595)",
@@ -467,7 +468,7 @@ def timber_section(
     )
 
 
-def _timber_verdict(results: dict[str, dict[int, float]], ks: list[int], best: str) -> str:
+def _timber_verdict(results: dict[str, dict[int, float]], ks: list[int]) -> str:
     inst = results["`instruct`"]
     gains = {
         label: r[ks[-1]] - inst[ks[-1]] for label, r in results.items() if label != "`instruct`"
@@ -650,10 +651,12 @@ YAML path, and evaluated. Questions are asked as `Q:3+5+8?A:`; `instruct` answer
 a*b with a, b < 5; the SFTs ask about the same problems. 300 other add3 sums are never
 trained on by any model and are the held-out benchmark. `base_v2` continues pre-training
 with the rest of the multiplication table (75 products with a factor ≥ 5, "mul (new)")
-in plain text; the Shadow-FT skill is a%b (mod), trained in the Q/A format. Scores: *accuracy* (right number, format followed), *format* (a bare
-number, or `[steps]` then a number, then end of sequence), *reasoning* (answer starts
-with a step list), *length* (generated tokens), pass@k (unbiased estimator, sampled).
-The models are tiny: they show mechanisms at work, not the papers' numbers."""
+in plain text; the Shadow-FT skill is a%b (mod), trained in the Q/A format.
+
+Scores: *accuracy* (right number, format followed), *format* (a bare number, or
+`[steps]` then a number, then end of sequence), *reasoning* (the answer starts with a
+step list), *length* (generated tokens), pass@k (unbiased estimator, sampled). The
+models are tiny: they show mechanisms at work, not the papers' numbers."""
 
 
 def _from_scratch(members: dict, timings: dict[str, float]) -> float:
@@ -717,8 +720,11 @@ def summary(sections: list[Section]) -> list[str]:
         "rely on post-training deltas that are small and nearly independent, as they are "
         "between real Base and Instruct checkpoints. Where the σ measured above is several "
         "times larger than the papers' 0.004–0.06, the toy's weight space is not linear "
-        "enough for that arithmetic, and those tables say so; what does not depend on it "
-        "(formats learned, reasoning switched on, eRank kept) shows as in the papers.",
+        "enough for that arithmetic (our reading, not a proven cause), and those tables say "
+        "so; what does not depend on it "
+        "(formats learned, reasoning switched on, eRank kept) shows as in the papers. "
+        "(Post-training at a third of these learning rates, with more steps, was tried: σ fell "
+        "by about a third and the merges did not improve.)",
         "",
     ]
     return lines
