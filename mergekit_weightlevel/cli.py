@@ -118,8 +118,16 @@ def merge(merge_options: MergeOptions, config_file: str, out_path: str) -> None:
     show_default=True,
     help="Architecture of the tiny model family.",
 )
+@click.option(
+    "--family",
+    "family_root",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Use a trained family folder instead of random tiny models, e.g. toy-work/models "
+    "(written by `python -m mergekit_weightlevel.toy`).",
+)
 @user_errors
-def demo(directory: str, arch: str) -> None:
+def demo(directory: str, arch: str, family_root: str | None) -> None:
     """Build a tiny local model family in DIRECTORY and merge it with every method.
 
     Offline and in seconds: no downloads. Prints the configs it wrote, where each
@@ -127,7 +135,7 @@ def demo(directory: str, arch: str) -> None:
     """
     from mergekit_weightlevel.demo import run_demo
 
-    report = run_demo(directory, arch=arch)
+    report = run_demo(directory, arch=arch, family_root=family_root)
     click.echo(report.render())
 
 

@@ -232,7 +232,9 @@ def _shadow_graft_lora_demo(
 ) -> MergeResult:
     from mergekit_weightlevel.lora import open_adapter
 
-    adapter_path = demo_lora_adapter(family, family.root / "base_lora")
+    adapter_path = family.root / "base_lora"
+    if not (adapter_path / "adapter_config.json").exists():  # a trained one (toy family) wins
+        adapter_path = demo_lora_adapter(family, adapter_path)
     config: dict[str, Any] = {
         "merge_method": "shadow_graft",
         "models": [{"model": str(family.instruct), "parameters": {"role": "target"}}],
@@ -321,11 +323,24 @@ def _timber_demo(family: TinyFamily, directory: Path, options: MergeOptions) -> 
     )
 
 
-def run_demo(directory: str | Path, *, arch: str = "llama", quiet: bool = True) -> DemoReport:
-    """Build the tiny family under ``directory`` and run every demo merge."""
+def run_demo(
+    directory: str | Path,
+    *,
+    arch: str = "llama",
+    quiet: bool = True,
+    family_root: str | Path | None = None,
+) -> DemoReport:
+    """Build the tiny family under ``directory`` and run every demo merge.
+
+    ``family_root``: use an existing trained family instead (the toy family that
+    ``python -m mergekit_weightlevel.toy`` writes to ``toy-work/models``).
+    """
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    family = build_family(directory / "models", arch=arch)
+    if family_root is not None:
+        family = existing_family(family_root)
+    else:
+        family = build_family(directory / "models", arch=arch)
     # Absolute paths, no Hub look-ups: the model card is written offline.
     options = MergeOptions(quiet=quiet)
     merges = [
@@ -336,6 +351,25 @@ def run_demo(directory: str | Path, *, arch: str = "llama", quiet: bool = True) 
         _timber_demo(family, directory, options),
     ]
     return DemoReport(family=family, merges=merges, analysis=_family_analysis(family, quiet))
+
+
+def existing_family(root: str | Path) -> TinyFamily:
+    """A family already on disk: ``root`` holds base, instruct, base_v2, thinking, base_tuned."""
+    import json
+
+    root = Path(root).resolve()
+    paths = {
+        name: root / name for name in ("base", "instruct", "base_v2", "thinking", "base_tuned")
+    }
+    missing = [name for name, path in paths.items() if not (path / "config.json").exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"demo: {root} is not a model family: no checkpoint for {', '.join(missing)}. "
+            "Build the toy family with `python -m mergekit_weightlevel.toy` (it writes "
+            "toy-work/models), or leave out the family folder to use random tiny models."
+        )
+    arch = json.loads((paths["base"] / "config.json").read_text())["model_type"]
+    return TinyFamily(root=root, arch=arch, **paths)
 
 
 def _family_analysis(family: TinyFamily, quiet: bool) -> AnalysisReport:

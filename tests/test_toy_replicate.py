@@ -1,0 +1,75 @@
+"""The one-command replication, on a miniature recipe (seconds): every section is written."""
+
+from __future__ import annotations
+
+from mergekit_weightlevel.toy.__main__ import main
+from mergekit_weightlevel.toy.family import MEMBER_FILE, Recipe, build_toy_family
+
+SECTIONS = (
+    "## The family",
+    "## ParamΔ",
+    "## Shadow-FT",
+    "## Instruct ↔ Thinking interpolation",
+    "## Timber",
+    "## analyze on the family",
+    "## In short",
+)
+
+
+def test_smoke_run_writes_every_section_and_the_plot(tmp_path):
+    doc = tmp_path / "docs" / "toy.md"
+    main(["--smoke", "--work", str(tmp_path / "work"), "--doc", str(doc)])
+    text = doc.read_text(encoding="utf-8")
+    for heading in SECTIONS:
+        assert heading in text
+    assert text.count("**Reading.**") == len(SECTIONS) - 1
+    assert "**Machine:**" in text and "**Date:**" in text
+    assert "python -m mergekit_weightlevel.toy --smoke" in text
+    assert (tmp_path / "docs" / "toy-interpolation.png").stat().st_size > 1000
+    # The interpolation table has one row per λ of the smoke settings (0, 0.5, 1).
+    interp = text.split("## Instruct ↔ Thinking interpolation")[1].split("## Timber")[0]
+    assert (
+        sum(line.startswith("| 0.") or line.startswith("| 1.") for line in interp.splitlines()) == 3
+    )
+    # The merges went through mergekit's YAML path: each output keeps its config.
+    merged = tmp_path / "work" / "merged"
+    for name in ("paramdelta", "shadow_full", "shadow_lora", "interp-0.5", "timber-0.2"):
+        assert (merged / name / "mergekit_config.yml").exists()
+
+
+def test_family_members_are_cached_and_loadable(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    recipe = Recipe.smoke()
+    first = build_toy_family(tmp_path, recipe, log=lambda _: None)
+    assert not any(m.cached for m in first.values())
+    again = build_toy_family(tmp_path, recipe, log=lambda _: None)
+    assert all(m.cached for m in again.values())
+    assert (tmp_path / "base" / MEMBER_FILE).exists()
+    model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "instruct"))
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / "instruct"))
+    assert model.config.vocab_size == len(tokenizer)
+    assert (tmp_path / "base_lora" / "adapter_config.json").exists()
+    # A different recipe is not mistaken for the cached one.
+    changed = build_toy_family(
+        tmp_path, Recipe(**{**recipe.__dict__, "tune_steps": 3}), log=lambda _: None
+    )
+    assert not changed["base_tuned"].cached and changed["base"].cached
+
+
+def test_demo_runs_on_a_trained_family_and_keeps_its_adapter(tmp_path):
+    import pytest
+
+    from mergekit_weightlevel.demo import run_demo
+
+    recipe = Recipe.smoke()
+    build_toy_family(tmp_path / "models", recipe, log=lambda _: None)
+    adapter = tmp_path / "models" / "base_lora" / "adapter_model.safetensors"
+    trained_adapter = adapter.read_bytes()
+    report = run_demo(tmp_path / "demo", family_root=tmp_path / "models")
+    assert report.family.base == (tmp_path / "models" / "base").resolve()
+    assert adapter.read_bytes() == trained_adapter  # the trained LoRA was used, not replaced
+    for merge in report.merges:
+        assert merge.max_abs_error < 1e-4, merge.method
+    with pytest.raises(FileNotFoundError, match="demo: .* no checkpoint for"):
+        run_demo(tmp_path / "demo2", family_root=tmp_path / "demo")
