@@ -10,5 +10,5 @@ cd "$(dirname "$0")/../.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q torch==2.13.0
 # The toy needs PEFT (the LoRA runs) and matplotlib (the plot): the `test` extra has both.
-.venv/bin/python -c "import peft, matplotlib" 2>/dev/null || .venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -c "import mergekit_weightlevel.toy, mergekit, peft, matplotlib" 2>/dev/null || .venv/bin/python -m pip install -q -e ".[test]"
 exec .venv/bin/python -m mergekit_weightlevel.toy "$@"
