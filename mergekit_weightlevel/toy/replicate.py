@@ -726,5 +726,25 @@ def summary(sections: list[Section]) -> list[str]:
         "(Post-training at a third of these learning rates, with more steps, was tried: σ fell "
         "by about a third and the merges did not improve.)",
         "",
+        *CHOICES,
     ]
     return lines
+
+
+#: What was chosen where the issue left room, printed under the tables (docs/ must say it).
+CHOICES = [
+    "## Choices",
+    "",
+    "- **Checkpoints are rebuilt, not committed.** The family is about 11 MB in float32 "
+    "(over the ~10 MB budget for committed files) and rebuilds deterministically in a few "
+    "minutes; two runs from scratch on one machine gave identical tables. Trained members "
+    "are cached in the work folder (`toy-work/`, git-ignored) under a key of their recipe, "
+    "so a rerun only merges and evaluates.",
+    "- **`demo` uses the trained family when asked** (`mergekit-weightlevel demo DIR "
+    "--family toy-work/models`), not silently: the quickstart's commands refer to the "
+    "demo's own folder, and a default that depended on what an earlier run left in the "
+    "current folder would make the quickstart's output depend on history.",
+    "- **One torch thread by default** (`--threads N`): on 2 shared cores two threads were "
+    "up to 13x slower per step; on a quiet machine only ~23 % faster.",
+    "",
+]
