@@ -120,23 +120,41 @@ def apply_variant(
     }
 
 
-def build_tokenizer(vocab_size: int = TINY_SHAPE["vocab_size"]):
-    """A word-level tokenizer with ``vocab_size`` entries (specials first, as the config says)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
+#: The special tokens of every tokenizer built here, in this order at ids 0-3.
+SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]
+
+
+def word_level_tokenizer(vocab: dict[str, int], pre_tokenizer, *, decoder=None, **settings):
+    """A ``PreTrainedTokenizerFast`` over a fixed vocabulary holding ``SPECIAL_TOKENS``.
+
+    ``pre_tokenizer`` splits text into vocabulary entries; ``settings`` go to the
+    ``PreTrainedTokenizerFast`` (e.g. ``padding_side``).
+    """
+    from tokenizers import Tokenizer, models
     from transformers import PreTrainedTokenizerFast
 
-    specials = ["<pad>", "<s>", "</s>", "<unk>"]
-    words = [f"w{i}" for i in range(vocab_size - len(specials))]
-    vocab = {token: index for index, token in enumerate(specials + words)}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.pre_tokenizer = pre_tokenizer
+    if decoder is not None:
+        backend.decoder = decoder
+    pad, bos, eos, unk = SPECIAL_TOKENS
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
-        pad_token="<pad>",
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
+        pad_token=pad,
+        bos_token=bos,
+        eos_token=eos,
+        unk_token=unk,
+        **settings,
     )
+
+
+def build_tokenizer(vocab_size: int = TINY_SHAPE["vocab_size"]):
+    """A word-level tokenizer with ``vocab_size`` entries (specials first, as the config says)."""
+    from tokenizers import pre_tokenizers
+
+    words = [f"w{i}" for i in range(vocab_size - len(SPECIAL_TOKENS))]
+    vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS + words)}
+    return word_level_tokenizer(vocab, pre_tokenizers.Whitespace())
 
 
 def save_checkpoint(

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
+from mergekit_weightlevel.tiny_models import SPECIAL_TOKENS, word_level_tokenizer
+
+SPECIALS = tuple(SPECIAL_TOKENS)
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)
 
 #: Every character the toy tasks write (digits, operators, the Q/A and reasoning markers).
@@ -26,19 +28,13 @@ def vocab_size() -> int:
 
 def build_tokenizer():
     """A ``PreTrainedTokenizerFast`` with one token per character (no BOS/EOS added)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Regex, decoders, pre_tokenizers
 
-    backend = Tokenizer(models.WordLevel(vocab=vocabulary(), unk_token="<unk>"))
-    # Every character is its own piece, spaces included (they carry no meaning to split on).
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    backend.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token="<pad>",
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
+    return word_level_tokenizer(
+        vocabulary(),
+        # Every character is its own piece, spaces included (they carry no meaning to split on).
+        pre_tokenizers.Split(Regex("."), behavior="isolated"),
+        decoder=decoders.Fuse(),
         padding_side="left",
         model_max_length=64,
     )
