@@ -127,24 +127,6 @@ def matrix_effective_rank(
 # --------------------------------------------------------------------------------------
 
 
-def relative_frobenius_gap(a: torch.Tensor, b: torch.Tensor) -> float:
-    """‖B − A‖_F / ‖A‖_F in float64; inf when A = 0 and B ≠ 0, 0 when both are zero."""
-    a64 = a.to(torch.float64)
-    gap = float(torch.linalg.vector_norm(b.to(torch.float64) - a64))
-    reference = float(torch.linalg.vector_norm(a64))
-    if reference > 0:
-        return gap / reference
-    return 0.0 if gap == 0 else math.inf
-
-
-def cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> float:
-    """⟨A, B⟩ / (‖A‖_F ‖B‖_F) over the flattened tensors, in float64; 0 if either is zero."""
-    a64 = a.to(torch.float64).flatten()
-    b64 = b.to(torch.float64).flatten()
-    norms = float(torch.linalg.vector_norm(a64) * torch.linalg.vector_norm(b64))
-    return float(a64 @ b64) / norms if norms > 0 else 0.0
-
-
 #: Elements per block of ``pair_statistics``: the float64 copies of a block (2 MB each)
 #: stay in the CPU cache, so the tensors are streamed from memory once.
 PAIR_STATISTICS_BLOCK = 1 << 18
@@ -170,14 +152,14 @@ class PairStatistics:
 
     @property
     def rel_frobenius(self) -> float:
-        """‖B − A‖_F / ‖A‖_F, as ``relative_frobenius_gap``."""
+        """‖B − A‖_F / ‖A‖_F; inf when A = 0 and B ≠ 0, 0 when both are zero."""
         if self.sq_a > 0:
             return math.sqrt(self.sq_diff) / math.sqrt(self.sq_a)
         return 0.0 if self.sq_diff == 0 else math.inf
 
     @property
     def cosine(self) -> float:
-        """⟨A, B⟩ / (‖A‖_F ‖B‖_F), as ``cosine_similarity``."""
+        """⟨A, B⟩ / (‖A‖_F ‖B‖_F) over the flattened tensors; 0 if either is zero."""
         norms = math.sqrt(self.sq_a) * math.sqrt(self.sq_b)
         return self.dot / norms if norms > 0 else 0.0
 
