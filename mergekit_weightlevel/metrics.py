@@ -80,6 +80,13 @@ def erank_uncertainty(
     return erank * float(dh)
 
 
+def gram_erank_uncertainty(eigenvalues: torch.Tensor, noise: float, exponent: float) -> float:
+    """``erank_uncertainty`` of σ_i = √λ_i when each Gram eigenvalue λ_i may be off by ``noise``."""
+    singular_values = eigenvalues.sqrt()
+    sigma_noise = (eigenvalues + noise).sqrt() - singular_values
+    return erank_uncertainty(singular_values, sigma_noise, exponent)
+
+
 def kept_directions(singular_values: torch.Tensor, exponent: float = 1.0) -> int:
     """k = ⌈effective_rank⌉: how many leading singular directions Timber keeps intact."""
     return int(math.ceil(effective_rank(singular_values, exponent)))
@@ -114,10 +121,9 @@ def matrix_effective_rank(
         except (RuntimeError, torch.linalg.LinAlgError):  # non-convergence: the SVD decides
             gram = None
         if gram is not None:
-            sigma_values = gram.eigenvalues.sqrt()
-            erank = effective_rank(sigma_values)
-            sigma_noise = (gram.eigenvalues + gram.noise).sqrt() - sigma_values
-            if erank_uncertainty(sigma_values, sigma_noise, 1.0) <= ERANK_GRAM_TOLERANCE * erank:
+            erank = effective_rank(gram.eigenvalues.sqrt())
+            uncertainty = gram_erank_uncertainty(gram.eigenvalues, gram.noise, 1.0)
+            if uncertainty <= ERANK_GRAM_TOLERANCE * erank:
                 return erank
     return effective_rank(singular_values(matrix, precision=precision, name=name))
 

@@ -39,7 +39,7 @@ from mergekit_weightlevel.methods.base import (
     bounded_float,
     choice,
 )
-from mergekit_weightlevel.metrics import as_matrix, effective_rank, erank_uncertainty
+from mergekit_weightlevel.metrics import as_matrix, effective_rank, gram_erank_uncertainty
 from mergekit_weightlevel.preflight import is_vocabulary_tensor
 from mergekit_weightlevel.spectral import SVDFailure, gram_matrix, gram_noise, thin_svd
 
@@ -210,9 +210,8 @@ def gram_split(delta: torch.Tensor, *, exponent: float, name: str) -> SpectralSp
     erank = effective_rank(singular, exponent)
     k = math.ceil(erank)
     values = spectrum.eigenvalues
-    sigma_noise = (values + spectrum.noise).sqrt() - values.sqrt()
     uncertainty = max(
-        erank_uncertainty(values.sqrt(), sigma_noise, exponent), ERANK_FLOOR_UNCERTAINTY * erank
+        gram_erank_uncertainty(values, spectrum.noise, exponent), ERANK_FLOOR_UNCERTAINTY * erank
     )
     accurate, _reason = gram_is_accurate(spectrum, k, erank, uncertainty)
     if not accurate:
