@@ -23,7 +23,7 @@ def _disabled() -> bool:
 def _register() -> None:
     package = sys.modules.get("mergekit_weightlevel")
     if package is not None and getattr(package, "_registration_pending", False):
-        # `import mergekit_weightlevel` is what imported mergekit; the package
+        # `import mergekit_weightlevel.registry` is what imported mergekit; that module
         # registers by itself once its own import has finished.
         return
     # Never break mergekit: a failure here becomes a warning.
@@ -71,8 +71,13 @@ def _remove_finder() -> None:
     sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _RegisterAfterImport)]
 
 
-def install() -> None:
-    if _disabled():
+def install(force: bool = False) -> None:
+    """Register now if mergekit's registry is loaded, else wait for it on ``sys.meta_path``.
+
+    ``force`` ignores ``MERGEKIT_WEIGHTLEVEL_DISABLE``: ``import mergekit_weightlevel``
+    uses it, since importing the package is an explicit request for its methods.
+    """
+    if _disabled() and not force:
         return
     if _TRIGGER in sys.modules:
         _register()

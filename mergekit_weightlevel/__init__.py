@@ -1,18 +1,51 @@
 """mergekit-weightlevel: post-training seen at the weight level, as mergekit merge methods.
 
-Importing the package registers its merge methods into mergekit (idempotent), so
-``mergekit.merge_methods.get("paramdelta")`` works in notebooks and scripts even
-where the start-up hook (``mergekit_weightlevel.pth``) is not processed.
+Importing the package makes sure its merge methods are in mergekit's registry whenever
+``mergekit.merge_methods`` is usable, so ``mergekit.merge_methods.get("paramdelta")``
+works in notebooks and scripts even where the start-up hook (``mergekit_weightlevel.pth``)
+is not processed. It does so without importing mergekit itself: importing mergekit pulls
+in transformers and peft (seconds), which ``analyze`` on local folders does not need. If
+``mergekit.merge_methods`` is already imported the methods are registered at once;
+otherwise they are registered the moment it is.
 """
+
+import sys
 
 __version__ = "0.1.0"
 
-# Read by the start-up hook: while this is True the package itself will register.
-_registration_pending = True
+#: The merge methods this package registers (``registry.METHOD_NAMES``, kept light here).
+METHOD_NAMES: tuple[str, ...] = (
+    "paramdelta",
+    "shadow_graft",
+    "timber_spectral",
+    "instruct_thinking_interp",
+)
 
-from mergekit_weightlevel.registry import METHOD_NAMES, register_methods  # noqa: E402
-
-register_methods()
+# Read by the start-up hook: while this is True, importing ``mergekit_weightlevel.registry``
+# is under way and registers by itself at its end, so the hook must not import it again.
 _registration_pending = False
+
+
+def register_methods() -> tuple[str, ...]:
+    """Register every method not yet known to mergekit (imports mergekit); see ``registry``."""
+    from mergekit_weightlevel.registry import register_methods as register
+
+    return register()
+
+
+def _register_when_mergekit_loads() -> None:
+    if "mergekit.merge_methods" in sys.modules:
+        register_methods()
+        return
+    try:
+        import mergekit_weightlevel_hook
+    except ImportError:  # the package without its top-level hook module: register now
+        register_methods()
+        return
+    # Even with MERGEKIT_WEIGHTLEVEL_DISABLE set: importing the package is an explicit ask.
+    mergekit_weightlevel_hook.install(force=True)
+
+
+_register_when_mergekit_loads()
 
 __all__ = ["METHOD_NAMES", "__version__", "register_methods"]

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from mergekit import merge_methods
-from mergekit.merge_methods import MergeMethod
-from mergekit.merge_methods.base import MISSING, ParameterScope
+import mergekit_weightlevel as _package
 
-from mergekit_weightlevel.methods.base import describe_type, is_required
-from mergekit_weightlevel.methods.instruct_thinking_interp import instruct_thinking_interp_method
-from mergekit_weightlevel.methods.paramdelta import paramdelta_method
-from mergekit_weightlevel.methods.shadow_graft import shadow_graft_method
-from mergekit_weightlevel.methods.timber_spectral import timber_spectral_method
+# Importing mergekit below fires the start-up hook; it must leave registration to the end of
+# this module (the hook would otherwise import this half-initialised module again).
+_package._registration_pending = True
+
+from mergekit import merge_methods  # noqa: E402
+from mergekit.merge_methods import MergeMethod  # noqa: E402
+from mergekit.merge_methods.base import MISSING, ParameterScope  # noqa: E402
+
+from mergekit_weightlevel.methods.base import describe_type, is_required  # noqa: E402
+from mergekit_weightlevel.methods.instruct_thinking_interp import (  # noqa: E402
+    instruct_thinking_interp_method,
+)
+from mergekit_weightlevel.methods.paramdelta import paramdelta_method  # noqa: E402
+from mergekit_weightlevel.methods.shadow_graft import shadow_graft_method  # noqa: E402
+from mergekit_weightlevel.methods.timber_spectral import timber_spectral_method  # noqa: E402
 
 # Every method this package provides, in the order `mergekit-weightlevel methods` lists them.
 METHODS: tuple[MergeMethod, ...] = (
@@ -34,6 +42,11 @@ def register_methods() -> tuple[str, ...]:
             merge_methods.register(method)
             added.append(method.spec.name)
     return tuple(added)
+
+
+# Importing this module means the methods are wanted: register them now.
+register_methods()
+_package._registration_pending = False
 
 
 SCOPE_READING = {

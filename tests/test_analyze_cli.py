@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -67,10 +69,52 @@ def test_failures_exit_1_with_a_clear_message(llama_family, tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
-def test_cuda_without_a_gpu_is_a_clear_failure(llama_family):
-    result = run(llama_family.base, llama_family.instruct, "--device", "cuda", "--quiet")
+@pytest.mark.parametrize("device_args", [["--device", "cuda"], ["--cuda"]])
+def test_cuda_without_a_gpu_is_a_clear_failure(llama_family, device_args):
+    result = run(llama_family.base, llama_family.instruct, *device_args, "--quiet")
     assert result.exit_code == 1
     assert "no CUDA device is available" in result.output
+
+
+def test_reading_options_are_accepted_and_merge_only_options_refused(llama_family):
+    result = run(
+        llama_family.base,
+        llama_family.instruct,
+        "--metrics",
+        "sigma",
+        "--lazy-unpickle",
+        "-j",
+        "1",
+        "--no-trust-remote-code",
+        "--quiet",
+    )
+    assert result.exit_code == 0, result.output
+    # mergekit-yaml's output options mean nothing here: refused, not silently ignored.
+    result = run(llama_family.base, llama_family.instruct, "--out-shard-size", "1B")
+    assert result.exit_code == 2
+    assert "--out-shard-size" in result.output
+
+
+def test_local_folders_are_analysed_without_importing_transformers(llama_family, tmp_path):
+    """The point of the light path: mergekit's loader, not mergekit.common and its imports."""
+    code = f"""
+import sys
+from mergekit_weightlevel.cli import main
+try:
+    main(["analyze", {str(llama_family.base)!r}, {str(llama_family.instruct)!r},
+          "--metrics", "sigma,erank", "--quiet"])
+except SystemExit as done:
+    assert done.code == 0, done.code
+heavy = sorted(m for m in ("transformers", "peft", "mergekit.common", "mergekit.options")
+               if m in sys.modules)
+print("heavy:", ",".join(heavy) or "none", file=sys.stderr)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert "heavy: none" in result.stderr
+    assert "σ global ratio of sums over all tensors" in result.stdout
 
 
 def markdown_tables(text: str) -> list[list[str]]:

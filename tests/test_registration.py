@@ -50,6 +50,44 @@ def test_startup_does_not_import_torch_or_mergekit():
     assert "_RegisterAfterImport" in result.stdout
 
 
+def test_importing_the_package_imports_neither_torch_nor_mergekit():
+    """`analyze` on local folders depends on it; registration then waits for mergekit."""
+    result = run_python(
+        """
+        import sys
+        import mergekit_weightlevel
+        print("torch" in sys.modules, "mergekit" in sys.modules)
+        import mergekit.merge_methods as mm
+        print(mergekit_weightlevel.METHOD_NAMES)
+        print(tuple(m.spec.name for m in mm.registered_methods())[-4:])
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "False False"
+    assert lines[1] == lines[2] == str(METHOD_NAMES)
+
+
+def test_importing_the_registry_first_registers_once_without_warning():
+    result = run_python(
+        """
+        import warnings
+        warnings.simplefilter("error", RuntimeWarning)
+        import mergekit_weightlevel.registry
+        import mergekit.merge_methods as mm
+        print([m.spec.name for m in mm.registered_methods()].count("timber_spectral"))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1"
+
+
+def test_package_method_names_match_the_registry():
+    import mergekit_weightlevel
+
+    assert mergekit_weightlevel.METHOD_NAMES == METHOD_NAMES
+
+
 def test_disable_switch():
     code = """
         import mergekit.merge_methods as mm
@@ -88,7 +126,7 @@ def test_package_first_then_mergekit_registers_once_without_warning():
 
 
 def test_registration_is_idempotent():
-    assert register_methods() == ()  # already registered by the import of the package
+    assert register_methods() == ()  # already registered by the import of the registry
     assert register_methods() == ()
     names = [m.spec.name for m in merge_methods.registered_methods()]
     for name in METHOD_NAMES:

@@ -11,6 +11,7 @@ the JSON schema are documented in docs/analyze.md.
 
 from mergekit_weightlevel.analyze.core import analyze_models, resolve_device
 from mergekit_weightlevel.analyze.names import layer_index, module_type, parse_layers
+from mergekit_weightlevel.analyze.reading import LoaderOptions
 from mergekit_weightlevel.analyze.records import (
     DEFAULT_METRICS,
     METRIC_COSTS,
@@ -28,6 +29,7 @@ __all__ = [
     "METRIC_LEVELS",
     "SCHEMA_VERSION",
     "AnalysisReport",
+    "LoaderOptions",
     "PairReport",
     "TensorRecord",
     "analyze_models",

@@ -9,12 +9,12 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
-from mergekit.options import MergeOptions
 from tqdm.auto import tqdm
 
 from mergekit_weightlevel import __version__
 from mergekit_weightlevel.analyze.names import parse_layers
 from mergekit_weightlevel.analyze.reading import (
+    AnyLoaderOptions,
     ModelTensors,
     TensorFilter,
     close_models,
@@ -81,14 +81,14 @@ def analyze_models(
     layers: str | Sequence[int] | None = None,
     device: str | None = "cpu",
     precision: str = "float32",
-    options: MergeOptions | None = None,
+    options: AnyLoaderOptions = None,
     quiet: bool = False,
 ) -> AnalysisReport:
     """Compare ``models[1:]`` with the reference ``models[0]``, tensor by tensor.
 
     Models are local folders, Hugging Face ids or ``model+adapter`` strings, read through
-    mergekit's loaders with ``options`` (``MergeOptions``: caches, ``trust_remote_code``,
-    ``lazy_unpickle``). At most one tensor per model is held at a time, read in the
+    mergekit's loaders with ``options`` (mergekit's ``MergeOptions`` or ``LoaderOptions``:
+    caches, ``trust_remote_code``, ``lazy_unpickle``; None: mergekit's defaults). At most one tensor per model is held at a time, read in the
     reference's shard order. ``metrics``: ``sigma`` (always), ``erank``, ``structure``.
     """
     labels = [str(model) for model in models]
@@ -100,8 +100,6 @@ def analyze_models(
     compute_device = resolve_device(device)
     layer_set = parse_layers(layers) if isinstance(layers, str) else layers
     keep = TensorFilter(include, exclude, frozenset(layer_set) if layer_set is not None else None)
-    options = options or MergeOptions(quiet=quiet)
-
     opened = open_models(labels, options)
     try:
         names = common_names(opened, keep)
@@ -114,7 +112,7 @@ def analyze_models(
             opened, names, keep, chosen, PRECISIONS[precision], compute_device, all_pairs, quiet
         )
     finally:
-        close_models()
+        close_models(opened)
     return AnalysisReport(
         models=labels,
         metrics=chosen,

@@ -1,25 +1,48 @@
 """Streaming tensors through mergekit's loaders, one name at a time, in shard order.
 
-Models are resolved by mergekit's ``ModelReference`` (local folder, Hugging Face id,
-``model+adapter``) and read by its ``LazyTensorLoader``s held in ``LoaderCache``: only the
-current shard of each model is open, and each tensor is read once per model.
+Every model is read by a mergekit ``LazyTensorLoader``: only the current shard of each
+model is open, and each tensor is read once per model. A local folder is indexed by
+``LazyTensorLoader.from_disk`` directly, which is what mergekit's ``ModelReference``
+does for a local path; anything else (a Hugging Face id, ``model+adapter``) goes through
+``ModelReference`` and ``LoaderCache``. The split is for start-up time: importing
+``mergekit.common`` pulls in transformers and peft, seconds that would dominate
+``analyze --metrics sigma`` on local folders.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Union
 
 import torch
-from mergekit.common import ModelReference
 from mergekit.io.lazy_tensor_loader import LazyTensorLoader
-from mergekit.io.tasks import LoaderCache
-from mergekit.options import MergeOptions
 
 from mergekit_weightlevel.analyze.names import layer_index
 
+if TYPE_CHECKING:
+    from mergekit.options import MergeOptions
+
 LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoaderOptions:
+    """The ``MergeOptions`` fields that reading uses, same names, without importing mergekit.
+
+    The CLI passes this; ``analyze_models`` takes it or a full ``MergeOptions``.
+    """
+
+    lazy_unpickle: bool = False
+    transformers_cache: str | None = None
+    lora_merge_cache: str | None = None
+    lora_merge_dtype: str | None = None
+    trust_remote_code: bool = False
+
+
+AnyLoaderOptions = Union["MergeOptions", LoaderOptions, None]
 
 
 @dataclass(frozen=True)
@@ -57,10 +80,9 @@ class TensorFilter:
 
 @dataclass
 class ModelTensors:
-    """One model opened through mergekit: its reference, its loader, the names it holds."""
+    """One model opened through mergekit: its label, its loader, the names it holds."""
 
     label: str
-    reference: ModelReference
     loader: LazyTensorLoader
     names: list[str] = field(default_factory=list)  # in shard order
 
@@ -88,11 +110,22 @@ def names_in_shard_order(loader: LazyTensorLoader) -> list[str]:
     return [name for shard in loader.index.shards for name in shard.contained_keys]
 
 
-def open_model(label: str) -> ModelTensors:
-    """Resolve and index one model through ``LoaderCache`` (set up by ``open_models``)."""
+def is_local_folder(label: str) -> bool:
+    """A folder on disk, without ``+adapter``: mergekit would read it as it is."""
+    return "+" not in label and os.path.isdir(label)
+
+
+def open_model(label: str, options: AnyLoaderOptions = None) -> ModelTensors:
+    """Index one model: a local folder directly, anything else through mergekit's ``LoaderCache``."""
+    lazy_unpickle = bool(getattr(options, "lazy_unpickle", False))
     try:
-        reference = ModelReference.parse(label)
-        loader = LoaderCache().get(reference)
+        if is_local_folder(label):
+            loader = LazyTensorLoader.from_disk(label, lazy_unpickle=lazy_unpickle)
+        else:
+            from mergekit.common import ModelReference
+            from mergekit.io.tasks import LoaderCache
+
+            loader = LoaderCache().get(ModelReference.parse(label))
     except Exception as error:
         hint = (
             " (a LoRA adapter needs --lora-merge-cache DIR to be merged into its model)"
@@ -104,22 +137,33 @@ def open_model(label: str) -> ModelTensors:
             f"*.safetensors or pytorch_model*.bin weights, a Hugging Face id, or "
             f"MODEL+ADAPTER{hint}."
         ) from error
-    return ModelTensors(label, reference, loader, names_in_shard_order(loader))
+    return ModelTensors(label, loader, names_in_shard_order(loader))
 
 
-def open_models(labels: list[str], options: MergeOptions) -> list[ModelTensors]:
-    """Set up mergekit's per-thread ``LoaderCache`` with ``options`` and open every model."""
-    from mergekit_weightlevel.hub import check_models_available
+def open_models(labels: list[str], options: AnyLoaderOptions = None) -> list[ModelTensors]:
+    """Open every model; Hub ids and adapters first get mergekit's ``LoaderCache`` set up.
 
-    # Every model at once and before any is read: a Hub id without network fails in seconds.
-    check_models_available(labels, purpose="analyze", cache_dir=options.transformers_cache)
-    LoaderCache().setup(options)
-    return [open_model(label) for label in labels]
+    ``options``: mergekit's ``MergeOptions`` or a ``LoaderOptions``; None: the defaults.
+    """
+    remote = [label for label in labels if not is_local_folder(label)]
+    if remote:
+        from mergekit.io.tasks import LoaderCache
+        from mergekit.options import MergeOptions
+
+        from mergekit_weightlevel.hub import check_models_available
+
+        if not isinstance(options, MergeOptions):
+            options = MergeOptions(**vars(options or LoaderOptions()))
+        # Every model at once and before any is read: a Hub id without network fails in seconds.
+        check_models_available(remote, purpose="analyze", cache_dir=options.transformers_cache)
+        LoaderCache().setup(options)
+    return [open_model(label, options) for label in labels]
 
 
-def close_models() -> None:
-    """Let every loader drop its open shard (mergekit's ``flush_all``)."""
-    LoaderCache().flush_all()
+def close_models(models: list[ModelTensors]) -> None:
+    """Let every loader drop its open shard (as mergekit's ``LoaderCache.flush_all``)."""
+    for model in models:
+        model.loader.flush()
 
 
 def common_names(models: list[ModelTensors], tensor_filter: TensorFilter) -> list[str]:

@@ -1,0 +1,3 @@
+from mergekit_weightlevel.cli import main
+
+main()
