@@ -8,6 +8,7 @@ import sys
 import tempfile
 import textwrap
 
+import pytest
 from mergekit import merge_methods
 
 from mergekit_weightlevel.registry import METHOD_NAMES, register_methods
@@ -80,6 +81,31 @@ def test_importing_the_registry_first_registers_once_without_warning():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1"
+
+
+@pytest.mark.parametrize(
+    "first_import",
+    [
+        "mergekit_weightlevel.methods.timber_spectral",
+        "mergekit_weightlevel.methods.base",
+        "mergekit_weightlevel.merging",
+        "mergekit.merge",
+    ],
+)
+def test_any_first_import_registers_once_without_warning(first_import):
+    """Whichever module pulls in mergekit.merge_methods first, no circular-import warning."""
+    result = run_python(
+        f"""
+        import warnings
+        warnings.simplefilter("error", RuntimeWarning)
+        import {first_import}
+        import mergekit.merge_methods as mm
+        names = [m.spec.name for m in mm.registered_methods()]
+        print([names.count(name) for name in {METHOD_NAMES!r}])
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[1, 1, 1, 1]"
 
 
 def test_package_method_names_match_the_registry():
