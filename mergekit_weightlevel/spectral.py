@@ -7,6 +7,7 @@ retried in float64, then on the CPU, before the caller's documented fallback app
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import NamedTuple
 
@@ -121,6 +122,16 @@ def gram_noise(eigenvalues: torch.Tensor, shape: tuple[int, int]) -> float:
     """
     top = float(eigenvalues[0]) if eigenvalues.numel() else 0.0
     return max(shape) * torch.finfo(torch.float64).eps * top
+
+
+def typical_gram_noise(eigenvalues: torch.Tensor, shape: tuple[int, int]) -> float:
+    """The same with √max(m, n) growth: rounding errors that add up as a random walk.
+
+    LAPACK's own approximate error bounds for ``syev`` take no dimension factor at all
+    (eps·‖G‖, LAPACK Users' Guide §4.7.1); √max(m, n) stays above them. For estimates of
+    a continuous error (Timber's split), not for discrete decisions such as ⌈eRank⌉.
+    """
+    return gram_noise(eigenvalues, shape) / math.sqrt(max(shape))
 
 
 def gram_eigenvalues(matrix: torch.Tensor, *, name: str = "matrix") -> GramEigen:

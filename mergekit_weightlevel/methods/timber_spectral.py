@@ -41,7 +41,13 @@ from mergekit_weightlevel.methods.base import (
 )
 from mergekit_weightlevel.metrics import as_matrix, effective_rank, gram_erank_uncertainty
 from mergekit_weightlevel.preflight import is_vocabulary_tensor
-from mergekit_weightlevel.spectral import SVDFailure, gram_matrix, gram_noise, thin_svd
+from mergekit_weightlevel.spectral import (
+    SVDFailure,
+    gram_matrix,
+    gram_noise,
+    thin_svd,
+    typical_gram_noise,
+)
 
 NAME = "timber_spectral"
 
@@ -121,7 +127,8 @@ class GramSpectrum:
     eigenvalues: torch.Tensor  # σ_i², clamped at 0, descending
     vectors: torch.Tensor  # right (DᵀD) or left (DDᵀ) singular vectors, ascending columns
     right: bool  # True: vectors are V (D is tall or square); False: U (D is wide)
-    noise: float  # absolute eigenvalue uncertainty δ of the float64 Gram route
+    noise: float  # absolute eigenvalue uncertainty δ of the float64 Gram route (worst case)
+    typical_noise: float  # δ with random-walk growth, for the split-error estimate
 
     def top(self, k: int) -> torch.Tensor:
         """Orthonormal basis of the top-k singular directions (n × k)."""
@@ -139,8 +146,14 @@ def gram_spectrum(delta: torch.Tensor, d64: torch.Tensor | None = None) -> GramS
     values, vectors = torch.linalg.eigh(gram, UPLO="U")
     del gram
     values = values.flip(0).clamp_min(0.0)
-    noise = gram_noise(values, tuple(d64.shape))
-    return GramSpectrum(eigenvalues=values, vectors=vectors, right=right, noise=noise)
+    shape = tuple(d64.shape)
+    return GramSpectrum(
+        eigenvalues=values,
+        vectors=vectors,
+        right=right,
+        noise=gram_noise(values, shape),
+        typical_noise=typical_gram_noise(values, shape),
+    )
 
 
 def projection(d64: torch.Tensor, basis: torch.Tensor, right: bool) -> torch.Tensor:
@@ -173,9 +186,12 @@ def gram_is_accurate(
        absolute noise (≈ 1e-13 σ_0² for 4096-wide matrices) is a sizeable part of σ².
     3. The split at k is stable: rotating v_{k−1} towards v_k by θ ≈ δ / (σ_{k−1}² − σ_k²)
        changes D' by about θ·σ_{k−1}; relative to ‖D‖_F this must stay ≤ 1e-7, far below
-       float32 resolution. Repeated singular values at k (gap 0) always fail here, and
+       float32 resolution. Repeated singular values at k (gap ≤ 2δ) always fail here, and
        there the SVD itself picks an arbitrary subspace: falling back keeps the official
-       behaviour.
+       behaviour. This estimate uses the √max(m, n) noise (``typical_gram_noise``): with
+       the worst-case max(m, n) one it sat 10⁵–10⁶ above the measured error and sent
+       large tall matrices with a strong low-rank part (8B-shaped MLP deltas) to the SVD
+       after the Gram work was done (docs/benchmarks.md).
     """
     values = spectrum.eigenvalues
     rank = values.numel()
@@ -192,7 +208,7 @@ def gram_is_accurate(
     frobenius = math.sqrt(float(values.sum()))
     if gap <= 2 * spectrum.noise:
         return False, "σ_(k-1) and σ_k are equal to Gram precision"
-    split_error = spectrum.noise / gap * math.sqrt(last_kept) / frobenius
+    split_error = spectrum.typical_noise / gap * math.sqrt(last_kept) / frobenius
     if split_error > GRAM_MAX_SPLIT_ERROR:
         return False, f"split at k too close (error estimate {split_error:.1e})"
     return True, "accurate"
