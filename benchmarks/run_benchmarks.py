@@ -194,6 +194,40 @@ def worker_analyze_baseline(a: str, b: str) -> None:
     print(len(results))
 
 
+#: Llama-3-8B's decoder-layer matrices (rows × cols) and how many of each a layer has.
+KERNEL_SHAPES = {
+    "q_proj, o_proj": ((4096, 4096), 2),
+    "k_proj, v_proj": ((1024, 4096), 2),
+    "gate_proj, up_proj": ((14336, 4096), 2),
+    "down_proj": ((4096, 14336), 1),
+}
+
+
+def worker_kernels() -> None:
+    """Timber per matrix at 8B shapes: our split (auto) vs the official float64 SVD, timed
+    back to back in this process on one post-training-like delta per shape; prints JSON."""
+    import torch
+
+    from mergekit_weightlevel.methods.timber_spectral import split_delta, svd_split
+    from mergekit_weightlevel.tiny_models import post_training_delta
+
+    rows = []
+    for label, ((m, n), count) in KERNEL_SHAPES.items():
+        base = torch.randn(m, n, generator=torch.Generator().manual_seed(m + n)) * 0.02
+        delta = post_training_delta(base, label, scale=0.05, seed=1, rank=16)
+        start = time.perf_counter()
+        split = split_delta(delta, name=label)
+        ours = split.apply(TIMBER_LAMBDA)
+        ours_s = time.perf_counter() - start
+        start = time.perf_counter()
+        official = svd_split(delta, exponent=1.0, name=label).apply(TIMBER_LAMBDA)
+        svd_s = time.perf_counter() - start
+        diff = float((ours.double() - official.double()).norm() / official.double().norm())
+        rows.append([label, m, n, count, ours_s, svd_s, diff, split.solver])
+        del base, delta, split, ours, official
+    print(json.dumps(rows))
+
+
 def worker_diff(a_folder: str, b_folder: str) -> None:
     a, b = load_state(a_folder), load_state(b_folder)
     worst = 0.0
@@ -219,6 +253,7 @@ WORKERS = {
     "sweep": worker_sweep,
     "read_only": worker_read_only,
     "analyze_baseline": worker_analyze_baseline,
+    "kernels": worker_kernels,
 }
 
 
@@ -542,7 +577,8 @@ METHOD_TEXT = (
     "  the straightforward way (whole state dicts, `torch.linalg.svdvals` in float32 per matrix",
     "  for A, B and ΔW);",
     "- all of it at two model sizes (`--layers`, `--small-layers`), to show that our peak",
-    "  memory does not grow with the model.",
+    "  memory does not grow with the model;",
+    "- Timber's linear algebra alone, per matrix, at Llama-3-8B shapes (`kernels`).",
     "",
     "Merges run through mergekit's YAML path (`mergekit-yaml`'s code, in-process) with",
     "`--out-shard-size 16M` (64 MB float32 shards; mergekit's default of 5B parameters would",
@@ -562,15 +598,54 @@ METHOD_TEXT = (
     "tensor by tensor (max ‖a − b‖_F / ‖b‖_F).",
     "",
     "Run it on a quiet machine (nothing else using the CPU): `python",
-    "benchmarks/run_benchmarks.py` (all cases, 8 and 4 layers, about 10 minutes on 2 cores);",
-    "`--only paramdelta,interp,shadow,timber,analyze`, `--layers N --small-layers M` (0 skips",
+    "benchmarks/run_benchmarks.py` (all cases, 8 and 4 layers, about 15 minutes on 2 cores);",
+    "`--only paramdelta,interp,shadow,timber,analyze,kernels`, `--layers N --small-layers M` (0 skips",
     "the second size) and `--workdir DIR` (default benchmarks/out, git-ignored; the families",
     "are built once and reused) narrow it; `--out` (default docs/benchmarks.md) and `--notes`",
     "(default benchmarks/notes.md, appended under the tables) set the page.",
 )
 
 
-def render(sections: dict[str, list], notes: str) -> str:
+def run_kernels() -> list:
+    """The per-matrix Timber rows (see ``worker_kernels``), computed in a child process."""
+    print("Timber per matrix at Llama-3-8B shapes (a few minutes):", flush=True)
+    result = subprocess.run(worker_argv("kernels"), capture_output=True, text=True, check=True)
+    rows = json.loads(result.stdout.strip().splitlines()[-1])
+    for label, m, n, _, ours_s, svd_s, diff, path in rows:
+        print(f"  {label} {m}x{n}: {ours_s:.1f} s ({path}) vs {svd_s:.1f} s, diff {diff:.1e}")
+    return rows
+
+
+def kernel_table(rows: list) -> list[str]:
+    if not rows:
+        return []
+    lines = [
+        "## timber_spectral per matrix at Llama-3-8B shapes",
+        "",
+        "One post-training-like delta (low-rank + noise) per shape, timed in one process: our",
+        "decomposition + reconstruction (`solver: auto`) vs the official float64 thin SVD +",
+        "reconstruction (`solver: svd`, what `timber.py` does per tensor). Reading and writing",
+        "are left out: at 8B the linear algebra is almost the whole run.",
+        "",
+        "| matrix | shape | per layer | ours (s) | float64 SVD (s) | time ratio | path | rel. diff of D' |",
+        "|---|---|---:|---:|---:|---:|---|---:|",
+    ]
+    ours_layer = svd_layer = 0.0
+    for label, m, n, count, ours_s, svd_s, diff, path in rows:
+        lines.append(
+            f"| {label} | {m} × {n} | {count} | {ours_s:.2f} | {svd_s:.2f} "
+            f"| {ours_s / svd_s:.2f} | {path} | {diff:.1e} |"
+        )
+        ours_layer += count * ours_s
+        svd_layer += count * svd_s
+    lines.append(
+        f"| one decoder layer (weighted) | | 7 | {ours_layer:.1f} | {svd_layer:.1f} "
+        f"| {ours_layer / svd_layer:.2f} | | |"
+    )
+    return [*lines, ""]
+
+
+def render(sections: dict[str, list], notes: str, kernels: list | None = None) -> str:
     lines = [
         "# Benchmarks",
         "",
@@ -597,6 +672,7 @@ def render(sections: dict[str, list], notes: str) -> str:
             )
         lines.append("")
     lines += memory_vs_size(sections)
+    lines += kernel_table(kernels or [])
     lines.append(notes)
     return "\n".join(lines) + "\n"
 
@@ -643,7 +719,7 @@ def main() -> None:
         default=4,
         help="layers of the second family, for the RSS-vs-size check (0: skip)",
     )
-    parser.add_argument("--only", default="paramdelta,interp,shadow,timber,analyze")
+    parser.add_argument("--only", default="paramdelta,interp,shadow,timber,analyze,kernels")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument(
         "--notes",
@@ -668,14 +744,16 @@ def main() -> None:
         sections[f"{layers}-layer family (hidden 1024, MLP 2816, vocab 8192)"] = run_cases(
             family, args.workdir, only
         )
+    kernels = run_kernels() if "kernels" in only else []
     notes = args.notes.read_text() if args.notes and args.notes.exists() else ""
-    args.out.write_text(render(sections, notes))
+    args.out.write_text(render(sections, notes, kernels))
     (args.workdir / "results.json").write_text(
         json.dumps(
             {
                 title: [(n, o.__dict__, a.__dict__, d) for n, o, a, d in rows]
                 for title, rows in sections.items()
-            },
+            }
+            | {"kernels": kernels},
             indent=2,
         )
     )
