@@ -41,12 +41,13 @@ def test_sigma_and_erank_match_numpy_float64_on_every_tensor(all_families, famil
     kinds = set()
     for record in pair.tensors:
         a, b = as_numpy(base[record.name]), as_numpy(post[record.name])
-        assert record.sigma == pytest.approx(numpy_sigma(a, b), rel=1e-9)
+        # pair_statistics rounds each term once to float32 (2^-24) and sums in float64.
+        assert record.sigma == pytest.approx(numpy_sigma(a, b), rel=1e-7)
         assert record.rel_frobenius == pytest.approx(
-            np.linalg.norm(b - a) / np.linalg.norm(a), rel=1e-9
+            np.linalg.norm(b - a) / np.linalg.norm(a), rel=1e-7
         )
         assert record.cosine == pytest.approx(
-            float((a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b))), rel=1e-9
+            float((a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b))), rel=1e-7
         )
         if a.ndim == 1:
             kinds.add("bias" if record.name.endswith("bias") else "vector")

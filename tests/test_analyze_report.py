@@ -35,20 +35,21 @@ def test_model_sigma_both_ways_and_group_means_by_hand(llama_family):
     in_layers = [s for name, s in sigmas.items() if name.startswith("model.layers.")]
     assert summary["sigma_mean_scope"] == "model.layers.<n>"
     assert summary["sigma_mean_tensors"] == len(in_layers) == 18  # 2 layers × (7 + 2 norms)
-    assert summary["sigma_mean"] == pytest.approx(sum(in_layers) / len(in_layers), rel=1e-12)
+    # Per-tensor sums carry at most 2^-24 relative error (float32 terms, float64 sums).
+    assert summary["sigma_mean"] == pytest.approx(sum(in_layers) / len(in_layers), rel=1e-7)
     total_num = sum(num for num, _ in parts.values())
     total_den = sum(den for _, den in parts.values())
-    assert summary["sigma_global"] == pytest.approx(total_num / total_den, rel=1e-12)
+    assert summary["sigma_global"] == pytest.approx(total_num / total_den, rel=1e-7)
     # The two aggregates are different numbers (the mean ignores tensor sizes).
     assert summary["sigma_mean"] != pytest.approx(summary["sigma_global"], rel=1e-9)
 
     q = [s for name, s in sigmas.items() if name.endswith("q_proj.weight")]
     assert summary["by_module"]["q"]["tensors"] == 2
-    assert summary["by_module"]["q"]["sigma"] == pytest.approx(sum(q) / 2, rel=1e-12)
+    assert summary["by_module"]["q"]["sigma"] == pytest.approx(sum(q) / 2, rel=1e-7)
     norms = [s for name, s in sigmas.items() if "norm" in name]
-    assert summary["by_module"]["norms"]["sigma"] == pytest.approx(np.mean(norms), rel=1e-12)
+    assert summary["by_module"]["norms"]["sigma"] == pytest.approx(np.mean(norms), rel=1e-7)
     layer1 = [s for name, s in sigmas.items() if name.startswith("model.layers.1.")]
-    assert summary["by_layer"]["1"]["sigma"] == pytest.approx(np.mean(layer1), rel=1e-12)
+    assert summary["by_layer"]["1"]["sigma"] == pytest.approx(np.mean(layer1), rel=1e-7)
     assert list(summary["by_layer"]) == ["0", "1"]
 
 
@@ -147,7 +148,7 @@ def test_all_pairs_gives_the_full_sigma_matrix(llama_family):
                     np.divide(*numpy_parts(states[i][n], states[j][n])) for n in layer_names
                 ]  # Shadow-FT's unweighted mean
             )
-            assert matrix[i][j] == pytest.approx(expected, rel=1e-12)
+            assert matrix[i][j] == pytest.approx(expected, rel=1e-7)
     assert "σ matrix" in report.summary_text()
 
 

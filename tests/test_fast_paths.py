@@ -250,11 +250,24 @@ def test_pair_statistics_match_the_separate_metrics(dtype, block, monkeypatch):
     b = (a.float() + 0.05 * noise.float()).to(dtype)
     stats = metrics.pair_statistics(a, b)
     numerator, denominator = metrics.sigma_parts(a, b)
-    assert stats.abs_diff == pytest.approx(numerator, rel=1e-13)
-    assert stats.abs_a + stats.abs_b == pytest.approx(denominator, rel=1e-13)
+    # Each term is rounded at most once to float32 (2^-24 relative), sums are float64.
+    rel = 2.0**-24
+    assert stats.abs_diff == pytest.approx(numerator, rel=rel)
+    assert stats.abs_a + stats.abs_b == pytest.approx(denominator, rel=rel)
+    assert stats.sigma == pytest.approx(metrics.sigma(a, b), rel=2 * rel)
+    assert stats.rel_frobenius == pytest.approx(relative_frobenius_gap(a, b), rel=2 * rel)
+    assert stats.cosine == pytest.approx(cosine_similarity(a, b), rel=2 * rel)
+
+
+def test_pair_statistics_are_float64_exact_for_float64_inputs():
+    from mergekit_weightlevel import metrics
+
+    a, noise = _tensors(torch.float64, 2, shape=(37, 23))
+    b = a + 1e-3 * noise
+    stats = metrics.pair_statistics(a, b)
     assert stats.sigma == pytest.approx(metrics.sigma(a, b), rel=1e-13)
-    assert stats.rel_frobenius == pytest.approx(relative_frobenius_gap(a, b), rel=1e-12)
     assert stats.cosine == pytest.approx(cosine_similarity(a, b), rel=1e-13)
+    assert stats.rel_frobenius == pytest.approx(relative_frobenius_gap(a, b), rel=1e-12)
 
 
 def test_pair_statistics_edge_cases():
