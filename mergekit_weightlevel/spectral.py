@@ -92,25 +92,41 @@ class GramEigen(NamedTuple):
 
 #: Row panels of the Gram matrix computed separately (see ``gram_matrix``).
 GRAM_PANELS = 4
+#: Rows (tall) or columns (wide) of a matrix turned into float64 at a time by the blocked
+#: routines: a float64 copy of the whole matrix is never made (an 8B model's 128256 × 4096
+#: embedding would need 4.2 GB per copy).
+FLOAT64_BLOCK = 2048
 
 
-def gram_matrix(matrix64: torch.Tensor) -> tuple[torch.Tensor, bool]:
+def factor_blocks(matrix: torch.Tensor, right: bool):
+    """Float64 blocks F_b of the factor F (F = M if ``right`` else Mᵀ) by rows of F: FᵀF = Σ F_bᵀF_b.
+
+    For a wide M these are column blocks of M, transposed (a view, then one copy each).
+    """
+    factor = matrix if right else matrix.T
+    for start in range(0, factor.shape[0], FLOAT64_BLOCK):
+        yield start, factor[start : start + FLOAT64_BLOCK].to(torch.float64)
+
+
+def gram_matrix(matrix: torch.Tensor) -> tuple[torch.Tensor, bool]:
     """(G, right): G = MᵀM when M is tall or square (right), else MMᵀ; float64, on M's device.
 
+    M may be of any float dtype: it is converted to float64 ``FLOAT64_BLOCK`` rows at a time
+    (products of float32 entries are exact in float64) and G accumulated block by block.
     Only G's upper triangle is computed (read it with ``UPLO="U"``; the rest is zero): row
-    panel i of G is panel i of Mᵀ times the columns of M from panel i on. With 4 panels
+    panel i of G is panel i of Fᵀ times the columns of F from panel i on. With 4 panels
     that is 62.5 % of the full product's flops, in large matrix products on one thread
     pool (BLAS ``syrk`` would need scipy's second one).
     """
-    rows, cols = matrix64.shape
+    rows, cols = matrix.shape
     right = cols <= rows
-    factor = matrix64 if right else matrix64.T  # G = factorᵀ · factor
-    size = factor.shape[1]
-    gram = torch.zeros(size, size, dtype=factor.dtype, device=factor.device)
+    size = cols if right else rows
+    gram = torch.zeros(size, size, dtype=torch.float64, device=matrix.device)
     edges = [size * i // GRAM_PANELS for i in range(GRAM_PANELS + 1)]
-    for low, high in zip(edges[:-1], edges[1:]):
-        if high > low:
-            gram[low:high, low:] = factor[:, low:high].T @ factor[:, low:]
+    for _, block in factor_blocks(matrix, right):
+        for low, high in zip(edges[:-1], edges[1:]):
+            if high > low:
+                gram[low:high, low:].addmm_(block[:, low:high].T, block[:, low:])
     return gram, right
 
 
@@ -138,6 +154,6 @@ def gram_eigenvalues(matrix: torch.Tensor, *, name: str = "matrix") -> GramEigen
     """σ_i² of a 2-D matrix from ``eigvalsh`` of its float64 Gram matrix, on its device."""
     if matrix.ndim != 2:
         raise ValueError(f"{name}: eigenvalues need a 2-D matrix, got shape {tuple(matrix.shape)}")
-    gram, _ = gram_matrix(matrix.to(torch.float64))
+    gram, _ = gram_matrix(matrix)
     values = torch.linalg.eigvalsh(gram, UPLO="U").flip(0).clamp_min(0.0)
     return GramEigen(values, gram_noise(values, tuple(matrix.shape)))

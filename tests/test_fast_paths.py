@@ -128,11 +128,39 @@ def test_kept_part_top_and_tail_bases_agree(shape, kind):
     from mergekit_weightlevel.methods import timber_spectral as ts
 
     d64 = _with_spectrum(*shape, _spectra(min(shape))[kind])
-    spectrum = ts.gram_spectrum(d64.float(), d64)
+    spectrum = ts.gram_spectrum(d64)
+
+    def project(basis: torch.Tensor) -> torch.Tensor:  # D B Bᵀ, or B Bᵀ D with left vectors
+        return (d64 @ basis) @ basis.T if spectrum.right else basis @ (basis.T @ d64)
+
     for k in (1, 17, 40, 63, 79):
-        via_top = ts.projection(d64, spectrum.top(k), spectrum.right)
-        via_tail = d64 - ts.projection(d64, spectrum.tail(k), spectrum.right)
+        via_top = project(spectrum.top(k))
+        via_tail = d64 - project(spectrum.tail(k))
         assert float((via_top - via_tail).norm() / d64.norm()) < 1e-12, (kind, k)
+        # kept_part picks the narrower basis and works in row (column) blocks.
+        blocked = ts.kept_part(d64, spectrum, k)
+        assert float((blocked - via_top).norm() / d64.norm()) < 1e-12, (kind, k)
+
+
+@pytest.mark.parametrize("shape", [(70, 30), (30, 70)])
+def test_blocked_gram_and_kept_part_match_whole_matrix_float64(shape, monkeypatch):
+    """Blocks of 8 rows (columns) give the Gram and P_k(D) of the whole-matrix computation."""
+    from mergekit_weightlevel import spectral
+    from mergekit_weightlevel.methods import timber_spectral as ts
+
+    d64 = _with_spectrum(*shape, _spectra(min(shape))["power-law 1"], seed=3)
+    whole = ts.gram_spectrum(d64)
+    monkeypatch.setattr(spectral, "FLOAT64_BLOCK", 8)  # ragged: 70 = 8·8 + 6
+    gram, right = spectral.gram_matrix(d64.float())
+    expected = d64.T @ d64 if right else d64 @ d64.T
+    assert torch.allclose(
+        gram.triu(), expected.triu(), rtol=1e-6, atol=1e-6 * float(expected.abs().max())
+    )
+    for k in (3, 20):
+        kept = ts.kept_part(d64, whole, k)
+        monkeypatch.setattr(spectral, "FLOAT64_BLOCK", 2048)
+        assert float((ts.kept_part(d64, whole, k) - kept).norm() / d64.norm()) < 1e-13
+        monkeypatch.setattr(spectral, "FLOAT64_BLOCK", 8)
 
 
 @pytest.mark.parametrize("shape", [(160, 96), (96, 160)])

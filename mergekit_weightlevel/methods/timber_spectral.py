@@ -43,6 +43,7 @@ from mergekit_weightlevel.metrics import as_matrix, effective_rank, gram_erank_u
 from mergekit_weightlevel.preflight import is_vocabulary_tensor
 from mergekit_weightlevel.spectral import (
     SVDFailure,
+    factor_blocks,
     gram_matrix,
     gram_noise,
     thin_svd,
@@ -139,14 +140,14 @@ class GramSpectrum:
         return self.vectors[:, : self.vectors.shape[1] - k]
 
 
-def gram_spectrum(delta: torch.Tensor, d64: torch.Tensor | None = None) -> GramSpectrum:
-    """eigh of DᵀD (tall D) or DDᵀ (wide D) in float64 on D's device (``d64``: D in float64)."""
-    d64 = delta.to(torch.float64) if d64 is None else d64
-    gram, right = gram_matrix(d64)
+def gram_spectrum(delta: torch.Tensor) -> GramSpectrum:
+    """eigh of DᵀD (tall D) or DDᵀ (wide D) in float64 on D's device (D in blocks, see
+    ``gram_matrix``)."""
+    gram, right = gram_matrix(delta)
     values, vectors = torch.linalg.eigh(gram, UPLO="U")
     del gram
     values = values.flip(0).clamp_min(0.0)
-    shape = tuple(d64.shape)
+    shape = tuple(delta.shape)
     return GramSpectrum(
         eigenvalues=values,
         vectors=vectors,
@@ -156,23 +157,28 @@ def gram_spectrum(delta: torch.Tensor, d64: torch.Tensor | None = None) -> GramS
     )
 
 
-def projection(d64: torch.Tensor, basis: torch.Tensor, right: bool) -> torch.Tensor:
-    """D projected on the span of ``basis``: D B Bᵀ (right vectors) or B Bᵀ D (left), float64."""
-    return (d64 @ basis) @ basis.T if right else basis @ (basis.T @ d64)
-
-
-def kept_part(d64: torch.Tensor, spectrum: GramSpectrum, k: int) -> torch.Tensor:
-    """P_k(D) in float64, through whichever of the top-k or the tail basis is narrower.
+def kept_part(delta: torch.Tensor, spectrum: GramSpectrum, k: int) -> torch.Tensor:
+    """P_k(D) in D's dtype, through whichever of the top-k or the tail basis is narrower.
 
     P_k(D) = D·V_k V_kᵀ = D − D·V_t V_tᵀ (V_k, V_t complementary): both are exact, and the
     cost is 4·m·n·(columns of the basis). Post-training deltas have eRank at 70–90 % of
-    the rank, so the tail is usually 3–6× narrower than the top-k basis.
+    the rank, so the tail is usually 3–6× narrower than the top-k basis. The projection
+    acts on each row of D separately (each column, for a wide D with the left vectors),
+    so it runs in float64 one block of ``FLOAT64_BLOCK`` rows at a time and never holds
+    D or P_k(D) whole in float64.
     """
     rank = spectrum.vectors.shape[1]
-    if k <= rank - k:
-        return projection(d64, spectrum.top(k), spectrum.right)
-    # −P_tail(D) + D in place: the same bits as D − P_tail(D), one m × n float64 buffer less.
-    return projection(d64, spectrum.tail(k), spectrum.right).neg_().add_(d64)
+    through_top = k <= rank - k
+    basis = spectrum.top(k) if through_top else spectrum.tail(k)
+    kept = torch.empty_like(delta)
+    kept_factor = kept if spectrum.right else kept.T  # rows of the factor, as in factor_blocks
+    for start, block in factor_blocks(delta, spectrum.right):
+        # In factor orientation both cases are F_b V Vᵀ (left: (Dᵀ)_b U Uᵀ = (U Uᵀ D)ᵀ_b).
+        projected = (block @ basis) @ basis.T
+        if not through_top:  # −P_tail + D in place: one float64 block buffer less
+            projected = projected.neg_().add_(block)
+        kept_factor[start : start + block.shape[0]] = projected
+    return kept
 
 
 def gram_is_accurate(
@@ -216,9 +222,8 @@ def gram_is_accurate(
 
 def gram_split(delta: torch.Tensor, *, exponent: float, name: str) -> SpectralSplit | None:
     """The fast path, or None where ``gram_is_accurate`` says the SVD is needed."""
-    d64 = delta.to(torch.float64)
     try:
-        spectrum = gram_spectrum(delta, d64)
+        spectrum = gram_spectrum(delta)
     except (RuntimeError, torch.linalg.LinAlgError):
         return None
     # S cast to float32 before the eRank, as on the SVD path (the official code's S).
@@ -237,7 +242,7 @@ def gram_split(delta: torch.Tensor, *, exponent: float, name: str) -> SpectralSp
     elif k == 0:
         kept = torch.zeros_like(delta)
     else:
-        kept = kept_part(d64, spectrum, k).to(torch.float32)
+        kept = kept_part(delta, spectrum, k)
     return SpectralSplit(delta=delta, k=k, erank=erank, solver="gram", kept=kept)
 
 
