@@ -130,6 +130,111 @@ def gram_matrix(matrix: torch.Tensor) -> tuple[torch.Tensor, bool]:
     return gram, right
 
 
+# --------------------------------------------------------------------------------------
+# Large Gram matrices on the CPU: one tridiagonal reduction, eigenvectors only where needed
+# --------------------------------------------------------------------------------------
+
+#: From this size on, a CPU Gram matrix is reduced to tridiagonal form once (LAPACK
+#: ``sytrd``) instead of going through ``eigh``: all eigenvalues then cost O(n²)
+#: (``sterf``) and eigenvectors are computed for the index range Timber needs only
+#: (``stemr``, then the Householder back-transformation). Measured against ``eigh`` on
+#: post-training-like deltas (2 cores): n = 2048: 0.97 → 0.67 s; 3072: 3.5 → 2.0 s;
+#: 4096: 9.4 → 5.3 s; n = 1024: 0.14 → 0.16 s, hence the threshold.
+TRIDIAGONAL_MIN_SIZE = 2048
+#: Householder reflectors applied together in the back-transformation (compact WY).
+REFLECTOR_BLOCK = 64
+
+
+def use_tridiagonal(gram: torch.Tensor) -> bool:
+    """Whether ``TridiagonalGram`` is the faster route for this Gram matrix."""
+    return gram.device.type == "cpu" and gram.shape[0] >= max(TRIDIAGONAL_MIN_SIZE, 2)
+
+
+class TridiagonalGram:
+    """G = Q T Qᵀ from LAPACK ``dsytrd`` (via scipy, a mergekit dependency), done once.
+
+    ``eigenvalues`` (ascending, float64) come from ``dsterf``; ``vectors(low, high)`` gives
+    the eigenvectors of the ascending eigenvalue indices [low, high): those of T from
+    ``dstemr`` (MRRR), mapped back by Q. Every step is a backward-stable LAPACK routine,
+    so the eigenvalue noise model of the Gram route (``gram_noise``) is unchanged. A LAPACK
+    failure raises ``torch.linalg.LinAlgError`` (the caller's SVD fallback handles it).
+    """
+
+    def __init__(self, gram_upper: torch.Tensor) -> None:
+        from scipy.linalg import lapack
+
+        self._lapack = lapack
+        size = gram_upper.shape[0]
+        if size < 2:
+            raise ValueError("TridiagonalGram needs a Gram matrix of size 2 or more")
+        # The transpose of a C-ordered array is Fortran-ordered: its lower triangle is G's
+        # upper triangle, which is all gram_matrix fills. sytrd works in place on it.
+        lower = gram_upper.numpy().T
+        lwork = int(lapack.dsytrd_lwork(size, lower=1)[0])
+        reflectors, diagonal, off_diagonal, tau, info = lapack.dsytrd(
+            lower, lower=1, lwork=lwork, overwrite_a=1
+        )
+        self._check("dsytrd", info)
+        self._reflectors = torch.from_numpy(reflectors)
+        self._tau = torch.from_numpy(tau)
+        self._diagonal, self._off_diagonal = diagonal, off_diagonal
+        values, info = lapack.dsterf(diagonal.copy(), off_diagonal.copy())
+        self._check("dsterf", info)
+        self.eigenvalues = torch.from_numpy(values)
+
+    @staticmethod
+    def _check(routine: str, info: int) -> None:
+        if info != 0:
+            raise torch.linalg.LinAlgError(f"LAPACK {routine} failed (info = {info})")
+
+    def vectors(self, low: int, high: int) -> torch.Tensor:
+        """Orthonormal eigenvectors of G for ascending eigenvalue indices low … high − 1."""
+        import numpy as np
+
+        size = self._diagonal.shape[0]
+        if high <= low:
+            return torch.zeros(size, 0, dtype=torch.float64)
+        off = np.append(self._off_diagonal, 0.0)  # dstemr wants n entries
+        lwork, liwork, info = self._lapack.dstemr_lwork(
+            self._diagonal, off, 3, 0.0, 0.0, low + 1, high, compute_v=1
+        )
+        self._check("dstemr_lwork", info)
+        found, _, z, info = self._lapack.dstemr(
+            self._diagonal.copy(), off, 3, 0.0, 0.0, low + 1, high,
+            compute_v=1, lwork=int(lwork), liwork=int(liwork),
+        )  # fmt: skip
+        self._check("dstemr", info)
+        if found != high - low:
+            raise torch.linalg.LinAlgError(f"LAPACK dstemr found {found} of {high - low} vectors")
+        return self._apply_q(torch.from_numpy(np.ascontiguousarray(z[:, :found])))
+
+    def _apply_q(self, z: torch.Tensor) -> torch.Tensor:
+        """Q·Z, Q = H(0) … H(n−2) as ``dsytrd`` stores it, in blocks of reflectors (compact WY).
+
+        Reflector i is H(i) = I − τ_i v vᵀ with v = 0 above row i + 1, 1 there, and the
+        column i of the reduced matrix below. A block H(j) … H(j+b−1) equals I − V T Vᵀ with
+        T upper triangular (LAPACK ``dlarft``): T_cc = τ_c, T[:c, c] = −τ_c T[:c, :c] Vᵀ v_c.
+        Blocks are applied last first, as Q·Z = H(0)(H(1)(… H(n−2) Z)).
+        """
+        count = z.shape[0] - 1
+        for start in reversed(range(0, count, REFLECTOR_BLOCK)):
+            width = min(REFLECTOR_BLOCK, count - start)
+            # Rows above start + 1 are zero in every v of the block: work below them only.
+            v = torch.tril(self._reflectors[start + 1 :, start : start + width], diagonal=-1)
+            v = v.contiguous()
+            v.diagonal().fill_(1.0)
+            inner = v.T @ v
+            t = torch.zeros(width, width, dtype=torch.float64)
+            for c in range(width):
+                tau = float(self._tau[start + c])
+                t[c, c] = tau
+                if c:
+                    t[:c, c] = -tau * (t[:c, :c] @ inner[:c, c])
+            rows = z[start + 1 :]
+            rows -= v @ (t @ (v.T @ rows))
+        return z
+
+
 def gram_noise(eigenvalues: torch.Tensor, shape: tuple[int, int]) -> float:
     """Absolute eigenvalue uncertainty of the float64 Gram route: max(m, n)·eps·σ_0².
 

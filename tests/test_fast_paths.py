@@ -163,13 +163,18 @@ def test_blocked_gram_and_kept_part_match_whole_matrix_float64(shape, monkeypatc
         monkeypatch.setattr(spectral, "FLOAT64_BLOCK", 8)
 
 
+@pytest.mark.parametrize("eigensolver", ["eigh", "tridiagonal"])
 @pytest.mark.parametrize("shape", [(160, 96), (96, 160)])
 @pytest.mark.parametrize("kind", list(_spectra(8)))
-def test_fast_timber_matches_float64_svd_reference(shape, kind):
-    """Both reconstruction routes (tail when k > r/2, else top-k) against an all-float64 SVD."""
+def test_fast_timber_matches_float64_svd_reference(shape, kind, eigensolver, monkeypatch):
+    """Both reconstruction routes (tail when k > r/2, else top-k) against an all-float64 SVD,
+    with the eigenvectors from eigh and from the tridiagonal route of large Gram matrices."""
+    from mergekit_weightlevel import spectral
     from mergekit_weightlevel.methods import timber_spectral as ts
     from mergekit_weightlevel.metrics import effective_rank
 
+    if eigensolver == "tridiagonal":
+        monkeypatch.setattr(spectral, "TRIDIAGONAL_MIN_SIZE", 1)
     delta = _with_spectrum(*shape, _spectra(min(shape))[kind]).float()
     fast = ts.gram_split(delta, exponent=1.0, name=kind)
     assert fast is not None and fast.solver == "gram"
@@ -186,6 +191,50 @@ def test_fast_timber_matches_float64_svd_reference(shape, kind):
         reference = (u * scaled) @ vh
         error = float((fast.apply(lam).double() - reference).norm() / reference.norm())
         assert error < 1e-6, (kind, lam, error)
+
+
+@pytest.mark.parametrize("size", [2, 64, 65, 200])
+def test_tridiagonal_gram_matches_eigh(size):
+    """Eigenvalues, and eigenvectors of any index range (projectors: sign-free), as eigh's."""
+    from mergekit_weightlevel.spectral import TridiagonalGram, gram_matrix
+
+    gen = torch.Generator().manual_seed(size)
+    matrix = torch.randn(size + 7, size, generator=gen, dtype=torch.float64)
+    gram, _ = gram_matrix(matrix)
+    values, vectors = torch.linalg.eigh(gram, UPLO="U")
+    reduced = TridiagonalGram(gram.clone())
+    scale = float(values.abs().max())
+    assert float((reduced.eigenvalues - values).abs().max()) <= 1e-13 * scale
+    for low, high in [(0, size), (0, size // 3), (size // 3, size), (size - 1, size)]:
+        basis = reduced.vectors(low, high)
+        assert basis.shape == (size, high - low)
+        assert torch.allclose(
+            basis.T @ basis, torch.eye(high - low, dtype=torch.float64), atol=1e-12
+        )
+        expected = vectors[:, low:high] @ vectors[:, low:high].T
+        assert float((basis @ basis.T - expected).abs().max()) < 1e-10, (low, high)
+    assert reduced.vectors(3, 3).shape == (size, 0)
+
+
+def test_tridiagonal_failure_sends_timber_to_the_svd(monkeypatch):
+    from scipy.linalg import lapack
+
+    from mergekit_weightlevel import spectral
+    from mergekit_weightlevel.methods import timber_spectral as ts
+
+    monkeypatch.setattr(spectral, "TRIDIAGONAL_MIN_SIZE", 1)
+    real_dstemr = lapack.dstemr
+
+    def failing_dstemr(*args, **kwargs):
+        found, values, vectors, _ = real_dstemr(*args, **kwargs)
+        return found, values, vectors, 7  # LAPACK's "info": did not converge
+
+    monkeypatch.setattr(lapack, "dstemr", failing_dstemr)
+    delta = _with_spectrum(120, 80, _spectra(80)["power-law 1"]).float()
+    assert ts.gram_split(delta, exponent=1.0, name="w") is None
+    auto = ts.split_delta(delta, solver="auto", name="w")
+    assert auto.solver == "svd"
+    assert torch.equal(auto.apply(0.2), ts.split_delta(delta, solver="svd").apply(0.2))
 
 
 @pytest.mark.parametrize("shape", [(300, 200), (200, 300)])

@@ -43,11 +43,13 @@ from mergekit_weightlevel.metrics import as_matrix, effective_rank, gram_erank_u
 from mergekit_weightlevel.preflight import is_vocabulary_tensor
 from mergekit_weightlevel.spectral import (
     SVDFailure,
+    TridiagonalGram,
     factor_blocks,
     gram_matrix,
     gram_noise,
     thin_svd,
     typical_gram_noise,
+    use_tridiagonal,
 )
 
 NAME = "timber_spectral"
@@ -120,40 +122,54 @@ def svd_split(delta: torch.Tensor, *, exponent: float, name: str) -> SpectralSpl
 class GramSpectrum:
     """Eigendecomposition of the smaller Gram matrix of D, in float64.
 
-    ``eigenvalues`` are descending (σ_i²); ``vectors`` are as ``eigh`` returns them,
-    ascending (column j belongs to eigenvalue ``eigenvalues[-1 - j]``), so that the top-k
-    and the tail bases are plain column ranges, not a flipped copy.
+    ``eigenvalues`` are descending (σ_i²). The eigenvectors come from ``eigh`` (all of them,
+    ascending like its output, so that the top-k and the tail bases are plain column
+    ranges) or, for large CPU Gram matrices, from a ``TridiagonalGram`` that computes only
+    the basis asked for.
     """
 
     eigenvalues: torch.Tensor  # σ_i², clamped at 0, descending
-    vectors: torch.Tensor  # right (DᵀD) or left (DDᵀ) singular vectors, ascending columns
     right: bool  # True: vectors are V (D is tall or square); False: U (D is wide)
     noise: float  # absolute eigenvalue uncertainty δ of the float64 Gram route (worst case)
     typical_noise: float  # δ with random-walk growth, for the split-error estimate
+    vectors: torch.Tensor | None = None  # from eigh: every eigenvector, ascending columns
+    tridiagonal: TridiagonalGram | None = None  # otherwise: eigenvectors on demand
+
+    def _ascending(self, low: int, high: int) -> torch.Tensor:
+        if self.vectors is not None:
+            return self.vectors[:, low:high]
+        return self.tridiagonal.vectors(low, high)
 
     def top(self, k: int) -> torch.Tensor:
         """Orthonormal basis of the top-k singular directions (n × k)."""
-        return self.vectors[:, self.vectors.shape[1] - k :]
+        rank = self.eigenvalues.numel()
+        return self._ascending(rank - k, rank)
 
     def tail(self, k: int) -> torch.Tensor:
         """Orthonormal basis of every direction beyond the top k (n × (n − k))."""
-        return self.vectors[:, : self.vectors.shape[1] - k]
+        return self._ascending(0, self.eigenvalues.numel() - k)
 
 
 def gram_spectrum(delta: torch.Tensor) -> GramSpectrum:
-    """eigh of DᵀD (tall D) or DDᵀ (wide D) in float64 on D's device (D in blocks, see
-    ``gram_matrix``)."""
+    """Eigenvalues (and eigenvectors) of DᵀD (tall D) or DDᵀ (wide D) in float64 on D's
+    device (D read in blocks, see ``gram_matrix``)."""
     gram, right = gram_matrix(delta)
-    values, vectors = torch.linalg.eigh(gram, UPLO="U")
+    vectors = tridiagonal = None
+    if use_tridiagonal(gram):
+        tridiagonal = TridiagonalGram(gram)  # consumes the Gram buffer
+        values = tridiagonal.eigenvalues
+    else:
+        values, vectors = torch.linalg.eigh(gram, UPLO="U")
     del gram
     values = values.flip(0).clamp_min(0.0)
     shape = tuple(delta.shape)
     return GramSpectrum(
         eigenvalues=values,
-        vectors=vectors,
         right=right,
         noise=gram_noise(values, shape),
         typical_noise=typical_gram_noise(values, shape),
+        vectors=vectors,
+        tridiagonal=tridiagonal,
     )
 
 
@@ -167,7 +183,7 @@ def kept_part(delta: torch.Tensor, spectrum: GramSpectrum, k: int) -> torch.Tens
     so it runs in float64 one block of ``FLOAT64_BLOCK`` rows at a time and never holds
     D or P_k(D) whole in float64.
     """
-    rank = spectrum.vectors.shape[1]
+    rank = spectrum.eigenvalues.numel()
     through_top = k <= rank - k
     basis = spectrum.top(k) if through_top else spectrum.tail(k)
     kept = torch.empty_like(delta)
@@ -242,7 +258,10 @@ def gram_split(delta: torch.Tensor, *, exponent: float, name: str) -> SpectralSp
     elif k == 0:
         kept = torch.zeros_like(delta)
     else:
-        kept = kept_part(delta, spectrum, k)
+        try:
+            kept = kept_part(delta, spectrum, k)
+        except (RuntimeError, torch.linalg.LinAlgError):  # eigenvectors failed: the SVD decides
+            return None
     return SpectralSplit(delta=delta, k=k, erank=erank, solver="gram", kept=kept)
 
 
