@@ -288,7 +288,23 @@ def rss_anon_kb(pid: int) -> int:
     return 0
 
 
+#: Runs per case (``--repeat``): the table keeps the fastest time and the largest memory.
+REPEAT = 1
+
+
 def measure(label: str, argv: list[str]) -> Measurement:
+    """``run_once`` REPEAT times: the best time (least disturbed by other load) and the
+    worst memory of the runs."""
+    runs = [run_once(label, argv) for _ in range(REPEAT)]
+    return Measurement(
+        label,
+        min(run.seconds for run in runs),
+        max(run.peak_anon_mb for run in runs),
+        max(run.peak_rss_mb for run in runs),
+    )
+
+
+def run_once(label: str, argv: list[str]) -> Measurement:
     """Run argv in a child process: wall time, peak RssAnon (sampled) and ru_maxrss."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     start = time.perf_counter()
@@ -593,6 +609,10 @@ METHOD_TEXT = (
     "transformers and peft, and planning a merge: a few seconds that the standalone scripts",
     "do not pay.",
     "",
+    "Every case runs `--repeat` times (default 2) in a row; the table keeps the best time",
+    "(the run least disturbed by other load: on this 2-core machine single runs vary by",
+    "±15 %) and the largest memory.",
+    "",
     "Time is wall-clock, interpreter start and imports included. Memory is the process's peak",
     "anonymous memory (the largest `RssAnon` of /proc/PID/status, sampled every "
     f"{SAMPLE_PERIOD * 1000:.0f} ms",
@@ -604,7 +624,7 @@ METHOD_TEXT = (
     "tensor by tensor (max ‖a − b‖_F / ‖b‖_F).",
     "",
     "Run it on a quiet machine (nothing else using the CPU): `python",
-    "benchmarks/run_benchmarks.py` (all cases, 8 and 4 layers, about 15 minutes on 2 cores);",
+    "benchmarks/run_benchmarks.py` (all cases, 8 and 4 layers, about 30 minutes on 2 cores);",
     "`--only paramdelta,interp,shadow,timber,analyze,kernels`, `--layers N --small-layers M` (0 skips",
     "the second size) and `--workdir DIR` (default benchmarks/out, git-ignored; the families",
     "are built once and reused) narrow it; `--out` (default docs/benchmarks.md) and `--notes`",
@@ -726,6 +746,12 @@ def main() -> None:
         help="layers of the second family, for the RSS-vs-size check (0: skip)",
     )
     parser.add_argument("--only", default="paramdelta,interp,shadow,timber,analyze,kernels")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=2,
+        help="runs per case; the table keeps the best time and the largest memory",
+    )
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument(
         "--notes",
@@ -734,6 +760,8 @@ def main() -> None:
         help="Markdown appended under the tables (default: benchmarks/notes.md)",
     )
     args = parser.parse_args()
+    global REPEAT
+    REPEAT = max(1, args.repeat)
     only = set(args.only.split(","))
     args.workdir.mkdir(parents=True, exist_ok=True)
 
