@@ -3,8 +3,8 @@
 The examples refer to `weightlevel-demo/models/<variant>`, the folder `mergekit-weightlevel
 demo` writes. Here the family is built once under a temporary `weightlevel-demo/models`
 and those paths are rewritten to it. Files are discovered by globbing, so a new example is
-tested as soon as it is added; one that needs files the demo does not make (a LoRA adapter,
-say) is skipped, naming them.
+tested as soon as it is added; one that needs files the demo does not make is skipped,
+naming them.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 import torch
 from helpers import EXAMPLES_DIR, demo_paths, load_example, read_state, run_yaml_merge
 
+from mergekit_weightlevel.demo import demo_lora_adapter
 from mergekit_weightlevel.tiny_models import TinyFamily, build_family
 
 EXAMPLES = sorted(path.name for path in EXAMPLES_DIR.glob("*.yml"))
@@ -22,8 +23,11 @@ EXAMPLES = sorted(path.name for path in EXAMPLES_DIR.glob("*.yml"))
 
 @pytest.fixture(scope="session")
 def demo_family(tmp_path_factory) -> TinyFamily:
-    """The family exactly where `mergekit-weightlevel demo DIR` puts it: DIR/models/<variant>."""
-    return build_family(tmp_path_factory.mktemp("examples") / "weightlevel-demo" / "models")
+    """The family exactly where `mergekit-weightlevel demo DIR` puts it: DIR/models/<variant>,
+    with the demo's LoRA adapter on the base (DIR/models/base_lora)."""
+    family = build_family(tmp_path_factory.mktemp("examples") / "weightlevel-demo" / "models")
+    demo_lora_adapter(family, family.root / "base_lora")
+    return family
 
 
 def demo_parent(family: TinyFamily) -> Path:
