@@ -81,6 +81,15 @@ class DemoReport:
         return "\n".join(lines)
 
 
+def _write_and_merge(
+    config: dict[str, Any], name: str, directory: Path, options: MergeOptions
+) -> tuple[Path, Path]:
+    """Write DIRECTORY/NAME.yml (the config the report shows) and merge it into merged-NAME."""
+    config_path = directory / f"{name}.yml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return config_path, merge_yaml(config_path, directory / f"merged-{name}", options)
+
+
 def _paramdelta_demo(family: TinyFamily, directory: Path, options: MergeOptions) -> MergeResult:
     config: dict[str, Any] = {
         "merge_method": "paramdelta",
@@ -91,9 +100,7 @@ def _paramdelta_demo(family: TinyFamily, directory: Path, options: MergeOptions)
         ],
         "dtype": "float32",
     }
-    config_path = directory / "paramdelta.yml"
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    output = merge_yaml(config_path, directory / "merged-paramdelta", options)
+    config_path, output = _write_and_merge(config, "paramdelta", directory, options)
 
     base, post, new_base = (read_state(p) for p in (family.base, family.instruct, family.base_v2))
     merged = read_state(output)
@@ -134,9 +141,7 @@ def _shadow_graft_demo(family: TinyFamily, directory: Path, options: MergeOption
         ],
         "dtype": "float32",
     }
-    config_path = directory / "shadow_graft.yml"
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    output = merge_yaml(config_path, directory / "merged-shadow_graft", options)
+    config_path, output = _write_and_merge(config, "shadow_graft", directory, options)
 
     base, tuned, instruct = (
         read_state(p) for p in (family.base, family.base_tuned, family.instruct)
@@ -174,9 +179,7 @@ def _interp_demo(family: TinyFamily, directory: Path, options: MergeOptions) -> 
         "tokenizer": {"source": str(family.thinking)},
         "dtype": "float32",
     }
-    config_path = directory / "instruct_thinking_interp.yml"
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    output = merge_yaml(config_path, directory / "merged-instruct_thinking_interp", options)
+    config_path, output = _write_and_merge(config, "instruct_thinking_interp", directory, options)
 
     instruct, thinking = (read_state(p) for p in (family.instruct, family.thinking))
     merged = read_state(output)
@@ -241,9 +244,7 @@ def _shadow_graft_lora_demo(
         "parameters": {"adapter": str(adapter_path)},
         "dtype": "float32",
     }
-    config_path = directory / "shadow_graft_lora.yml"
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    output = merge_yaml(config_path, directory / "merged-shadow_graft_lora", options)
+    config_path, output = _write_and_merge(config, "shadow_graft_lora", directory, options)
 
     from safetensors import safe_open
 
@@ -290,9 +291,7 @@ def _timber_demo(family: TinyFamily, directory: Path, options: MergeOptions) -> 
         "parameters": {"lambda": lam},
         "dtype": "float32",
     }
-    config_path = directory / "timber_spectral.yml"
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    output = merge_yaml(config_path, directory / "merged-timber_spectral", options)
+    config_path, output = _write_and_merge(config, "timber_spectral", directory, options)
 
     base, instruct = read_state(family.base), read_state(family.instruct)
     merged = read_state(output)
