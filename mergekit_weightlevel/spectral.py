@@ -141,8 +141,6 @@ def gram_matrix(matrix: torch.Tensor) -> tuple[torch.Tensor, bool]:
 #: post-training-like deltas (2 cores): n = 2048: 0.97 → 0.67 s; 3072: 3.5 → 2.0 s;
 #: 4096: 9.4 → 5.3 s; n = 1024: 0.14 → 0.16 s, hence the threshold.
 TRIDIAGONAL_MIN_SIZE = 2048
-#: Householder reflectors applied together in the back-transformation (compact WY).
-REFLECTOR_BLOCK = 64
 
 
 def use_tridiagonal(gram: torch.Tensor) -> bool:
@@ -209,29 +207,20 @@ class TridiagonalGram:
         return self._apply_q(torch.from_numpy(np.ascontiguousarray(z[:, :found])))
 
     def _apply_q(self, z: torch.Tensor) -> torch.Tensor:
-        """Q·Z, Q = H(0) … H(n−2) as ``dsytrd`` stores it, in blocks of reflectors (compact WY).
+        """Q·Z for Q = H(0) … H(n−2), the reflectors ``dsytrd`` (lower) left in G's lower part.
 
-        Reflector i is H(i) = I − τ_i v vᵀ with v = 0 above row i + 1, 1 there, and the
-        column i of the reduced matrix below. A block H(j) … H(j+b−1) equals I − V T Vᵀ with
-        T upper triangular (LAPACK ``dlarft``): T_cc = τ_c, T[:c, c] = −τ_c T[:c, :c] Vᵀ v_c.
-        Blocks are applied last first, as Q·Z = H(0)(H(1)(… H(n−2) Z)).
+        Reflector i acts on rows i + 1 … n − 1, with its vector stored below the subdiagonal
+        of column i: exactly a QR factorisation's storage for the block G[1:, :n−1]. So Q·Z
+        is ``ormqr`` on rows 1 … n − 1 of Z, row 0 untouched (what LAPACK's ``dormtr`` does
+        for UPLO = "L"). torch's ``ormqr`` (MKL, blocked) is used rather than scipy's: it
+        was the fastest here (4096 × 1182 vectors: 0.51 s; scipy 0.61 s; a hand-written blocked
+        loop 0.72 s) and stays on torch's thread pool.
         """
-        count = z.shape[0] - 1
-        for start in reversed(range(0, count, REFLECTOR_BLOCK)):
-            width = min(REFLECTOR_BLOCK, count - start)
-            # Rows above start + 1 are zero in every v of the block: work below them only.
-            v = torch.tril(self._reflectors[start + 1 :, start : start + width], diagonal=-1)
-            v = v.contiguous()
-            v.diagonal().fill_(1.0)
-            inner = v.T @ v
-            t = torch.zeros(width, width, dtype=torch.float64)
-            for c in range(width):
-                tau = float(self._tau[start + c])
-                t[c, c] = tau
-                if c:
-                    t[:c, c] = -tau * (t[:c, :c] @ inner[:c, c])
-            rows = z[start + 1 :]
-            rows -= v @ (t @ (v.T @ rows))
+        size = z.shape[0]
+        if size > 1:
+            z[1:] = torch.ormqr(
+                self._reflectors[1:, : size - 1], self._tau, z[1:], left=True, transpose=False
+            )
         return z
 
 
