@@ -198,6 +198,35 @@ def worker_analyze_baseline(a: str, b: str) -> None:
     print(len(results))
 
 
+def worker_eigen_floor(a: str, b: str) -> None:
+    """The part of Timber and of ``analyze --metrics erank`` that no exact method avoids: the
+    float64 eigenvalues (``eigvalsh``, no eigenvectors) of the Gram matrix of every ΔW
+    (Timber's eRank) and of every A and B (analyze's eRank of A, B and ΔW). The Gram
+    matrices are formed untimed; prints the seconds as JSON."""
+    import torch
+
+    from mergekit_weightlevel.spectral import gram_matrix
+
+    state_a, state_b = load_state(a), load_state(b)
+    seconds = {"delta": 0.0, "a_and_b": 0.0}
+    matrices = 0
+    for name, tensor_a in state_a.items():
+        if tensor_a.ndim < 2:
+            continue
+        matrices += 1
+        tensor_b = state_b[name]
+        for key, matrix in (
+            ("delta", tensor_b.float() - tensor_a.float()),
+            ("a_and_b", tensor_a),
+            ("a_and_b", tensor_b),
+        ):
+            gram, _ = gram_matrix(matrix.reshape(matrix.shape[0], -1))
+            start = time.perf_counter()
+            torch.linalg.eigvalsh(gram, UPLO="U")
+            seconds[key] += time.perf_counter() - start
+    print(json.dumps(seconds | {"matrices": matrices}))
+
+
 #: Llama-3-8B's decoder-layer matrices (rows × cols) and how many of each a layer has.
 KERNEL_SHAPES = {
     "q_proj, o_proj": ((4096, 4096), 2),
@@ -257,6 +286,7 @@ WORKERS = {
     "sweep": worker_sweep,
     "read_only": worker_read_only,
     "analyze_baseline": worker_analyze_baseline,
+    "eigen_floor": worker_eigen_floor,
     "kernels": worker_kernels,
 }
 
@@ -600,6 +630,8 @@ METHOD_TEXT = (
     "  for A, B and ΔW);",
     "- all of it at two model sizes (`--layers`, `--small-layers`), to show that our peak",
     "  memory does not grow with the model;",
+    "- the best speed-up an exact method could reach at the family's shapes (`floor`: the",
+    "  float64 eigenvalues alone of every Gram matrix, plus what every run pays anyway);",
     "- Timber's linear algebra alone, per matrix, at Llama-3-8B shapes (`kernels`).",
     "",
     "Merges run through mergekit's YAML path (`mergekit-yaml`'s code, in-process) with",
@@ -625,7 +657,7 @@ METHOD_TEXT = (
     "",
     "Run it on a quiet machine (nothing else using the CPU): `python",
     "benchmarks/run_benchmarks.py` (all cases, 8 and 4 layers, about 30 minutes on 2 cores);",
-    "`--only paramdelta,interp,shadow,timber,analyze,kernels`, `--layers N --small-layers M` (0 skips",
+    "`--only paramdelta,interp,shadow,timber,analyze,floor,kernels`, `--layers N --small-layers M` (0 skips",
     "the second size) and `--workdir DIR` (default benchmarks/out, git-ignored; the families",
     "are built once and reused) narrow it; `--out` (default docs/benchmarks.md) and `--notes`",
     "(default benchmarks/notes.md, appended under the tables) set the page.",
@@ -671,7 +703,68 @@ def kernel_table(rows: list) -> list[str]:
     return [*lines, ""]
 
 
-def render(sections: dict[str, list], notes: str, kernels: list | None = None) -> str:
+def run_floor(family) -> dict:
+    """Seconds of the unavoidable eigenvalue work on one family (see ``worker_eigen_floor``)."""
+    print("Eigenvalues no exact method avoids (eigvalsh of every Gram matrix):", flush=True)
+    result = subprocess.run(
+        worker_argv("eigen_floor", family.base, family.instruct),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    floor = json.loads(result.stdout.strip().splitlines()[-1])
+    print(f"  ΔW: {floor['delta']:.1f} s, A and B: {floor['a_and_b']:.1f} s", flush=True)
+    return floor
+
+
+def floor_table(title: str, rows: list, floor: dict) -> list[str]:
+    """The best speed-up an exact method could reach on this family: the alternative's time
+    over (the cost every run of ours pays anyway + the eigenvalues alone)."""
+    by_name = {name: (ours, alt) for name, ours, alt, _ in rows}
+    lines = [
+        f"## Best possible speed-up at these shapes ({title.split(' ')[0]} family)",
+        "",
+        "A lower bound on our time: what a run pays before any linear algebra, plus",
+        f"the float64 eigenvalues alone (`eigvalsh`, no eigenvectors) of the {floor['matrices']}",
+        "Gram matrices of ΔW (Timber), and of A, B and ΔW (analyze), timed in one process",
+        "(Gram matrices formed untimed). Gram products, eigenvectors and the reconstruction",
+        "count as free here, so no exact method on this machine can beat these bounds.",
+        "",
+        "| target | alternative (s) | fixed cost (s) | eigenvalues (s) | best possible "
+        "speed-up | measured speed-up |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    cases = [
+        (
+            "timber_spectral ≥ 3× the official-style SVD",
+            "timber_spectral vs official-style SVD",
+            "instruct_thinking_interp vs mergekit linear",  # a two-model mergekit merge
+            floor["delta"],
+        ),
+        (
+            "analyze sigma,erank ≥ 3× load-everything",
+            "analyze sigma,erank vs load-everything",
+            "analyze sigma vs reading both models",  # its alternative: reading both models
+            floor["delta"] + floor["a_and_b"],
+        ),
+    ]
+    for target, case, fixed_case, eigen_s in cases:
+        if case not in by_name or fixed_case not in by_name:
+            continue
+        ours, alt = by_name[case]
+        fixed_ours, fixed_alt = by_name[fixed_case]
+        fixed = fixed_ours if case.startswith("timber") else fixed_alt
+        lines.append(
+            f"| {target} | {alt.seconds:.2f} | {fixed.seconds:.2f} ({fixed.label}) "
+            f"| {eigen_s:.2f} | {alt.seconds / (fixed.seconds + eigen_s):.2f}× "
+            f"| {alt.seconds / ours.seconds:.2f}× |"
+        )
+    return [*lines, ""] if len(lines) > 10 else []
+
+
+def render(
+    sections: dict[str, list], notes: str, kernels: list | None = None, floor: dict | None = None
+) -> str:
     lines = [
         "# Benchmarks",
         "",
@@ -698,6 +791,9 @@ def render(sections: dict[str, list], notes: str, kernels: list | None = None) -
             )
         lines.append("")
     lines += memory_vs_size(sections)
+    if floor:
+        main_title = next(iter(sections))
+        lines += floor_table(main_title, sections[main_title], floor)
     lines += kernel_table(kernels or [])
     lines.append(notes)
     return "\n".join(lines) + "\n"
@@ -745,7 +841,7 @@ def main() -> None:
         default=4,
         help="layers of the second family, for the RSS-vs-size check (0: skip)",
     )
-    parser.add_argument("--only", default="paramdelta,interp,shadow,timber,analyze,kernels")
+    parser.add_argument("--only", default="paramdelta,interp,shadow,timber,analyze,floor,kernels")
     parser.add_argument(
         "--repeat",
         type=int,
@@ -766,6 +862,7 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
 
     sections = {}
+    floor: dict = {}
     sizes = [args.layers] + ([args.small_layers] if args.small_layers else [])
     for layers in sizes:
         family = build(args.workdir, layers)
@@ -778,16 +875,18 @@ def main() -> None:
         sections[f"{layers}-layer family (hidden 1024, MLP 2816, vocab 8192)"] = run_cases(
             family, args.workdir, only
         )
+        if "floor" in only and not floor:  # the main family only
+            floor = run_floor(family)
     kernels = run_kernels() if "kernels" in only else []
     notes = args.notes.read_text() if args.notes and args.notes.exists() else ""
-    args.out.write_text(render(sections, notes, kernels))
+    args.out.write_text(render(sections, notes, kernels, floor))
     (args.workdir / "results.json").write_text(
         json.dumps(
             {
                 title: [(n, o.__dict__, a.__dict__, d) for n, o, a, d in rows]
                 for title, rows in sections.items()
             }
-            | {"kernels": kernels},
+            | {"kernels": kernels, "eigen_floor": floor},
             indent=2,
         )
     )
