@@ -20,6 +20,15 @@ from mergekit.io.lazy_tensor_loader import LazyTensorLoader, ShardedTensorIndex
 from mergekit.merge import MergeOptions, run_merge
 from transformers import AutoConfig
 
+#: The 2-layer, 32-wide text model shared by the Llama, Granite and LLaVA (language model)
+#: stand-ins.
+PICO_TEXT_SHAPE = {
+    "hidden_size": 32,
+    "intermediate_size": 48,
+    "num_attention_heads": 16,
+    "num_hidden_layers": 2,
+}
+
 
 def _save(model, path) -> str:
     torch.manual_seed(0)
@@ -31,13 +40,7 @@ def make_picollama(path, vocab_size: int = 64) -> str:
     """A 2-layer Llama with hidden size 32 (random weights)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=48,
-        num_attention_heads=16,
-        num_hidden_layers=2,
-    )
+    config = LlamaConfig(vocab_size=vocab_size, **PICO_TEXT_SHAPE)
     return _save(LlamaForCausalLM(config), path)
 
 
@@ -45,13 +48,7 @@ def make_picogranite(path, vocab_size: int = 64) -> str:
     """A 2-layer Granite (Llama-like with scaling multipliers)."""
     from transformers import GraniteConfig, GraniteForCausalLM
 
-    config = GraniteConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=48,
-        num_attention_heads=16,
-        num_hidden_layers=2,
-    )
+    config = GraniteConfig(vocab_size=vocab_size, **PICO_TEXT_SHAPE)
     return _save(GraniteForCausalLM(config), path)
 
 
@@ -80,13 +77,7 @@ def make_picoLlaVa(path) -> str:  # noqa: N802 - the name the mergekit tests imp
         image_size=32,
         patch_size=8,
     )
-    text = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=48,
-        num_attention_heads=16,
-        num_hidden_layers=2,
-    )
+    text = LlamaConfig(vocab_size=64, **PICO_TEXT_SHAPE)
     config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=63)
     return _save(LlavaForConditionalGeneration(config), path)
 
