@@ -34,7 +34,7 @@ from mergekit.config import MergeConfiguration
 from mergekit.options import MergeOptions
 
 from mergekit_weightlevel import METHOD_NAMES
-from mergekit_weightlevel.errors import WeightLevelConfigError
+from mergekit_weightlevel.errors import WeightLevelConfigError, WeightLevelError
 from mergekit_weightlevel.output_files import (
     GENERATION_CONFIG,
     FileSources,
@@ -265,9 +265,9 @@ def _wrap_run_merge(original: Callable[..., Any]) -> Callable[..., Any]:
         config_source: str | None = None,
     ) -> Any:
         if not is_ours(merge_config):
-            suggest_method(merge_config.merge_method)
+            _checked(suggest_method, merge_config.merge_method)
             return original(merge_config, out_path, options=options, config_source=config_source)
-        sources = check_config(merge_config, options)
+        sources = _checked(check_config, merge_config, options)
         run = _Run(merge_config, sources)
         before = weight_files(out_path)
         token = _current.set(run)
@@ -282,6 +282,26 @@ def _wrap_run_merge(original: Callable[..., Any]) -> Callable[..., Any]:
     run_merge.__wrapped__ = original  # type: ignore[attr-defined]
     run_merge.__doc__ = original.__doc__
     return run_merge
+
+
+def _checked(check: Callable[..., Any], *args: Any) -> Any:
+    """Run a check; under mergekit's own click commands its error is a one-line click error.
+
+    ``mergekit-yaml`` would print a traceback for an exception; a config error is the
+    user's to fix and its message says how (exit 1). Our own CLI and the Python API get
+    the exception itself.
+    """
+    try:
+        return check(*args)
+    except WeightLevelError as error:
+        import click
+
+        context = click.get_current_context(silent=True)
+        if context is None or type(context.find_root().command).__module__.startswith(
+            "mergekit_weightlevel"
+        ):
+            raise
+        raise click.ClickException(str(error)) from None
 
 
 def _run_for(merge_config: MergeConfiguration) -> _Run | None:
