@@ -407,9 +407,7 @@ def plot_sweep(points: list[tuple[float, Summary]], path: Path) -> Path:
     right.set_ylabel("mean length (tokens)")
     handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
     # Below the axes, not inside them: a legend inside covered a data point.
-    left.legend(
-        handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2
-    )
+    left.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     left.set_title("Toy Instruct ↔ Thinking interpolation", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
