@@ -226,3 +226,15 @@ def test_demo_ends_with_an_analysis_of_its_family(tmp_path):
     # The tiny family's variants are ordered by the size of their delta.
     sigmas = [p.summary["sigma_mean"] for p in report.analysis.pairs]
     assert sigmas[0] < sigmas[2] < sigmas[1]  # instruct 0.05 < base_v2 0.06 < thinking 0.07
+
+
+def test_written_reports_get_a_normal_files_mode(tmp_path):
+    """Not mkstemp's 0600: a report is shared, uploaded, served."""
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        target = write_atomically(tmp_path / "card.md", "text\n")
+    finally:
+        os.umask(previous)
+    assert target.stat().st_mode & 0o777 == 0o644

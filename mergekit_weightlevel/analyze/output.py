@@ -41,6 +41,12 @@ def check_writable(path: str | Path, *, option: str, folder: bool = False) -> No
         )
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 def write_atomically(path: str | Path, text: str | bytes) -> Path:
     """Write a file through a temporary sibling and ``os.replace``: never a half-written file."""
     path = Path(path)
@@ -55,6 +61,8 @@ def write_atomically(path: str | Path, text: str | bytes) -> Path:
             "or fix the folder's permissions."
         ) from error
     try:
+        # mkstemp creates the file 0600; the result gets a normal file's mode (umask).
+        os.chmod(temporary, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as stream:
             stream.write(text.encode("utf-8") if isinstance(text, str) else text)
         os.replace(temporary, path)
