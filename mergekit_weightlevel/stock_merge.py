@@ -11,7 +11,8 @@ loaded, so that for a config using one of this package's methods every entry poi
    that changes how the model behaves;
 2. gives the output the non-weight files of the model it stands for (``output_files``),
    falling back to the next input that has a file the chosen one lacks;
-3. leaves no weight file or index in the output folder that this merge did not write.
+3. leaves no weight file or index in the output folder that this merge did not write;
+4. runs the kernels on the CPUs other processes leave free (``threads``).
 
 For mergekit's own methods nothing changes, except that an unknown method name close to
 one of ours gets a suggestion instead of mergekit's "Unimplemented merge method".
@@ -33,7 +34,7 @@ from mergekit.common import ModelReference
 from mergekit.config import MergeConfiguration
 from mergekit.options import MergeOptions
 
-from mergekit_weightlevel import METHOD_NAMES
+from mergekit_weightlevel import METHOD_NAMES, threads
 from mergekit_weightlevel.errors import WeightLevelConfigError, WeightLevelError
 from mergekit_weightlevel.output_files import (
     GENERATION_CONFIG,
@@ -271,10 +272,12 @@ def _wrap_run_merge(original: Callable[..., Any]) -> Callable[..., Any]:
         run = _Run(merge_config, sources)
         before = weight_files(out_path)
         token = _current.set(run)
+        threads.start(options.num_threads)
         try:
             result = original(merge_config, out_path, options=options, config_source=config_source)
             copy_missing_generation_config(run, out_path, options)
         finally:
+            threads.stop()
             _current.reset(token)
         remove_stale_weights(out_path, before)
         return result

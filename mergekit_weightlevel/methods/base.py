@@ -26,6 +26,7 @@ from mergekit.merge_methods.base import (
 )
 from pydantic import AfterValidator
 
+from mergekit_weightlevel import threads
 from mergekit_weightlevel.errors import WeightLevelConfigError
 from mergekit_weightlevel.metrics import sigma
 from mergekit_weightlevel.preflight import check_inputs
@@ -317,6 +318,7 @@ class WeightLevelMethod(GroupMergeMethod):
         _preflight_done.add(key)
 
     def _execute(self, groups, parameters, options, *, input_dtypes, out_dtype=None):
+        threads.update()  # between tensors: the CPUs other processes leave free
         results = super()._execute(
             groups, parameters, options, input_dtypes=input_dtypes, out_dtype=out_dtype
         )
