@@ -34,15 +34,18 @@ def register_methods() -> tuple[str, ...]:
 
 
 def _register_when_mergekit_loads() -> None:
-    if "mergekit.merge_methods" in sys.modules:
-        register_methods()
-        return
     try:
         import mergekit_weightlevel_hook
     except ImportError:  # the package without its top-level hook module: register now
         register_methods()
+        if "mergekit.merge" in sys.modules:
+            from mergekit_weightlevel.stock_merge import install
+
+            install()
         return
     # Even with MERGEKIT_WEIGHTLEVEL_DISABLE set: importing the package is an explicit ask.
+    # Registers now if mergekit's registry is loaded, else the moment it is (likewise the
+    # run_merge wrapper for `mergekit.merge`).
     mergekit_weightlevel_hook.install(force=True)
 
 

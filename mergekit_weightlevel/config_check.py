@@ -23,12 +23,16 @@ from pydantic import ValidationError
 
 from mergekit_weightlevel.methods.base import WeightLevelConfigError, describe_type
 
+TOP_LEVEL = "the top-level `parameters:`"
+#: Parameters about the output folder as a whole (``output_files``): no filters, no gradients.
+WHOLE_MERGE_PARAMETERS = ("config_from", "tokenizer_from")
+
 
 def parameter_blocks(config: Any, where: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
     """(where it is, the block) for every non-empty ``parameters:`` of a config or module."""
     prefix = f"{where}, " if where else ""
     if getattr(config, "parameters", None):
-        here = f"the `parameters:` of {where}" if where else "the top-level `parameters:`"
+        here = f"the `parameters:` of {where}" if where else TOP_LEVEL
         yield here, config.parameters
     for model in getattr(config, "models", None) or []:
         if model.parameters:
@@ -76,6 +80,14 @@ def check_parameters(config: MergeConfiguration, method: Any) -> None:
                 raise WeightLevelConfigError(
                     f"{name}: unknown parameter `{parameter}` in {where}. {hint}{name} takes "
                     f"{accepted}. (mergekit would ignore it and use the default silently.)"
+                )
+            if parameter in WHOLE_MERGE_PARAMETERS and (
+                where != TOP_LEVEL or not isinstance(setting, str)
+            ):
+                raise WeightLevelConfigError(
+                    f"{name}: parameter `{parameter}` in {where} must be one model name (as "
+                    "written in the config) or `base`, set once in the top-level "
+                    f"`parameters:`: it chooses the files of the whole output, not of a tensor."
                 )
             for value in leaf_values(setting):
                 try:

@@ -43,6 +43,8 @@ class MergeResult:
     output: Path
     max_abs_error: float
     sigmas: dict[str, float] = field(default_factory=dict)
+    #: which members' non-weight files the output carries (read back from the folder)
+    files: str = ""
 
 
 @dataclass
@@ -64,6 +66,7 @@ class DemoReport:
                 f"  config  {merge.config_path}",
                 f"  output  {merge.output}",
                 f"  max |output − float64 re-computation| = {merge.max_abs_error:.2e}",
+                f"  files   {merge.files}",
                 *(f"  σ({pair}) = {value:.4f}" for pair, value in merge.sigmas.items()),
                 "",
             ]
@@ -349,7 +352,40 @@ def run_demo(
         _interp_demo(family, directory, options),
         _timber_demo(family, directory, options),
     ]
+    for merge in merges:
+        merge.files = files_from(merge.output, family)
     return DemoReport(family=family, merges=merges, analysis=_family_analysis(family, quiet))
+
+
+def _file_signature(folder: Path, kind: str) -> Any:
+    """What distinguishes the members' non-weight files of one kind (None: no such file)."""
+    import json
+
+    def read(name: str) -> dict | None:
+        path = folder / name
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+    if kind == "config.json":
+        config = read("config.json") or {}
+        return json.dumps([config.get(k) for k in ("max_position_embeddings", "rope_parameters")])
+    if kind == "chat template":
+        template = folder / "chat_template.jinja"
+        return template.read_text(encoding="utf-8") if template.exists() else None
+    generation = read("generation_config.json") or {}
+    return json.dumps([generation.get(k) for k in ("eos_token_id", "temperature", "top_p")])
+
+
+def files_from(output: Path, family: TinyFamily) -> str:
+    """Which members' config.json, chat template and generation config the output matches."""
+    parts = []
+    for kind in ("config.json", "chat template", "generation config"):
+        ours = _file_signature(output, kind)
+        if ours is None:
+            parts.append(f"no {kind}")
+            continue
+        same = [n for n, p in family.paths().items() if _file_signature(p, kind) == ours]
+        parts.append(f"{kind} of {' = '.join(same) or 'none of the inputs'}")
+    return "; ".join(parts)
 
 
 def existing_family(root: str | Path) -> TinyFamily:

@@ -21,12 +21,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from mergekit_weightlevel.errors import WeightLevelError
+
 #: Seconds the reachability request may take (it is one small JSON request).
 PROBE_TIMEOUT_S = 10.0
 _TRUE = ("1", "true", "yes", "on")
 
 
-class ModelNotAvailableError(FileNotFoundError):
+class ModelNotAvailableError(WeightLevelError, FileNotFoundError):
     """A model reference that is neither a local folder nor fetchable from the Hub."""
 
 

@@ -1,8 +1,10 @@
 """Run a mergekit YAML merge in-process, with this package's methods registered.
 
-This is what ``mergekit-weightlevel merge`` and ``demo`` call. It is mergekit's own
-``mergekit-yaml`` path (``MergeConfiguration`` + ``run_merge``), nothing more: the
-fallback for interpreters where the ``.pth`` start-up hook does not run.
+This is what ``mergekit-weightlevel merge``, ``sweep`` and ``demo`` call. It is mergekit's
+own ``mergekit-yaml`` path (``MergeConfiguration`` + ``run_merge``), nothing more: the
+fallback for interpreters where the ``.pth`` start-up hook does not run. The checks and
+the output-file policy live in ``stock_merge``, which wraps ``run_merge`` for every entry
+point alike.
 """
 
 from __future__ import annotations
@@ -10,14 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import mergekit.merge
 import yaml
 from mergekit.config import MergeConfiguration
-from mergekit.merge import run_merge
 from mergekit.options import MergeOptions
 
+from mergekit_weightlevel import stock_merge
 from mergekit_weightlevel.hub import check_models_available
-from mergekit_weightlevel.preflight import check_inputs
-from mergekit_weightlevel.registry import METHOD_NAMES, register_methods
+from mergekit_weightlevel.registry import register_methods
 
 
 def load_config(config_file: str | Path) -> tuple[MergeConfiguration, str]:
@@ -41,6 +43,7 @@ def merge_yaml(
     ``mergekit-yaml`` does.
     """
     register_methods()
+    stock_merge.install()  # where no start-up hook ran (python -S, --target installs)
     source = None
     if isinstance(config, (str, Path)):
         merge_config, source = load_config(config)
@@ -50,34 +53,13 @@ def merge_yaml(
     else:
         merge_config = config
     options = options or MergeOptions()
-    # Before mergekit reads any model config: a Hub id that cannot be fetched fails in
-    # seconds with its name, instead of after half a minute of retries without it.
-    check_models_available(
-        merge_config.referenced_models(),
-        purpose=f"merge ({merge_config.merge_method})",
-        cache_dir=options.transformers_cache,
-    )
-    preflight(merge_config)
-    run_merge(merge_config, str(out_path), options=options, config_source=source)
+    if not stock_merge.is_ours(merge_config):
+        # Before mergekit reads any model config: a Hub id that cannot be fetched fails in
+        # seconds with its name (the wrapper does this, and more, for our own methods).
+        check_models_available(
+            merge_config.referenced_models(),
+            purpose=f"merge ({merge_config.merge_method})",
+            cache_dir=options.transformers_cache,
+        )
+    mergekit.merge.run_merge(merge_config, str(out_path), options=options, config_source=source)
     return Path(out_path)
-
-
-def preflight(merge_config: MergeConfiguration) -> None:
-    """Header-level checks of a config's inputs, knowing whether it aligns vocabularies.
-
-    The methods run the same checks when mergekit plans the merge, but only here is
-    the whole config known, so only here is a vocabulary mismatch without a
-    ``tokenizer:`` section an error before anything is loaded.
-    """
-    if merge_config.merge_method not in METHOD_NAMES:
-        return
-    from mergekit import merge_methods
-
-    from mergekit_weightlevel.config_check import check_parameters
-
-    check_parameters(merge_config, merge_methods.get(merge_config.merge_method))
-    models = list(merge_config.referenced_models())
-    base = merge_config.base_model
-    ordered = ([base] if base in models else []) + [m for m in models if m != base]
-    aligned = merge_config.tokenizer is not None or merge_config.tokenizer_source is not None
-    check_inputs(ordered, method=merge_config.merge_method, vocabulary_aligned=aligned)

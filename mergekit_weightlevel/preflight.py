@@ -19,6 +19,8 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mergekit_weightlevel.errors import WeightLevelError
+
 LOG = logging.getLogger(__name__)
 
 #: Tensors that a checkpoint may legitimately lack (tied to the input embeddings).
@@ -36,7 +38,7 @@ TOKENIZER_HINT = (
 )
 
 
-class PreflightError(ValueError):
+class PreflightError(WeightLevelError, ValueError):
     """The inputs cannot be merged as configured; the message lists every problem found."""
 
 

@@ -11,8 +11,9 @@ ordinary mergekit merge once, for the first λ, with two small additions:
   tensor for each other λ, cast the same way, goes to that λ's output. Tensors that do not
   depend on λ (1-D, buffers, pass-throughs) are saved to every output as they are.
 
-Afterwards the non-weight files mergekit wrote (config.json, tokenizer, model card,
-mergekit_config.yml) are copied to every output, with λ updated in the YAML. So each output
+Afterwards the non-weight files mergekit wrote (config.json, tokenizer, chat template,
+generation config) are copied to every output, with that λ's ``mergekit_config.yml`` and
+model card. So each output
 is exactly what a single ``timber_spectral`` run with that λ writes, produced streaming,
 tensor by tensor, through mergekit's loaders and writer.
 """
@@ -32,9 +33,9 @@ from mergekit.io import TensorWriter
 from mergekit.options import MergeOptions
 
 from mergekit_weightlevel.methods.base import WeightLevelConfigError
+from mergekit_weightlevel.stock_merge import is_weight_file, remove_stale_weights, weight_files
 
 METHOD = "timber_spectral"
-WEIGHT_FILE_SUFFIXES = (".safetensors", ".bin", ".index.json")
 
 
 class _Sweep:
@@ -159,17 +160,27 @@ def _check_sweep(
         raise WeightLevelConfigError(f"{METHOD} sweep: output folders repeat.")
 
 
-def _copy_side_files(main: Path, side: Path, main_yaml: str, side_yaml: str) -> None:
-    """Everything but weights from the first output; the config text with this λ."""
+def _copy_side_files(main: Path, side: Path, side_yaml: str) -> None:
+    """Everything but weights from the first output; the config and card of this λ.
+
+    The card is written anew, as a single run into ``side`` writes it (its title is the
+    folder's name, its YAML this λ's).
+    """
     for item in main.iterdir():
-        if item.name.endswith(WEIGHT_FILE_SUFFIXES):
+        if is_weight_file(item.name):
             continue
         target = side / item.name
         if item.is_dir():
             shutil.copytree(item, target, dirs_exist_ok=True)
-        elif item.name in ("README.md", "mergekit_config.yml"):
-            text = item.read_text(encoding="utf-8").replace(main_yaml, side_yaml)
-            target.write_text(text, encoding="utf-8")
+        elif item.name == "mergekit_config.yml":
+            target.write_text(side_yaml, encoding="utf-8")
+        elif item.name == "README.md":
+            from mergekit.card import generate_card
+            from mergekit.config import MergeConfiguration
+
+            side_config = MergeConfiguration.model_validate(yaml.safe_load(side_yaml))
+            card = generate_card(config=side_config, config_yaml=side_yaml, name=side.name)
+            target.write_text(card, encoding="utf-8")
         else:
             shutil.copy2(item, target)
 
@@ -193,12 +204,14 @@ def sweep_config(
     lambdas = [float(lam) for lam in lambdas]
     _check_sweep(config, lambdas, out_paths)
     texts = [yaml.safe_dump(_config_for(config, lam), sort_keys=False) for lam in lambdas]
+    # The first output is mergekit's own run (cleaned by the run_merge wrapper); the
+    # others are written beside it, so their leftovers are removed here.
+    side_before = [weight_files(side) for side in out_paths[1:]]
     with _sweeping(_Sweep(lambdas, out_paths)):
         merge_yaml(yaml.safe_load(texts[0]), out_paths[0], options)
-    # merge_yaml dumps the dict it is given; that text is what the model card holds.
-    main_text = yaml.safe_dump(yaml.safe_load(texts[0]), sort_keys=False)
-    for side, text in zip(out_paths[1:], texts[1:]):
-        _copy_side_files(out_paths[0], side, main_text, text)
+    for side, text, before in zip(out_paths[1:], texts[1:], side_before):
+        _copy_side_files(out_paths[0], side, text)
+        remove_stale_weights(side, before)
     return out_paths
 
 

@@ -5,6 +5,11 @@ the base look like real post-training: small (σ around 0.01–0.05, the range t
 papers measure between Base and Instruct checkpoints), partly low-rank, and touching
 every tensor, norms included. Nothing is downloaded; a family builds in about a second.
 
+The members also differ in their non-weight files, as a real family's do: the
+post-trained members carry a chat template and their own generation config (stop ids,
+sampling defaults), the newer base a longer context and another RoPE theta. So a merge
+that gives its output the wrong member's files is visible (``MEMBER_FILES``).
+
 Architectures: ``llama`` (untied embeddings), ``qwen2`` (q/k/v biases, tied
 embeddings), ``qwen3`` (q_norm / k_norm). Each folder is a normal ``transformers``
 checkpoint (safetensors, single file or sharded) with a small word-level tokenizer, so
@@ -14,7 +19,7 @@ both mergekit and ``AutoModelForCausalLM.from_pretrained`` load it.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -41,20 +46,61 @@ VARIANT_SCALES = {
 }
 
 
+@dataclass(frozen=True)
+class MemberFiles:
+    """How one member's non-weight files differ from the base's."""
+
+    #: config.json settings that change behaviour, not weights (context length, RoPE)
+    config: dict = field(default_factory=dict)
+    #: the tokenizer's chat template (Jinja), saved as chat_template.jinja
+    chat_template: str | None = None
+    #: generation_config.json settings (stop ids, sampling defaults)
+    generation: dict | None = None
+
+
+INSTRUCT_TEMPLATE = (
+    "{% for message in messages %}<s>[{{ message['role'] }}] {{ message['content'] }}</s>"
+    "{% endfor %}{% if add_generation_prompt %}<s>[assistant]{% endif %}"
+)
+THINKING_TEMPLATE = (
+    "{% for message in messages %}<s>[{{ message['role'] }}] {{ message['content'] }}</s>"
+    "{% endfor %}{% if add_generation_prompt %}<s>[assistant] [think]{% endif %}"
+)
+MEMBER_FILES = {
+    # A second stop id, as Llama-3-Instruct's <|eot_id|> beside <|end_of_text|>.
+    "instruct": MemberFiles(
+        chat_template=INSTRUCT_TEMPLATE,
+        generation={"eos_token_id": [2, 3], "do_sample": True, "temperature": 0.7, "top_p": 0.8},
+    ),
+    # The Thinking models' decoding settings (T 0.6, top-p 0.95).
+    "thinking": MemberFiles(
+        chat_template=THINKING_TEMPLATE,
+        generation={"eos_token_id": [2], "do_sample": True, "temperature": 0.6, "top_p": 0.95},
+    ),
+    # A newer base: longer context, another RoPE theta (as Llama-3 → Llama-3.1).
+    "base_v2": MemberFiles(config={"max_position_embeddings": 512, "rope_theta": 500000.0}),
+}
+
+
 def tiny_config(
     arch: str = "llama",
     *,
     tied: bool | None = None,
     layers: int | None = None,
     shape: dict | None = None,
+    **settings,
 ):
-    """The ``transformers`` config of a tiny model (``shape`` overrides ``TINY_SHAPE``)."""
+    """The ``transformers`` config of a tiny model (``shape`` overrides ``TINY_SHAPE``).
+
+    ``settings`` are further config fields that do not change the weights' shapes
+    (``max_position_embeddings``, ``rope_theta``, ...).
+    """
     from transformers import LlamaConfig, Qwen2Config, Qwen3Config
 
     shape = {**TINY_SHAPE, **(shape or {})}
     if layers is not None:
         shape["num_hidden_layers"] = layers
-    common = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0, **shape}
+    common = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0, **shape, **settings}
     if arch == "llama":
         config = LlamaConfig(tie_word_embeddings=bool(tied), **common)
     elif arch == "qwen2":
@@ -165,8 +211,12 @@ def save_checkpoint(
     dtype: torch.dtype = torch.float32,
     shard_size: str | None = None,
     tokenizer: bool = True,
+    files: MemberFiles | None = None,
 ) -> Path:
-    """Save a state dict as a normal ``transformers`` checkpoint (safetensors)."""
+    """Save a state dict as a normal ``transformers`` checkpoint (safetensors).
+
+    ``files`` adds a chat template to the tokenizer and replaces the generation config.
+    """
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
@@ -183,8 +233,17 @@ def save_checkpoint(
         model.save_pretrained(out_dir, **kwargs)
     finally:
         hf_logging.enable_progress_bar()
+    files = files or MemberFiles()
     if tokenizer:
-        build_tokenizer(config.vocab_size).save_pretrained(out_dir)
+        built = build_tokenizer(config.vocab_size)
+        if files.chat_template is not None:
+            built.chat_template = files.chat_template
+        built.save_pretrained(out_dir)
+    if files.generation is not None:
+        from transformers import GenerationConfig
+
+        generation = {"bos_token_id": config.bos_token_id, "pad_token_id": config.pad_token_id}
+        GenerationConfig(**{**generation, **files.generation}).save_pretrained(out_dir)
     return out_dir
 
 
@@ -231,8 +290,15 @@ def build_family(
     states = {"base": base}
     for offset, (variant, scale) in enumerate(VARIANT_SCALES.items(), start=1):
         states[variant] = apply_variant(base, scale=scale, seed=seed + 101 * offset)
-    paths = {
-        name: save_checkpoint(state, config, root / name, dtype=dtype, shard_size=shard_size)
-        for name, state in states.items()
-    }
+    paths = {}
+    for name, state in states.items():
+        files = MEMBER_FILES.get(name, MemberFiles())
+        member_config = (
+            tiny_config(arch, tied=tied, layers=layers, shape=shape, **files.config)
+            if files.config
+            else config
+        )
+        paths[name] = save_checkpoint(
+            state, member_config, root / name, dtype=dtype, shard_size=shard_size, files=files
+        )
     return TinyFamily(root=root, arch=arch, **paths)

@@ -175,3 +175,43 @@ def test_broken_plugin_never_breaks_mergekit(tmp_path):
     assert result.stdout.strip() == "linear"
     assert "mergekit-weightlevel: could not register" in result.stderr
     assert "simulated breakage" in result.stderr
+
+
+WRAPPED = """
+    import warnings
+    warnings.simplefilter("error", RuntimeWarning)
+    {first}
+    import mergekit.merge
+    from mergekit.scripts import run_yaml
+    print(run_yaml.run_merge.__module__, mergekit.merge._get_donor_model.__module__,
+          mergekit.merge._model_out_config.__module__)
+"""
+
+
+@pytest.mark.parametrize(
+    "first",
+    ["", "import mergekit_weightlevel", "import mergekit.merge; import mergekit_weightlevel",
+     "import mergekit.merge_methods", "import mergekit_weightlevel.registry"],
+)  # fmt: skip
+def test_stock_mergekit_yaml_binds_the_wrapped_run_merge(first):
+    """`mergekit-yaml` does `from mergekit.merge import run_merge`: it must get the wrapper,
+    whatever was imported first (and the wrapper installed once: `run_merge.__wrapped__`)."""
+    result = run_python(WRAPPED.format(first=first))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["mergekit_weightlevel.stock_merge"] * 3
+
+
+def test_the_wrapper_wraps_once():
+    import mergekit.merge
+
+    from mergekit_weightlevel import stock_merge
+
+    stock_merge.install()
+    stock_merge.install()
+    inner = mergekit.merge.run_merge.__wrapped__
+    assert inner.__module__ == "mergekit.merge"
+
+
+def test_disable_switch_leaves_run_merge_alone():
+    result = run_python(WRAPPED.format(first=""), {"MERGEKIT_WEIGHTLEVEL_DISABLE": "1"})
+    assert result.stdout.split() == ["mergekit.merge"] * 3

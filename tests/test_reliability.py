@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -417,3 +420,83 @@ def test_missing_index_entry_from_the_cli(qwen2_sharded_family, tmp_path):
     assert result.exit_code == 1
     assert f"lists shard(s) missing from {bad}: model-00099-of-00099.safetensors" in result.output
     assert "Traceback" not in result.output
+
+
+# -------------------------------------------------- the stock mergekit-yaml, as strict (issue 16)
+
+
+def stock_mergekit_yaml(config: dict, tmp_path: Path) -> subprocess.CompletedProcess:
+    path = write_config(tmp_path / "c.yml", config)
+    env = {k: v for k, v in os.environ.items() if k != "MERGEKIT_WEIGHTLEVEL_DISABLE"}
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("mergekit-yaml")), str(path), str(tmp_path / "out")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
+def timber(family, **parameters):
+    return {
+        "merge_method": "timber_spectral",
+        "base_model": str(family.base),
+        "models": [{"model": str(family.instruct)}],
+        "parameters": parameters,
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["parameters"].update(lamda=0.5),
+         "timber_spectral: unknown parameter `lamda` in the top-level `parameters:`. "
+         "Did you mean `lambda`?"),
+        (lambda c: c["models"][0].update(parameters={"lamda": 0.5}),
+         "timber_spectral: unknown parameter `lamda` in the parameters of model {instruct}"),
+        (lambda c: c["parameters"].update({"lambda": "heavy"}),
+         "timber_spectral: parameter `lambda` in the top-level `parameters:` must be a float in "
+         "[0, inf], got 'heavy'"),
+        (lambda c: c.update(merge_method="timber"),
+         "unknown merge_method `timber`. Did you mean `merge_method: timber_spectral`?"),
+    ],
+    ids=["misspelt", "misspelt per model", "wrong type", "method name"],
+)  # fmt: skip
+def test_stock_mergekit_yaml_refuses_what_merge_refuses(llama_family, tmp_path, edit, message):
+    config = timber(llama_family)
+    edit(config)
+    result = stock_mergekit_yaml(config, tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert message.format(instruct=llama_family.instruct) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert_no_model_written(tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    "written, meant",
+    [("timber", "timber_spectral"), ("shadow_ft", "shadow_graft"), ("param_delta", "paramdelta"),
+     ("Shadow-FT", "shadow_graft"), ("timber_spectal", "timber_spectral")],
+)  # fmt: skip
+def test_merge_suggests_our_method_for_a_near_name(llama_family, tmp_path, written, meant):
+    result = merge_cli(timber(llama_family) | {"merge_method": written}, tmp_path)
+    assert result.exit_code == 1
+    assert f"unknown merge_method `{written}`. Did you mean `merge_method: {meant}`?" in (
+        result.output
+    )
+
+
+def test_an_unknown_method_far_from_ours_keeps_mergekits_message(llama_family, tmp_path):
+    with pytest.raises(Exception, match="Unimplemented merge method frobnicate"):
+        run_yaml_merge(timber(llama_family) | {"merge_method": "frobnicate"}, tmp_path / "out")
+
+
+def test_no_vocabulary_warning_when_the_config_aligns_vocabularies(
+    llama_family, bigger_vocab_model, tmp_path, caplog
+):
+    config = timber(llama_family) | {
+        "models": [{"model": str(bigger_vocab_model)}],
+        "tokenizer": {"source": "union"},
+    }
+    with caplog.at_level(logging.WARNING):
+        run_yaml_merge(config, tmp_path / "out")
+    assert not [r for r in caplog.records if "vocabulary sizes differ" in r.getMessage()]

@@ -7,6 +7,7 @@ otherwise be written four times.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Hashable, Sequence
@@ -17,12 +18,15 @@ import torch
 from mergekit.merge_methods.base import (
     GroupMergeMethod,
     MergeMethodSpec,
+    ParameterScope,
+    ParameterSpec,
     PerInputValues,
     TensorEntry,
     TensorGroup,
 )
 from pydantic import AfterValidator
 
+from mergekit_weightlevel.errors import WeightLevelConfigError
 from mergekit_weightlevel.metrics import sigma
 from mergekit_weightlevel.preflight import check_inputs
 
@@ -50,10 +54,6 @@ class Choices:
 
     def __str__(self) -> str:
         return " | ".join("(none)" if a is None else a for a in self.allowed)
-
-
-class WeightLevelConfigError(ValueError):
-    """A merge configuration this package cannot run; the message says how to fix it."""
 
 
 def model_label(model_id: Hashable) -> str:
@@ -223,8 +223,43 @@ _preflight_done: set[tuple] = set()
 _pair_samples: dict[tuple, int] = {}
 
 
+def _preflight_key(method: str, models: Sequence[Hashable]) -> tuple:
+    return (method, frozenset(models))
+
+
+def mark_preflight_done(method: str, models: Sequence[Hashable]) -> None:
+    """Record that the whole-config checks already read these inputs' headers.
+
+    They know whether the config aligns vocabularies, which the per-tensor check cannot;
+    running it again would repeat their findings with less knowledge.
+    """
+    _preflight_done.add(_preflight_key(method, models))
+
+
 def _allow_nonfinite() -> bool:
     return os.environ.get(ALLOW_NONFINITE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+#: Shared by every method: which input the output's non-weight files come from
+#: (``output_files``). The kernels never read them; the whole-config checks validate them.
+OUTPUT_FILE_PARAMETERS = (
+    ParameterSpec(
+        "config_from",
+        str | None,
+        ParameterScope.SHARED,
+        default=None,
+        description="model (as written in the config) or `base` whose config.json the output "
+        "gets; default: the model the output stands for (docs/methods/)",
+    ),
+    ParameterSpec(
+        "tokenizer_from",
+        str | None,
+        ParameterScope.SHARED,
+        default=None,
+        description="model (as written in the config) or `base` whose tokenizer, chat template "
+        "and generation_config.json the output gets; default: see docs/methods/",
+    ),
+)
 
 
 class WeightLevelMethod(GroupMergeMethod):
@@ -239,6 +274,13 @@ class WeightLevelMethod(GroupMergeMethod):
     spec: MergeMethodSpec
     #: One sentence on how the models must be configured, appended to every error.
     usage: str = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Every method takes the output-file parameters; its own spec declares only its math.
+        cls.spec = dataclasses.replace(
+            cls.spec, parameters=(*cls.spec.parameters, *OUTPUT_FILE_PARAMETERS)
+        )
 
     def validate_inputs(
         self,
@@ -265,12 +307,12 @@ class WeightLevelMethod(GroupMergeMethod):
 
         if not all(isinstance(i, ModelReference) for i in input_ids):
             return  # the in-memory API: there are no files to check
+        key = _preflight_key(self.spec.name, input_ids)
+        if key in _preflight_done:
+            return
         ordered = ([base_id] if base_id in input_ids else []) + [
             i for i in input_ids if i != base_id
         ]
-        key = (self.spec.name, tuple(ordered))
-        if key in _preflight_done:
-            return
         check_inputs(ordered, method=self.spec.name)
         _preflight_done.add(key)
 

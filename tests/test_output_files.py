@@ -1,0 +1,311 @@
+"""The merged folder is the model the output stands for: config, tokenizer, chat template,
+generation config (issue 13; spec methods.md, last section).
+
+The tiny family's members differ in exactly these files (``tiny_models.MEMBER_FILES``):
+Instruct and Thinking carry their own chat templates and generation configs, the newer
+base another context length and RoPE theta. Each test asserts the files' contents.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from mergekit.config import MergeConfiguration
+from mergekit.merge import run_merge
+from mergekit.options import MergeOptions
+
+from mergekit_weightlevel.output_files import config_disagreements, file_sources
+from mergekit_weightlevel.tiny_models import INSTRUCT_TEMPLATE, THINKING_TEMPLATE
+
+MESSAGES = [{"role": "user", "content": "w1 w2"}]
+
+
+def merge(config: dict, out: Path, **options) -> Path:
+    """mergekit's own YAML path in process, tokenizer copying on (as users run it)."""
+    run_merge(
+        MergeConfiguration.model_validate(config),
+        str(out),
+        options=MergeOptions(quiet=True, **options),
+        config_source=yaml.safe_dump(config, sort_keys=False),
+    )
+    return out
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def assert_files_from(out: Path, config_model: Path, tokenizer_model: Path) -> None:
+    """``out`` has ``config_model``'s behaviour fields and ``tokenizer_model``'s other files."""
+    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+    got, want = read_json(out / "config.json"), read_json(config_model / "config.json")
+    for field in ("max_position_embeddings", "rope_parameters", "rope_theta", "eos_token_id"):
+        assert got.get(field) == want.get(field), field
+    AutoConfig.from_pretrained(out)
+
+    template = tokenizer_model / "chat_template.jinja"
+    if template.exists():
+        assert (out / "chat_template.jinja").read_text() == template.read_text()
+        ours = AutoTokenizer.from_pretrained(out).apply_chat_template(
+            MESSAGES, tokenize=False, add_generation_prompt=True
+        )
+        theirs = AutoTokenizer.from_pretrained(tokenizer_model).apply_chat_template(
+            MESSAGES, tokenize=False, add_generation_prompt=True
+        )
+        assert ours == theirs
+    else:
+        assert not (out / "chat_template.jinja").exists()
+    generation = GenerationConfig.from_pretrained(out)
+    source = GenerationConfig.from_pretrained(tokenizer_model)
+    assert generation.eos_token_id == source.eos_token_id
+    assert generation.temperature == source.temperature
+    assert generation.top_p == source.top_p
+
+
+def configs(family) -> dict[str, dict]:
+    """One config per method, as the docs write them."""
+    f = {name: str(path) for name, path in family.paths().items()}
+    return {
+        "timber_spectral": {
+            "merge_method": "timber_spectral",
+            "base_model": f["base"],
+            "models": [{"model": f["instruct"]}],
+        },
+        "shadow_graft": {
+            "merge_method": "shadow_graft",
+            "base_model": f["base"],
+            "models": [
+                {"model": f["base_tuned"]},
+                {"model": f["instruct"], "parameters": {"role": "target"}},
+            ],
+        },
+        "instruct_thinking_interp": {
+            "merge_method": "instruct_thinking_interp",
+            "base_model": f["instruct"],
+            "models": [{"model": f["thinking"]}],
+            "parameters": {"lambda": 0.5},
+        },
+        "paramdelta": {
+            "merge_method": "paramdelta",
+            "base_model": f["base"],
+            "models": [
+                {"model": f["instruct"]},
+                {"model": f["base_v2"], "parameters": {"role": "target"}},
+            ],
+        },
+    }
+
+
+#: method → (member whose config.json the output gets, member whose tokenizer files it gets)
+EXPECTED = {
+    "timber_spectral": ("instruct", "instruct"),
+    "shadow_graft": ("instruct", "instruct"),
+    "instruct_thinking_interp": ("thinking", "thinking"),
+    "paramdelta": ("base_v2", "instruct"),
+}
+
+
+@pytest.mark.parametrize("method", sorted(EXPECTED))
+def test_each_method_gets_the_files_of_the_model_it_stands_for(method, llama_family, tmp_path):
+    out = merge(configs(llama_family)[method], tmp_path / method)
+    config_member, tokenizer_member = EXPECTED[method]
+    paths = llama_family.paths()
+    assert_files_from(out, paths[config_member], paths[tokenizer_member])
+
+
+def test_file_sources_names_the_models(llama_family):
+    sources = file_sources(MergeConfiguration.model_validate(configs(llama_family)["paramdelta"]))
+    assert str(sources.config) == str(llama_family.base_v2)
+    assert str(sources.tokenizer) == str(llama_family.instruct)
+    linear = {"merge_method": "linear", "models": [{"model": str(llama_family.base)}]}
+    assert file_sources(MergeConfiguration.model_validate(linear)) is None
+
+
+def test_the_fixture_family_differs_in_these_files(llama_family):
+    """Without this, every assertion above could pass with the base's files."""
+    paths = llama_family.paths()
+    assert (paths["instruct"] / "chat_template.jinja").read_text() == INSTRUCT_TEMPLATE
+    assert (paths["thinking"] / "chat_template.jinja").read_text() == THINKING_TEMPLATE
+    assert not (paths["base"] / "chat_template.jinja").exists()
+    base_config = read_json(paths["base"] / "config.json")
+    assert (
+        read_json(paths["base_v2"] / "config.json")["max_position_embeddings"]
+        != (base_config["max_position_embeddings"])
+    )
+    eos = {read_json(paths[m] / "generation_config.json")["eos_token_id"].__repr__() for m in paths}
+    assert len(eos) >= 2
+
+
+def test_builtin_methods_keep_mergekits_donor(llama_family, tmp_path):
+    config = {
+        "merge_method": "task_arithmetic",
+        "base_model": str(llama_family.base),
+        "models": [{"model": str(llama_family.instruct), "parameters": {"weight": 1.0}}],
+    }
+    out = merge(config, tmp_path / "ta")
+    assert_files_from(out, llama_family.base, llama_family.base)
+
+
+def test_config_from_and_tokenizer_from_override_the_default(llama_family, tmp_path):
+    config = configs(llama_family)["timber_spectral"]
+    config["parameters"] = {"config_from": "base", "tokenizer_from": str(llama_family.base)}
+    out = merge(config, tmp_path / "override")
+    assert_files_from(out, llama_family.base, llama_family.base)
+
+
+def test_an_override_naming_no_model_of_the_config_is_refused(llama_family, tmp_path):
+    config = configs(llama_family)["timber_spectral"]
+    config["parameters"] = {"tokenizer_from": "/no/such/model"}
+    with pytest.raises(ValueError, match="tokenizer_from: /no/such/model` is not a model"):
+        merge(config, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_an_override_in_a_per_model_block_is_refused(llama_family, tmp_path):
+    config = configs(llama_family)["timber_spectral"]
+    config["models"][0]["parameters"] = {"config_from": "base"}
+    with pytest.raises(ValueError, match="`config_from` in the parameters of model"):
+        merge(config, tmp_path / "bad")
+
+
+def test_mergekits_tokenizer_settings_win(llama_family, tmp_path):
+    """`tokenizer: {source: base}` builds the base's tokenizer; the generation config is the
+    chosen model's (mergekit would write none)."""
+    config = configs(llama_family)["timber_spectral"]
+    config["tokenizer"] = {"source": "base"}
+    out = merge(config, tmp_path / "tok")
+    assert not (out / "chat_template.jinja").exists()
+    generation = read_json(out / "generation_config.json")
+    assert generation["eos_token_id"] == [2, 3]  # the Instruct's
+
+
+def test_a_missing_tokenizer_comes_from_the_next_input_with_one_warning(
+    llama_family, tmp_path, caplog
+):
+    bare = tmp_path / "instruct-no-tokenizer"
+    shutil.copytree(llama_family.instruct, bare)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        (bare / name).unlink()
+    (bare / "generation_config.json").unlink()
+    config = {
+        "merge_method": "timber_spectral",
+        "base_model": str(llama_family.base),
+        "models": [{"model": str(bare)}],
+    }
+    with caplog.at_level(logging.WARNING):
+        out = merge(config, tmp_path / "fallback")
+    assert_files_from(out, bare, llama_family.base)
+    warnings = [r.getMessage() for r in caplog.records if "has no tokenizer" in r.getMessage()]
+    assert len(warnings) == 1
+    assert str(bare) in warnings[0] and str(llama_family.base) in warnings[0]
+
+
+def test_config_disagreements_are_listed_with_the_value_the_output_gets(
+    llama_family, tmp_path, caplog
+):
+    with caplog.at_level(logging.WARNING):
+        merge(configs(llama_family)["paramdelta"], tmp_path / "pd")
+    (message,) = [r.getMessage() for r in caplog.records if "config.json differ" in r.getMessage()]
+    assert "max_position_embeddings" in message
+    assert f"the output gets 512 ({llama_family.base_v2})" in message
+    assert "rope" in message
+
+
+def test_config_disagreements_lists_only_fields_that_differ():
+    lines = config_disagreements(
+        {"a": {"vocab_size": 10, "rope_theta": 1.0}, "b": {"vocab_size": 10, "rope_theta": 2.0}},
+        "b",
+    )
+    assert lines == ["rope_theta: a: 1.0, b: 2.0 -> the output gets 2.0 (b)"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["timber_spectral", "paramdelta"])
+def test_stock_mergekit_yaml_gets_the_same_files(method, llama_family, tmp_path):
+    config_file = tmp_path / "config.yml"
+    config_file.write_text(yaml.safe_dump(configs(llama_family)[method]), encoding="utf-8")
+    out = tmp_path / "out"
+    mergekit_yaml = Path(sys.executable).with_name("mergekit-yaml")
+    env = {k: v for k, v in os.environ.items() if k != "MERGEKIT_WEIGHTLEVEL_DISABLE"}
+    subprocess.run(
+        [str(mergekit_yaml), str(config_file), str(out), "--quiet"],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    config_member, tokenizer_member = EXPECTED[method]
+    paths = llama_family.paths()
+    assert_files_from(out, paths[config_member], paths[tokenizer_member])
+
+
+# --- no stale weight files (issue 16, item 4) -------------------------------------------
+
+
+def weight_names(folder: Path) -> set[str]:
+    from mergekit_weightlevel.stock_merge import weight_files
+
+    return set(weight_files(folder))
+
+
+def test_a_rerun_leaves_only_the_weights_it_wrote(llama_family, tmp_path, caplog):
+    config = configs(llama_family)["timber_spectral"]
+    out = tmp_path / "out"
+    merge(config, out, out_shard_size=40_000)
+    sharded = weight_names(out)
+    assert "model.safetensors.index.json" in sharded and len(sharded) > 3
+    (out / "notes.txt").write_text("mine")
+    (out / "model-00007-of-00009.safetensors").write_bytes(b"left by an interrupted run")
+    with caplog.at_level(logging.WARNING):
+        merge(config, out)
+    assert weight_names(out) == {"model.safetensors"}
+    assert (out / "notes.txt").read_text() == "mine"
+    (message,) = [r.getMessage() for r in caplog.records if "did not write" in r.getMessage()]
+    assert "model-00007-of-00009.safetensors" in message
+    assert "model.safetensors.index.json" in message
+
+
+def test_builtin_methods_keep_mergekits_output_folder(llama_family, tmp_path):
+    out = tmp_path / "ta"
+    (out).mkdir()
+    (out / "model-00001-of-00002.safetensors").write_bytes(b"old")
+    config = {
+        "merge_method": "task_arithmetic",
+        "base_model": str(llama_family.base),
+        "models": [{"model": str(llama_family.instruct), "parameters": {"weight": 1.0}}],
+    }
+    merge(config, out)
+    assert "model-00001-of-00002.safetensors" in weight_names(out)
+
+
+# --- sweeps: every output is the model it stands for, with its own card -----------------
+
+
+def test_every_sweep_output_has_its_files_its_title_and_no_leftovers(llama_family, tmp_path):
+    from mergekit_weightlevel.timber_sweep import sweep_out_dirs, timber_sweep
+
+    lambdas = [0.0, 0.4]
+    outs = sweep_out_dirs(tmp_path / "timber", lambdas)
+    outs[1].mkdir(parents=True)
+    (outs[1] / "model-00002-of-00002.safetensors").write_bytes(b"old")
+    timber_sweep(
+        llama_family.base,
+        llama_family.instruct,
+        lambdas,
+        outs,
+        options=MergeOptions(quiet=True),
+    )
+    for out, lam in zip(outs, lambdas):
+        assert_files_from(out, llama_family.instruct, llama_family.instruct)
+        card = (out / "README.md").read_text(encoding="utf-8")
+        assert f"# {out.name}\n" in card
+        assert f"lambda: {lam}" in (out / "mergekit_config.yml").read_text(encoding="utf-8")
+        assert weight_names(out) == {"model.safetensors"}
