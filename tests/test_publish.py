@@ -177,6 +177,16 @@ EXPECTED_SUMMARY = {
 }
 
 
+#: method -> (the input config.json comes from, the input the tokenizer and generation config
+#: come from), as output_files decides; the card must say so.
+EXPECTED_FILES = {
+    "paramdelta": ("base_v2", "instruct"),
+    "shadow_graft": ("instruct", "instruct"),
+    "timber_spectral": ("instruct", "instruct"),
+    "instruct_thinking_interp": ("thinking", "thinking"),
+}
+
+
 @pytest.mark.parametrize("method", sorted(EXPECTED_SUMMARY))
 def test_card_round_trips_through_modelcard(method, family, merged, tmp_path):
     out = Path(shutil.copytree(merged[method], tmp_path / method))
@@ -207,6 +217,15 @@ def test_card_round_trips_through_modelcard(method, family, merged, tmp_path):
     assert MergeConfiguration.model_validate(yaml.safe_load(yaml_text)).merge_method == method
     assert "This is a merge of pre-trained language models" not in text  # mergekit's card replaced
 
+    config_from, tokenizer_from = (HUB_NAMES[n] for n in EXPECTED_FILES[method])
+    link = "[{0}](https://huggingface.co/{0})"
+    assert f"- `config.json`: from {link.format(config_from)} (" in text
+    assert f"- tokenizer and chat template: from {link.format(tokenizer_from)} (" in text
+    assert (
+        f"- `generation_config.json` (stop ids, sampling defaults): from {link.format(tokenizer_from)} ("
+        in text
+    )
+
 
 def test_card_parameters_and_weights_come_from_the_folder(family, merged, tmp_path):
     out = Path(shutil.copytree(merged["timber_spectral"], tmp_path / "t"))
@@ -218,6 +237,25 @@ def test_card_parameters_and_weights_come_from_the_folder(family, merged, tmp_pa
     with safe_open(str(out / "model.safetensors"), "pt") as handle:
         count = sum(math.prod(handle.get_slice(k).get_shape()) for k in handle.keys())  # noqa: SIM118 - not a dict
     assert f"{count:,} parameters" in text
+
+
+def test_card_names_the_input_a_fallback_file_came_from(family, tmp_path):
+    """The Instruct has no tokenizer: the merge takes the next input's, and the card says so."""
+    root = Path(shutil.copytree(family.root, tmp_path / "family"))
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        (root / "instruct" / name).unlink(missing_ok=True)
+    config = {
+        "merge_method": "timber_spectral",
+        "base_model": str(root / "base"),
+        "models": [{"model": str(root / "instruct")}],
+    }
+    out = merge(config, tmp_path / "out")
+    text = build_card(out).text
+    assert (
+        "- tokenizer and chat template: from `base` (local folder) (instruct, the Instruct model "
+        "W_I, has no tokenizer: the next input that has one)" in text
+    )
+    assert "- `config.json`: from `instruct` (local folder) (the Instruct model W_I)" in text
 
 
 def test_card_without_hub_ids_names_no_base_model(merged, tmp_path):

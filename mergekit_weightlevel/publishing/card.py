@@ -22,6 +22,12 @@ from huggingface_hub import ModelCard, ModelCardData
 from mergekit.config import MergeConfiguration
 
 from mergekit_weightlevel import __version__
+from mergekit_weightlevel.output_files import (
+    GENERATION_CONFIG,
+    TOKENIZER_CONFIG,
+    TOKENIZER_VOCABULARY,
+    file_sources,
+)
 from mergekit_weightlevel.publishing.checks import WeightsSummary, check_weights
 from mergekit_weightlevel.publishing.inputs import (
     CardFacts,
@@ -234,6 +240,98 @@ def _weights_lines(summary: WeightsSummary | None, folder: Path) -> list[str]:
     ]
 
 
+#: The files mergekit copies as "the tokenizer" (its `_copy_tokenizer`), compared byte for byte.
+TOKENIZER_FILES = (
+    TOKENIZER_CONFIG,
+    *TOKENIZER_VOCABULARY,
+    "special_tokens_map.json",
+    "chat_template.jinja",
+)
+
+
+def _matching_input(
+    folder: Path, names: tuple[str, ...], preferred: InputModel | None, inputs: list[InputModel]
+) -> InputModel | None:
+    """The input (``preferred`` first) whose copies of ``names`` equal the output's, if any.
+
+    Only local inputs can be compared; None when none matches (or none is local).
+    """
+    present = [name for name in names if (folder / name).is_file()]
+    ordered = ([preferred] if preferred else []) + [m for m in inputs if m is not preferred]
+    for model in ordered:
+        local = model.location.local_path
+        if (
+            model.lora is None
+            and local is not None
+            and present
+            and all(
+                (local / name).is_file()
+                and (local / name).read_bytes() == (folder / name).read_bytes()
+                for name in present
+            )
+        ):
+            return model
+    return None
+
+
+def _origin_text(
+    found: InputModel | None, preferred: InputModel | None, reason: str, what: str
+) -> str:
+    if found is None or found is preferred:
+        shown = preferred.markdown() if preferred else "an input"
+        return f"from {shown} ({reason})"
+    chosen = preferred.name if preferred else "the chosen model"
+    return (
+        f"from {found.markdown()} ({chosen}, {reason}, has no {what}: the next input that has one)"
+    )
+
+
+def file_origins(
+    merge_config: MergeConfiguration, inputs: list[InputModel], folder: Path
+) -> tuple[InputModel | None, list[str]]:
+    """The input the output's ``config.json`` comes from, and one card line per kind of file.
+
+    The choice is ``output_files.file_sources`` (mergekit's own rule for its methods); where
+    the inputs are local, the tokenizer and generation config are also compared byte for
+    byte, so a fallback to another input (the chosen one lacking the file) is named.
+    """
+    by_reference = {model.reference: model for model in inputs}
+    sources = file_sources(merge_config)
+    if sources is None:  # mergekit's `_get_donor_model`: base_model, else the first model
+        donor = merge_config.base_model or merge_config.referenced_models()[0]
+        config_ref = tokenizer_ref = donor
+        config_reason = tokenizer_reason = "mergekit's rule: base_model, else the first model"
+    else:
+        config_ref, tokenizer_ref = sources.config, sources.tokenizer
+        config_reason, tokenizer_reason = sources.config_reason, sources.tokenizer_reason
+    config_model = by_reference.get(str(config_ref))
+    tokenizer_model = by_reference.get(str(tokenizer_ref))
+    shown = config_model.markdown() if config_model else f"`{config_ref}`"
+    lines = [f"- `config.json`: from {shown} ({config_reason})"]
+    built = (
+        merge_config.tokenizer.source if merge_config.tokenizer else merge_config.tokenizer_source
+    )
+    if built is not None:
+        lines.append(
+            f"- tokenizer: built by mergekit from the config's tokenizer settings (source: `{built}`)"
+        )
+    elif not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        lines.append("- tokenizer: none in this folder")
+    else:
+        found = _matching_input(folder, TOKENIZER_FILES, tokenizer_model, inputs)
+        origin = _origin_text(found, tokenizer_model, tokenizer_reason, "tokenizer")
+        lines.append(f"- tokenizer and chat template: {origin}")
+    if merge_config.chat_template:
+        lines.append(f"- chat template: `{merge_config.chat_template}`, set in the merge config")
+    if (folder / GENERATION_CONFIG).is_file():
+        found = _matching_input(folder, (GENERATION_CONFIG,), tokenizer_model, inputs)
+        origin = _origin_text(found, tokenizer_model, tokenizer_reason, GENERATION_CONFIG)
+        lines.append(f"- `{GENERATION_CONFIG}` (stop ids, sampling defaults): {origin}")
+    else:
+        lines.append(f"- `{GENERATION_CONFIG}`: none in this folder")
+    return config_model, lines
+
+
 def _pipeline_tag(folder: Path, donor_facts: CardFacts | None) -> str | None:
     if donor_facts is not None and donor_facts.pipeline_tag:
         return donor_facts.pipeline_tag
@@ -296,6 +394,8 @@ def build_card(
     facts = [reader.facts(model.location) for model in inputs]
     license = decide_license(inputs, facts)
     _, summary = check_weights(folder)
+    config_model, origin_lines = file_origins(merge_config, inputs, folder)
+    donor_facts = facts[inputs.index(config_model)] if config_model in inputs else None
 
     hub_inputs = [m.location.hub_id for m in inputs] + [m.lora.hub_id for m in inputs if m.lora]
     base_model = list(dict.fromkeys(h for h in hub_inputs if h))
@@ -307,7 +407,7 @@ def build_card(
         license=license.license,
         license_name=license.license_name,
         license_link=license.license_link,
-        pipeline_tag=_pipeline_tag(folder, None),
+        pipeline_tag=_pipeline_tag(folder, donor_facts),
         tags=list(dict.fromkeys(tags)),
     )
     name = _short(model_id) if model_id else folder.resolve().name
@@ -337,7 +437,7 @@ def build_card(
     parameters = _parameters_table(merge_config, defaults)
     if parameters:
         body += ["## Parameters", "", *parameters, ""]
-    body += ["## Files", "", *_weights_lines(summary, folder), ""]
+    body += ["## Files", "", *_weights_lines(summary, folder), *origin_lines, ""]
     body += ["## How to use", "", *_usage_lines(model_id or str(folder), merge_config), ""]
     body += ["## License", "", license.explanation, ""]
     if report:

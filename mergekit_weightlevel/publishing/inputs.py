@@ -19,6 +19,7 @@ from mergekit.common import ModelReference
 from mergekit.config import MergeConfiguration
 
 from mergekit_weightlevel.hub import hub_offline
+from mergekit_weightlevel.output_files import model_entries, models_in_order
 
 CONFIG_FILE = "mergekit_config.yml"
 #: Seconds one Hub look-up of an input's card may take.
@@ -135,6 +136,7 @@ def locate(path: str, hub_ids: dict[str, str]) -> ModelLocation:
 class InputModel:
     """One input of the merge, in the method's terms."""
 
+    reference: str  # the model as mergekit names it (`path`, `path@revision`, `model+adapter`)
     symbol: str  # e.g. "Θ_post", "W_B", "Thinking"
     role: str  # a few words: what the input is to the method
     location: ModelLocation
@@ -184,38 +186,27 @@ ROLES: dict[str, dict[str, tuple[str, str]]] = {
 
 
 def describe_inputs(merge_config: MergeConfiguration, hub_ids: dict[str, str]) -> list[InputModel]:
-    """The inputs, base first, then the config's ``models:`` in order, with their roles."""
+    """The inputs in the order the config names them (the base first), with their roles."""
     roles = ROLES.get(merge_config.merge_method, {})
+    parameters: dict[str, dict[str, Any]] = {}
+    for model, model_parameters in model_entries(merge_config):
+        parameters.setdefault(str(model), model_parameters)
     inputs: list[InputModel] = []
-    base = merge_config.base_model
-    if base is not None:
-        symbol, role = roles.get("base", ("base", "base_model"))
-        inputs.append(InputModel(symbol, role, *_reference_location(base, hub_ids)))
-    seen = {str(base)} if base is not None else set()
-    for definition in merge_config.models or []:
-        if str(definition.model) in seen:
-            continue
-        seen.add(str(definition.model))
-        parameters = dict(definition.parameters or {})
-        kind = "target" if parameters.get("role") == "target" else "other"
-        symbol, role = roles.get(kind, ("input", "merged model"))
-        inputs.append(
-            InputModel(symbol, role, *_reference_location(definition.model, hub_ids), parameters)
+    for reference in models_in_order(merge_config):
+        given = parameters.get(str(reference), {})
+        if reference == merge_config.base_model:
+            kind = "base"
+        else:
+            kind = "target" if given.get("role") == "target" else "other"
+        symbol, role = roles.get(
+            kind, ("input", "base_model" if kind == "base" else "merged model")
         )
-    # Configs written with `slices:` name their models there only.
-    for reference in merge_config.referenced_models():
-        if str(reference) not in seen:
-            seen.add(str(reference))
-            inputs.append(
-                InputModel("input", "merged model", *_reference_location(reference, hub_ids))
-            )
+        model, lora = _reference_location(reference, hub_ids)
+        inputs.append(InputModel(str(reference), symbol, role, model, lora, given))
     adapter = (merge_config.parameters or {}).get("adapter")
     if merge_config.merge_method == "shadow_graft" and isinstance(adapter, str):
-        inputs.append(
-            InputModel(
-                "LoRA", "the adapter trained on W_B, grafted onto W_I", locate(adapter, hub_ids)
-            )
-        )
+        role = "the adapter trained on W_B, grafted onto W_I"
+        inputs.append(InputModel(adapter, "LoRA", role, locate(adapter, hub_ids)))
     return inputs
 
 
