@@ -227,6 +227,63 @@ def test_card_round_trips_through_modelcard(method, family, merged, tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (
+            {
+                "merge_method": "paramdelta",
+                "base_model": "{base}",
+                "models": [
+                    {"model": "{instruct}", "parameters": {"weight": 0.5}},
+                    {"model": "{thinking}", "parameters": {"weight": 0.25}},
+                    {"model": "{base_v2}", "parameters": {"role": "target"}},
+                ],
+            },
+            "ParamΔ: the post-training of tiny-instruct (weight `0.5`) and tiny-thinking (weight "
+            "`0.25`) transplanted onto Θ'_base (tiny-base-v2), Θ = Θ'_base + Σ weight·(Θ_post − "
+            "Θ_base) with Θ_base = tiny-base.",
+        ),
+        (
+            {
+                "merge_method": "timber_spectral",
+                "base_model": "{base}",
+                "models": [{"model": "{instruct}"}],
+                "parameters": {"lambda": 0.0},
+            },
+            "Timber: tiny-instruct with the spectral tail of its delta from tiny-base cut off "
+            "(λ = 0, hard truncation beyond ⌈eRank⌉)",
+        ),
+        (
+            {
+                "merge_method": "timber_spectral",
+                "base_model": "{base}",
+                "models": [{"model": "{instruct}"}],
+            },
+            "Timber: tiny-instruct with the spectral tail of its delta from tiny-base scaled by "
+            "λ = 0.2;",  # the method's default, read from its spec
+        ),
+        (
+            {
+                "merge_method": "shadow_graft",
+                "base_model": "{base}",
+                "models": [{"model": "{instruct}", "parameters": {"role": "target"}}],
+                "parameters": {"adapter": "{root}/lora", "adapter_weight": 0.5},
+            },
+            "Shadow-FT: the LoRA adapter lora, trained on W_B (tiny-base), grafted onto the "
+            "Instruct W_I (tiny-instruct) with weight = 0.5.",
+        ),
+    ],
+    ids=["paramdelta-weighted", "timber-truncation", "timber-default", "shadow-adapter"],
+)
+def test_card_summary_reads_the_config(config, expected, family, merged, tmp_path):
+    paths = {name: str(path) for name, path in family.paths().items()}
+    text = yaml.safe_dump(config).format(root=family.root, **paths)
+    out = Path(shutil.copytree(merged["timber_spectral"], tmp_path / "out"))
+    (out / "mergekit_config.yml").write_text(text, encoding="utf-8")
+    assert expected in build_card(out, hub_ids=hub_ids(family)).text
+
+
 def test_card_parameters_and_weights_come_from_the_folder(family, merged, tmp_path):
     out = Path(shutil.copytree(merged["timber_spectral"], tmp_path / "t"))
     text = build_card(out, hub_ids=hub_ids(family)).text

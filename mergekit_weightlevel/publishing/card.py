@@ -173,10 +173,12 @@ def summary_sentence(
             for d in others
         )
         include = _parameter(merge_config, "include", defaults)
+        unscaled = all(weight(d) == 1.0 for d in others)
+        formula = "W_I⁺ = W_I + (W_B⁺ − W_B)" if unscaled else "W_I⁺ = W_I + Σ α·(W_B⁺ − W_B)"
         return (
             f"Shadow-FT: the tuning of W_B ({base_name}) into W_B⁺ ({tuned}) grafted onto the "
-            f"Instruct W_I ({_short(target.name)}): W_I⁺ = W_I + α·(W_B⁺ − W_B) on the tensors "
-            f"matching {_value_text(include)}."
+            f"Instruct W_I ({_short(target.name)}): {formula} on the tensors matching "
+            f"{_value_text(include)}."
         )
     if method == "timber_spectral" and others:
         lam = _parameter(merge_config, "lambda", defaults)
