@@ -485,9 +485,10 @@ def test_publish_refuses_an_incomplete_folder_and_sends_nothing(breakage, sharde
 
 def test_hand_written_card_is_kept(folder, hub):
     (folder / "README.md").write_text("---\nlicense: mit\n---\n# Mine\n", encoding="utf-8")
-    result = publish_folder(folder, "me/tiny", dry_run=True)
+    result = publish_folder(folder, "me/tiny", dry_run=True, report=True)
     assert (folder / "README.md").read_text(encoding="utf-8") == "---\nlicense: mit\n---\n# Mine\n"
-    assert any("kept as is" in note for note in result.notes)
+    assert any("kept as is" in n and "--report was not applied" in n for n in result.notes)
+    assert not (folder / "weight_level").exists()
 
 
 # ----------------------------------------------------------------------------- dry run
@@ -628,6 +629,25 @@ def test_create_pr_with_a_branch_is_refused(folder, hub):
     output = _publish_error([str(folder), "me/tiny", "--create-pr", "--revision", "dev"])
     assert "leave out --revision dev" in output
     assert hub.requests == []
+
+
+def test_hub_rejecting_the_card_commits_nothing(folder, hub):
+    def reject(payload):
+        return 400, {}, {"errors": [{"message": '"license" must be one of [apache-2.0, mit, …]'}]}
+
+    hub._validate_yaml = reject
+    output = _publish_error([str(folder), "me/tiny"])
+    assert "cannot publish to me/tiny (uploading): Invalid metadata in README.md." in output
+    assert '"license" must be one of' in output
+    assert hub.repos["me/tiny"].commits == [] and not any("/commit/" in p for p in hub.paths())
+
+
+def test_custom_code_config_is_not_run(folder):
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config["auto_map"] = {"AutoConfig": "configuration_x.XConfig"}  # code that is not there
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    write_card(folder)
+    check_folder(folder)  # present and valid JSON is all a check can say without running it
 
 
 def test_publish_error_is_a_runtime_error():

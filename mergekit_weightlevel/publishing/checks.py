@@ -6,6 +6,8 @@
   not name; ``.bin`` checkpoints are checked to be readable zip archives;
 - ``config.json`` loads with ``transformers.AutoConfig``;
 - the tokenizer loads with ``transformers.AutoTokenizer``;
+  (a config or tokenizer with ``auto_map``, i.e. custom code, is only checked to be present
+  and valid JSON: loading it would run that code);
 - ``README.md`` is a card ``huggingface_hub.ModelCard`` parses, with valid front matter.
 
 Every problem names its file; ``check_folder`` raises one ``FolderNotReadyError`` listing them.
@@ -162,6 +164,12 @@ def check_weights(folder: Path) -> tuple[list[str], WeightsSummary | None]:
 def check_config(folder: Path) -> list[str]:
     if not (folder / "config.json").is_file():
         return ["config.json: missing; mergekit-yaml writes it, merge again"]
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        return [f"config.json: transformers cannot load it (not JSON: {error})"]
+    if isinstance(config, dict) and "auto_map" in config:
+        return []  # custom code: loading it would run that code, which a check must not do
     from transformers import AutoConfig
 
     try:
@@ -177,6 +185,9 @@ def check_tokenizer(folder: Path) -> list[str]:
             f"no tokenizer ({', '.join(TOKENIZER_FILES)} all missing): merge without "
             "--no-copy-tokenizer, or copy the tokenizer files of the input it comes from"
         ]
+    tokenizer_config = folder / "tokenizer_config.json"
+    if tokenizer_config.is_file() and '"auto_map"' in tokenizer_config.read_text(encoding="utf-8"):
+        return []  # custom tokenizer code: not run by a check
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 

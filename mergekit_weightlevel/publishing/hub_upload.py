@@ -83,6 +83,7 @@ def prepare_card(
         notes.append(
             f"{readme} was not written by mergekit or mergekit-weightlevel: kept as is "
             "(`mergekit-weightlevel card FOLDER` replaces it)"
+            + ("; --report was not applied to it" if report else "")
         )
         return readme
     return write_card(folder, hub_ids=hub_ids, report=report, model_id=repo_id)
