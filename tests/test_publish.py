@@ -360,6 +360,26 @@ def test_card_of_hub_inputs_offline_is_written_in_seconds(merged, tmp_path, monk
     assert "scaled by λ = 0.2" in card.text
 
 
+def test_card_license_from_the_readable_cards_names_the_unchecked_ones(
+    family, merged, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = Path(shutil.copytree(merged["timber_spectral"], tmp_path / "t"))
+    config = {
+        "merge_method": "timber_spectral",
+        "base_model": str(family.base),  # local, its card says apache-2.0
+        "models": [{"model": "meta-llama/Llama-3.1-8B-Instruct"}],  # a Hub id, offline
+    }
+    (out / "mergekit_config.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    card = ModelCard.load(write_card(out))
+    assert card.data.license == "apache-2.0"
+    assert card.data.base_model == ["meta-llama/Llama-3.1-8B-Instruct"]
+    assert (
+        "not checked, their card could not be read: meta-llama/Llama-3.1-8B-Instruct: "
+        "Hub look-ups are off (offline)" in card.text
+    )
+
+
 def test_card_reads_hub_inputs_cards_from_the_hub(merged, tmp_path, hub):
     for repo_id, license in (("org/remote-base", "mit"), ("org/remote-instruct", "mit")):
         hub.handle("POST", "/api/repos/create", {}, json.dumps(_create(repo_id)).encode())

@@ -13,6 +13,7 @@ weight-level section runs ``analyze`` on the output and its inputs).
 from __future__ import annotations
 
 import numbers
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,14 +90,14 @@ def decide_license(inputs: list[InputModel], facts: list[CardFacts]) -> LicenseD
             "No input's card names a license, so none is set: check the inputs' terms and add "
             "`license:` to this card yourself.",
         )  # fmt: skip
-    license, name, link = next(iter(found))
-    shown = name or license
+    chosen, name, link = next(iter(found))
+    shown = name or chosen
     text = f"`{shown}`, the license every input card that could be read names"
     if silent:
         text += f" (these name none: {', '.join(silent)})"
     if unread:
         text += f"; not checked, their card could not be read: {unread_text}"
-    return LicenseDecision(license, name, link, text + ".")
+    return LicenseDecision(chosen, name, link, text + ".")
 
 
 def _short(name: str) -> str:
@@ -394,7 +395,7 @@ def build_card(
     inputs = describe_inputs(merge_config, hub_ids)
     reader = CardReader(lookup=lookup)
     facts = [reader.facts(model.location) for model in inputs]
-    license = decide_license(inputs, facts)
+    licensing = decide_license(inputs, facts)
     _, summary = check_weights(folder)
     config_model, origin_lines = file_origins(merge_config, inputs, folder)
     donor_facts = facts[inputs.index(config_model)] if config_model in inputs else None
@@ -406,9 +407,9 @@ def build_card(
         base_model=base_model or None,
         base_model_relation="merge" if base_model else None,
         library_name="transformers",
-        license=license.license,
-        license_name=license.license_name,
-        license_link=license.license_link,
+        license=licensing.license,
+        license_name=licensing.license_name,
+        license_link=licensing.license_link,
         pipeline_tag=_pipeline_tag(folder, donor_facts),
         tags=list(dict.fromkeys(tags)),
     )
@@ -441,7 +442,7 @@ def build_card(
         body += ["## Parameters", "", *parameters, ""]
     body += ["## Files", "", *_weights_lines(summary, folder), *origin_lines, ""]
     body += ["## How to use", "", *_usage_lines(model_id or str(folder), merge_config), ""]
-    body += ["## License", "", license.explanation, ""]
+    body += ["## License", "", licensing.explanation, ""]
     if report:
         from mergekit_weightlevel.publishing.report_section import weight_level_section
 
@@ -472,5 +473,7 @@ def write_card(
     """Build the card of ``folder`` and write it to ``folder/README.md``; return that path."""
     card = build_card(folder, hub_ids=hub_ids, report=report, model_id=model_id, lookup=lookup)
     path = Path(folder) / "README.md"
-    path.write_text(str(card), encoding="utf-8")
+    temporary = path.with_name(".README.md.tmp")
+    temporary.write_text(str(card), encoding="utf-8")
+    os.replace(temporary, path)  # never a half-written card, even if interrupted
     return path
