@@ -409,8 +409,24 @@ def test_card_cli_rewrites_readme(family, folder):
     base = str(family.base)
     result = CliRunner().invoke(main, ["card", str(folder), "--hub-id", f"{base}=org/tiny-base"])
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == f"wrote {folder / 'README.md'}"
+    assert result.output.strip() == f"wrote {folder / 'README.md'}"  # a license is set: no note
     assert ModelCard.load(folder / "README.md").data.base_model == ["org/tiny-base"]
+
+
+def test_card_cli_says_when_no_license_is_set(folder):
+    (folder / "mergekit_config.yml").write_text(
+        yaml.safe_dump(
+            {
+                "merge_method": "timber_spectral",
+                "base_model": "/nowhere/base",
+                "models": [{"model": "/nowhere/instruct"}],
+            }
+        ),
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(main, ["card", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "note: the card sets no license: No input's card could be read" in result.output
 
 
 def test_card_cli_rejects_bad_hub_id(folder):

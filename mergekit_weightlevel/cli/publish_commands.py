@@ -25,6 +25,16 @@ def _hub_ids(pairs: tuple[str, ...]) -> dict[str, str]:
     return parse_hub_ids(pairs)
 
 
+def _license_note(card_text: str) -> None:
+    """Say so when the card sets no license: a model without one is hard for others to use."""
+    from huggingface_hub import ModelCard
+
+    card = ModelCard(card_text)
+    if card.data.license is None:
+        section = card.text.split("## License", 1)[-1].strip().split("\n\n")[0]
+        click.echo(f"note: the card sets no license: {section}", err=True)
+
+
 def _size(count: int) -> str:
     value = float(count)
     for unit in ("B", "KB", "MB", "GB"):
@@ -49,6 +59,7 @@ def card(folder: Path, hub_ids: tuple[str, ...], report: bool) -> None:
 
     path = write_card(folder, hub_ids=_hub_ids(hub_ids), report=report)
     click.echo(f"wrote {path}")
+    _license_note(path.read_text(encoding="utf-8"))
 
 
 @click.command()
@@ -109,6 +120,7 @@ def publish(
             click.echo(f"  {name}  {_size(size)}")
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
+    _license_note(result.card_text)
     if dry_run:
         click.echo(f"dry run: {folder} is ready; nothing was sent to {repo_id}")
     else:
