@@ -413,6 +413,19 @@ def test_card_cli_rewrites_readme(family, folder):
     assert ModelCard.load(folder / "README.md").data.base_model == ["org/tiny-base"]
 
 
+def test_publish_keeps_the_hub_ids_the_card_was_written_with(family, folder, hub):
+    base = str(family.base)
+    assert (
+        CliRunner().invoke(main, ["card", str(folder), "--hub-id", f"{base}=org/a"]).exit_code == 0
+    )
+    result = CliRunner().invoke(main, ["publish", str(folder), "me/tiny", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert ModelCard.load(folder / "README.md").data.base_model == ["org/a"]
+    # A new --hub-id for the same input wins over the recorded one.
+    CliRunner().invoke(main, ["card", str(folder), "--hub-id", f"{base}=org/b"])
+    assert ModelCard.load(folder / "README.md").data.base_model == ["org/b"]
+
+
 def test_card_cli_says_when_no_license_is_set(folder):
     (folder / "mergekit_config.yml").write_text(
         yaml.safe_dump(

@@ -12,6 +12,7 @@ weight-level section runs ``analyze`` on the output and its inputs).
 
 from __future__ import annotations
 
+import json
 import numbers
 import os
 from dataclasses import dataclass
@@ -46,6 +47,23 @@ CARD_MARKER = "<!-- model card written by mergekit-weightlevel"
 #: The sentence mergekit's generic card starts with (mergekit/card.py, 0.1.5).
 MERGEKIT_CARD_SENTENCE = "This is a merge of pre-trained language models created using [mergekit]"
 PROJECT_URL = "https://github.com/arcee-ai/mergekit"
+
+
+#: How the card records the ``--hub-id`` mapping it was built with, so a rewrite keeps it.
+HUB_IDS_LINE = "<!-- hub ids given for local inputs: "
+
+
+def recorded_hub_ids(text: str) -> dict[str, str]:
+    """The ``hub_ids`` an earlier card of ours recorded (empty if none, or not ours)."""
+    for line in text.splitlines():
+        if line.startswith(HUB_IDS_LINE) and line.endswith(" -->"):
+            try:
+                value = json.loads(line[len(HUB_IDS_LINE) : -len(" -->")])
+            except ValueError:
+                return {}
+            if isinstance(value, dict):
+                return {str(k): str(v) for k, v in value.items()}
+    return {}
 
 
 def is_generated_card(text: str) -> bool:
@@ -417,6 +435,7 @@ def build_card(
     local_only = [m.name for m in inputs if m.location.hub_id is None]
     body = [
         f"{CARD_MARKER} {__version__}; rewrite it with `mergekit-weightlevel card FOLDER` -->",
+        *([HUB_IDS_LINE + json.dumps(hub_ids, ensure_ascii=False) + " -->"] if hub_ids else []),
         f"# {name}",
         "",
         summary_sentence(merge_config, inputs, defaults),
@@ -470,9 +489,15 @@ def write_card(
     model_id: str | None = None,
     lookup: bool = True,
 ) -> Path:
-    """Build the card of ``folder`` and write it to ``folder/README.md``; return that path."""
-    card = build_card(folder, hub_ids=hub_ids, report=report, model_id=model_id, lookup=lookup)
+    """Build the card of ``folder`` and write it to ``folder/README.md``; return that path.
+
+    The ``hub_ids`` a previous card of ours recorded are kept (``hub_ids`` given here win),
+    so ``card FOLDER --hub-id ...`` followed by ``publish FOLDER REPO`` keeps the mapping.
+    """
     path = Path(folder) / "README.md"
+    previous = recorded_hub_ids(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    hub_ids = {**previous, **(hub_ids or {})}
+    card = build_card(folder, hub_ids=hub_ids, report=report, model_id=model_id, lookup=lookup)
     temporary = path.with_name(".README.md.tmp")
     temporary.write_text(str(card), encoding="utf-8")
     os.replace(temporary, path)  # never a half-written card, even if interrupted
