@@ -66,6 +66,7 @@ class StandInHub:
 
     def __init__(self, *, refuse_writes: tuple[str, ...] = (), lifetime_s: float = 60.0) -> None:
         self.refuse_writes = set(refuse_writes)
+        self.user = "standin-user"  # the namespace of the token's owner
         self.lifetime_s = lifetime_s
         self.requests: list[Recorded] = []
         self.repos: dict[str, Repo] = {}
@@ -113,6 +114,8 @@ class StandInHub:
             return (200, {}, {}) if oid in self.lfs else (404, {}, {"error": "not uploaded"})
         if method == "POST" and parts[-4:] == ["info", "lfs", "objects", "batch"]:
             return self._lfs_batch("/".join(parts[:2])[: -len(".git")], json.loads(body))
+        if method == "GET" and parts[:2] == ["api", "models"] and len(parts) == 3:
+            return self._info(parts[2])  # a bare name: no such repo (none is created so)
         if parts[:2] == ["api", "models"] and len(parts) >= 4:
             repo_id = f"{parts[2]}/{parts[3]}"
             rest = parts[4:]
@@ -135,7 +138,8 @@ class StandInHub:
         return repo_id.split("/")[0] in self.refuse_writes
 
     def _create(self, payload: dict) -> tuple[int, dict, Any]:
-        repo_id = f"{payload['organization']}/{payload['name']}"
+        # No organization: the Hub creates the repo in the token owner's namespace.
+        repo_id = f"{payload['organization'] or self.user}/{payload['name']}"
         if self._refused(repo_id):
             return (
                 403,

@@ -585,6 +585,13 @@ def test_upload_sends_exactly_the_folder(folder, hub):
     assert TOKEN not in (folder / "README.md").read_text(encoding="utf-8")
 
 
+def test_bare_name_is_published_in_the_users_namespace(folder, hub):
+    result = CliRunner().invoke(main, ["publish", str(folder), "tiny"])
+    assert result.exit_code == 0, result.output
+    assert hub.repos[f"{hub.user}/tiny"].branches["main"] == folder_bytes(folder)
+    assert f"published {folder} to {hub.user}/tiny: " in result.output
+
+
 def test_upload_to_a_new_branch(folder, hub):
     result = CliRunner().invoke(main, ["publish", str(folder), "me/tiny", "--revision", "v1"])
     assert result.exit_code == 0, result.output

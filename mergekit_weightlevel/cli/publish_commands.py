@@ -124,4 +124,4 @@ def publish(
     if dry_run:
         click.echo(f"dry run: {folder} is ready; nothing was sent to {repo_id}")
     else:
-        click.echo(f"published {folder} to {repo_id}: {result.pr_url or result.commit_url}")
+        click.echo(f"published {folder} to {result.repo_id}: {result.pr_url or result.commit_url}")

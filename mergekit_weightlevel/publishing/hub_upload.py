@@ -163,7 +163,7 @@ def publish_folder(
         return result
 
     from huggingface_hub import HfApi, get_token
-    from huggingface_hub.errors import RepositoryNotFoundError
+    from huggingface_hub.errors import HfHubHTTPError
 
     token = get_token()
     if token is None:
@@ -175,12 +175,15 @@ def publish_folder(
         try:
             api.repo_info(repo_id, repo_type="model", timeout=PROBE_TIMEOUT_S)
             exists = True
-        except RepositoryNotFoundError as error:
-            if error.response is not None and error.response.status_code == 401:
+        except HfHubHTTPError as error:  # the Hub answered: 404 means "not created yet"
+            if error.response is None or error.response.status_code != 404:
                 raise
             exists = False
         step = "creating the repo"
-        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        # A bare `name` is created in the user's namespace: upload to the full id.
+        repo_id = getattr(url, "repo_id", None) or repo_id
+        result.repo_id = repo_id
         if exists and private:
             notes.append(
                 f"{repo_id} already existed: --private does not change its visibility "
