@@ -315,6 +315,18 @@ def test_card_names_the_input_a_fallback_file_came_from(family, tmp_path):
     assert "- `config.json`: from `instruct` (local folder) (the Instruct model W_I)" in text
 
 
+def test_card_trusts_the_files_over_the_config(family, merged, tmp_path):
+    """A folder whose tokenizer is not the one its config asks for: the card names whose it is."""
+    out = Path(shutil.copytree(merged["timber_spectral"], tmp_path / "t"))
+    config = {**method_configs(family)["timber_spectral"], "parameters": {"tokenizer_from": "base"}}
+    (out / "mergekit_config.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    text = build_card(out, hub_ids=hub_ids(family)).text
+    assert (
+        "- tokenizer and chat template: from [org/tiny-instruct](https://huggingface.co/org/"
+        "tiny-instruct) (identical to its files, not to those of org/tiny-base, `tokenizer_from`)"
+    ) in text
+
+
 def test_card_without_hub_ids_names_no_base_model(merged, tmp_path):
     out = Path(shutil.copytree(merged["instruct_thinking_interp"], tmp_path / "i"))
     card = ModelCard.load(write_card(out))

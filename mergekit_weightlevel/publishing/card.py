@@ -296,15 +296,24 @@ def _matching_input(
 
 
 def _origin_text(
-    found: InputModel | None, preferred: InputModel | None, reason: str, what: str
+    found: InputModel | None,
+    preferred: InputModel | None,
+    reason: str,
+    what: str,
+    names: tuple[str, ...],
 ) -> str:
+    """Where a kind of file came from: the chosen input, or the one whose copy it is."""
     if found is None or found is preferred:
         shown = preferred.markdown() if preferred else "an input"
         return f"from {shown} ({reason})"
-    chosen = preferred.name if preferred else "the chosen model"
-    return (
-        f"from {found.markdown()} ({chosen}, {reason}, has no {what}: the next input that has one)"
-    )
+    if preferred is None:
+        return f"from {found.markdown()} (identical to its files)"
+    local = preferred.location.local_path
+    if local is not None and not any((local / name).is_file() for name in names):
+        why = f"{preferred.name}, {reason}, has no {what}: the next input that has one"
+    else:
+        why = f"identical to its files, not to those of {preferred.name}, {reason}"
+    return f"from {found.markdown()} ({why})"
 
 
 def file_origins(
@@ -340,13 +349,17 @@ def file_origins(
         lines.append("- tokenizer: none in this folder")
     else:
         found = _matching_input(folder, TOKENIZER_FILES, tokenizer_model, inputs)
-        origin = _origin_text(found, tokenizer_model, tokenizer_reason, "tokenizer")
+        origin = _origin_text(
+            found, tokenizer_model, tokenizer_reason, "tokenizer", TOKENIZER_FILES
+        )
         lines.append(f"- tokenizer and chat template: {origin}")
     if merge_config.chat_template:
         lines.append(f"- chat template: `{merge_config.chat_template}`, set in the merge config")
     if (folder / GENERATION_CONFIG).is_file():
         found = _matching_input(folder, (GENERATION_CONFIG,), tokenizer_model, inputs)
-        origin = _origin_text(found, tokenizer_model, tokenizer_reason, GENERATION_CONFIG)
+        origin = _origin_text(
+            found, tokenizer_model, tokenizer_reason, GENERATION_CONFIG, (GENERATION_CONFIG,)
+        )
         lines.append(f"- `{GENERATION_CONFIG}` (stop ids, sampling defaults): {origin}")
     else:
         lines.append(f"- `{GENERATION_CONFIG}`: none in this folder")
