@@ -604,6 +604,21 @@ def test_bare_name_is_published_in_the_users_namespace(folder, hub):
     assert f"published {folder} to {hub.user}/tiny: " in result.output
 
 
+def test_upload_of_a_sharded_folder_with_its_report(sharded, tmp_path, hub):
+    out = Path(shutil.copytree(sharded, tmp_path / "sharded"))
+    result = CliRunner().invoke(main, ["publish", str(out), "me/sharded", "--report"])
+    assert result.exit_code == 0, result.output
+    sent = hub.repos["me/sharded"].branches["main"]
+    assert sent == folder_bytes(out)
+    shards = [name for name in sent if name.startswith("model-")]
+    figures = [name for name in sent if name.startswith("weight_level/")]
+    assert len(shards) > 1 and figures
+    assert "## Weight-level analysis" in sent["README.md"].decode()
+    batch = [r for r in hub.requests if r.path.endswith("/objects/batch")]
+    oids = {o["oid"] for r in batch for o in json.loads(r.body)["objects"]}
+    assert len(oids) == len(shards) + len(figures)  # every weight file and figure went by LFS
+
+
 def test_upload_to_a_new_branch(folder, hub):
     result = CliRunner().invoke(main, ["publish", str(folder), "me/tiny", "--revision", "v1"])
     assert result.exit_code == 0, result.output
