@@ -155,7 +155,7 @@ def test_every_output_is_written_and_valid(llama_family, tmp_path):
 
     data = json.loads((out / "report.json").read_text())
     validate_report(data)
-    assert data["schema_version"] == "1.0"
+    assert data["schema_version"] == "1.1"
     assert [p["b"] for p in data["pairs"]] == [
         str(llama_family.instruct),
         str(llama_family.thinking),
@@ -179,7 +179,7 @@ def test_every_output_is_written_and_valid(llama_family, tmp_path):
     assert len(tables) >= 4
     for table in tables:
         columns = table[0].count("|")
-        assert re.fullmatch(r"\|(---\|)+", table[1]), table[1]
+        assert re.fullmatch(r"\|(---:?\|)+", table[1]), table[1]
         assert all(line.count("|") - line.count("\\|") == columns for line in table)
         assert table[1].count("|") == columns
 

@@ -241,11 +241,12 @@ def test_interrupted_writes_leave_no_complete_looking_file(
 ):
     real_fdopen = os.fdopen
     monkeypatch.setattr(
-        "mergekit_weightlevel.analyze.report.os.fdopen",
+        "mergekit_weightlevel.analyze.output.os.fdopen",
         lambda handle, mode: _DiesHalfway(real_fdopen(handle, mode), error),
     )
     outputs = {"--json": tmp_path / "r.json", "--csv": tmp_path / "r.csv"}
     outputs["--markdown"] = tmp_path / "r.md"
+    outputs["--html"] = tmp_path / "r.html"
     args = [arg for pair in outputs.items() for arg in pair]
     if isinstance(error, KeyboardInterrupt):
         from mergekit_weightlevel.analyze import analyze_models
@@ -253,7 +254,8 @@ def test_interrupted_writes_leave_no_complete_looking_file(
         report = analyze_models([llama_family.base, llama_family.instruct], metrics="sigma",
                                 quiet=True)  # fmt: skip
         for write, path in ((report.to_json, outputs["--json"]), (report.to_csv, outputs["--csv"]),
-                            (report.to_markdown, outputs["--markdown"])):  # fmt: skip
+                            (report.to_markdown, outputs["--markdown"]),
+                            (report.to_html, outputs["--html"])):  # fmt: skip
             with pytest.raises(KeyboardInterrupt):
                 write(path)
     else:

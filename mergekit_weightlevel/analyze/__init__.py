@@ -4,12 +4,21 @@
     report = analyze_models(["org/Base", "org/Instruct"], metrics="sigma,erank")
     print(report.summary_text())
     report.to_json("analysis.json")
+    report.to_html("analysis.html")
+    report.to_markdown("card-section.md", names=["Base", "Instruct"])
 
 The CLI ``mergekit-weightlevel analyze`` is a thin layer over this. Metric definitions and
 the JSON schema are documented in docs/analyze.md.
 """
 
-from mergekit_weightlevel.analyze.core import analyze_models, resolve_device
+from mergekit_weightlevel.analyze.core import (
+    NothingComparableError,
+    analyze_models,
+    cuda_hint,
+    resolve_device,
+)
+from mergekit_weightlevel.analyze.labels import display_names, hub_id
+from mergekit_weightlevel.analyze.markdown import markdown_section
 from mergekit_weightlevel.analyze.names import layer_index, module_type, parse_layers
 from mergekit_weightlevel.analyze.reading import LoaderOptions
 from mergekit_weightlevel.analyze.records import (
@@ -30,10 +39,15 @@ __all__ = [
     "SCHEMA_VERSION",
     "AnalysisReport",
     "LoaderOptions",
+    "NothingComparableError",
     "PairReport",
     "TensorRecord",
     "analyze_models",
+    "cuda_hint",
+    "display_names",
+    "hub_id",
     "layer_index",
+    "markdown_section",
     "module_type",
     "parse_layers",
     "parse_metrics",

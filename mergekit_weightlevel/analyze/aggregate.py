@@ -35,6 +35,14 @@ def sigma_global(records: list[TensorRecord]) -> float | None:
     return math.fsum(r.sigma_numerator for r in records) / denominator if denominator > 0 else 0.0
 
 
+def sparsity_global(records: list[TensorRecord]) -> float | None:
+    """Σ over tensors of the unchanged elements (|A − B| < 1e-5) / Σ over tensors of their sizes."""
+    elements = sum(math.prod(r.shape) for r in records)
+    if not records:
+        return None
+    return sum(r.unchanged_elements for r in records) / elements if elements else 0.0
+
+
 def sigma_mean(records: list[TensorRecord]) -> tuple[float | None, str, int]:
     """Shadow-FT's model σ: the unweighted mean of per-tensor σ over ``model.layers.<n>.`` tensors.
 
@@ -154,6 +162,7 @@ def pair_summary(records: list[TensorRecord]) -> dict[str, Any]:
         "sigma_mean_scope": scope,
         "sigma_mean_tensors": count,
         "sigma_global": sigma_global(records),
+        "sparsity_global": sparsity_global(records),
         "tensors": len(records),
         "matrices": sum(1 for r in records if r.rank is not None),
         "means": {k: v for k, v in overall.items() if k != "tensors"},

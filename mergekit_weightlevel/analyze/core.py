@@ -12,7 +12,9 @@ import torch
 from tqdm.auto import tqdm
 
 from mergekit_weightlevel import __version__
+from mergekit_weightlevel.analyze.labels import DisplayNames, display_names
 from mergekit_weightlevel.analyze.names import parse_layers
+from mergekit_weightlevel.analyze.pair import PairReport
 from mergekit_weightlevel.analyze.reading import (
     AnyLoaderOptions,
     ModelTensors,
@@ -27,7 +29,7 @@ from mergekit_weightlevel.analyze.records import (
     parse_metrics,
     tensor_record,
 )
-from mergekit_weightlevel.analyze.report import AnalysisReport, PairReport
+from mergekit_weightlevel.analyze.report import AnalysisReport
 
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 
@@ -43,6 +45,45 @@ def resolve_device(device: str | None) -> str:
             "use --device cpu or --device auto"
         )
     return device
+
+
+def cuda_hint(device: str | None) -> str | None:
+    """One line for stderr when a CUDA device is idle because ``--device`` was left out.
+
+    ``device`` is what the user gave (None: nothing, which means the CPU).
+    """
+    if device is None and torch.cuda.is_available():
+        return (
+            "analyze: a CUDA device is available but the SVDs run on the CPU "
+            "(the default); add --device cuda (or --device auto) to use it"
+        )
+    return None
+
+
+#: How many differing shapes the "nothing comparable" error names.
+SHAPE_EXAMPLES = 3
+
+
+class NothingComparableError(ValueError):
+    """Two models share tensor names but no tensor of the same shape and floating type."""
+
+
+def check_comparable(pair: PairReport) -> None:
+    """Fail when ``pair`` compared no tensor: a σ or eRank of nothing is no result."""
+    if pair.tensors:
+        return
+    examples = "; ".join(
+        f"{item['name']}: {item['reason']}" for item in pair.skipped[:SHAPE_EXAMPLES]
+    )
+    more = len(pair.skipped) - SHAPE_EXAMPLES
+    raise NothingComparableError(
+        f"analyze: nothing to compare between {pair.a} and {pair.b}: all "
+        f"{len(pair.skipped)} tensors they share differ in shape or type ({examples}"
+        + (f"; and {more} more" if more > 0 else "")
+        + "). They are not the same architecture and size (e.g. different hidden sizes); "
+        "compare checkpoints of one model family (a Base and its Instruct), or keep only "
+        "the comparable tensors with --include / --exclude."
+    )
 
 
 def _package_version(name: str) -> str:
@@ -83,6 +124,7 @@ def analyze_models(
     precision: str = "float32",
     options: AnyLoaderOptions = None,
     quiet: bool = False,
+    names: DisplayNames = None,
 ) -> AnalysisReport:
     """Compare ``models[1:]`` with the reference ``models[0]``, tensor by tensor.
 
@@ -90,6 +132,10 @@ def analyze_models(
     mergekit's loaders with ``options`` (mergekit's ``MergeOptions`` or ``LoaderOptions``:
     caches, ``trust_remote_code``, ``lazy_unpickle``; None: mergekit's defaults). At most one tensor per model is held at a time, read in the
     reference's shard order. ``metrics``: ``sigma`` (always), ``erank``, ``structure``.
+    ``names``: how the reports name the models (one per model in order, or {model: name});
+    default: as given, Hub ids for folders of the Hugging Face cache.
+
+    Raises ``NothingComparableError`` when a pair shares no tensor of one shape.
     """
     labels = [str(model) for model in models]
     if len(labels) < 2:
@@ -97,6 +143,7 @@ def analyze_models(
     chosen = parse_metrics(metrics if isinstance(metrics, str) else list(metrics))
     if precision not in PRECISIONS:
         raise ValueError(f"--precision must be float32 or float64, got {precision!r}")
+    shown = display_names(labels, names)  # a wrong count fails before anything is read
     compute_device = resolve_device(device)
     layer_set = parse_layers(layers) if isinstance(layers, str) else layers
     keep = TensorFilter(include, exclude, frozenset(layer_set) if layer_set is not None else None)
@@ -113,8 +160,11 @@ def analyze_models(
         )
     finally:
         close_models(opened)
+    for pair in pairs:
+        check_comparable(pair)
     return AnalysisReport(
         models=labels,
+        names=shown,
         metrics=chosen,
         pairs=pairs,
         settings={

@@ -1,26 +1,33 @@
-"""PNG figures of an ``AnalysisReport`` (matplotlib, the optional ``plots`` extra).
+"""PNG figures of an analysis report (matplotlib, the optional ``plots`` extra).
 
 Per pair (A, B): layer × module heatmaps of σ, of eRank(ΔW) / rank and of α; the
 distribution of per-tensor σ. With more than two models: the σ matrix of every pair.
+Colour ranges come from ``scales`` (σ from 0, eRank / rank over 0–1, α diverging around
+1) and are stated on each figure, so that noise does not look like structure.
 """
 
 from __future__ import annotations
 
 import io
 import math
-import re
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from mergekit_weightlevel.analyze.columns import COLUMNS, SIGMA
+from mergekit_weightlevel.analyze.heatmaps import Heatmap, pair_heatmaps
+from mergekit_weightlevel.analyze.labels import display_names, short_labels, slug
 from mergekit_weightlevel.analyze.names import module_sort_key
-from mergekit_weightlevel.analyze.report import write_atomically
+from mergekit_weightlevel.analyze.output import write_atomically
+from mergekit_weightlevel.analyze.pair import PairReport, ReportData
+from mergekit_weightlevel.analyze.scales import from_zero
 
-if TYPE_CHECKING:
-    from mergekit_weightlevel.analyze.report import AnalysisReport, PairReport
-
-#: Annotate heatmap cells with their value when there are at most this many.
-MAX_ANNOTATED_CELLS = 160
+#: Annotate heatmap cells with their value when there are at most this many (a 40-layer,
+#: 10-type model still is; the cells stay tall enough for the font).
+MAX_ANNOTATED_CELLS = 400
+#: Font sizes in points: legible at the default 110 dpi.
+CELL_FONT = 7.5
+LABEL_FONT = 9
+TITLE_FONT = 10
 
 
 class PlotsUnavailable(RuntimeError, ImportError):
@@ -44,132 +51,142 @@ def _figure_class():
     return Figure
 
 
-def _slug(label: str) -> str:
-    tail = Path(label.split("+")[0].rstrip("/")).name or label
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", tail)[:60]
-
-
 def _save(figure, path: Path) -> Path:
+    """The figure as a 256-colour PNG (a third of the size; Pillow comes with matplotlib)."""
+    from PIL import Image
+
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return write_atomically(path, buffer.getvalue())
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        palette = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    small = io.BytesIO()
+    palette.save(small, format="PNG", optimize=True)
+    return write_atomically(path, small.getvalue())
 
 
-def layer_module_grid(pair: PairReport, value) -> tuple[list[int], list[str], list[list[float]]]:
-    """Mean of ``value(record)`` per (layer, module type); NaN where nothing was measured."""
-    cells: dict[tuple[int, str], list[float]] = defaultdict(list)
-    for record in pair.tensors:
-        measured = value(record)
-        if record.layer is not None and measured is not None and math.isfinite(measured):
-            cells[(record.layer, record.module_type)].append(measured)
-    layers = sorted({layer for layer, _ in cells})
-    kinds = sorted({kind for _, kind in cells}, key=module_sort_key)
-    grid = [
-        [
-            sum(cells[(layer, kind)]) / len(cells[(layer, kind)])
-            if cells.get((layer, kind))
-            else math.nan
-            for kind in kinds
-        ]
-        for layer in layers
-    ]
-    return layers, kinds, grid
-
-
-def _heatmap(
-    figure_class: type, title: str, layers, kinds, grid, colorbar: str, path: Path
-) -> Path:
+def _heatmap(figure_class: type, title: str, heatmap: Heatmap, path: Path) -> Path:
+    layers, kinds, grid, scale = heatmap.layers, heatmap.kinds, heatmap.grid, heatmap.scale
     figure = figure_class(
-        figsize=(1.0 + 0.75 * len(kinds), 1.5 + 0.3 * len(layers)), layout="constrained"
+        figsize=(2.2 + 0.8 * len(kinds), 1.7 + 0.28 * len(layers)), layout="constrained"
     )
     axes = figure.subplots()
-    image = axes.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
-    axes.set_xticks(range(len(kinds)), kinds, rotation=45, ha="right")
-    axes.set_yticks(range(len(layers)), [str(layer) for layer in layers])
-    axes.set_xlabel("module type")
-    axes.set_ylabel("layer")
-    axes.set_title(title, fontsize=9)
-    figure.colorbar(image, ax=axes, label=colorbar)
+    image = axes.imshow(
+        grid,
+        aspect="auto",
+        cmap=scale.matplotlib_cmap,
+        vmin=scale.low,
+        vmax=scale.high,
+        interpolation="nearest",
+    )
+    axes.set_xticks(range(len(kinds)), kinds, rotation=45, ha="right", fontsize=LABEL_FONT)
+    axes.set_yticks(range(len(layers)), [str(layer) for layer in layers], fontsize=LABEL_FONT)
+    axes.set_xlabel("module type", fontsize=LABEL_FONT)
+    axes.set_ylabel("layer", fontsize=LABEL_FONT)
+    axes.set_title(f"{title}\n{scale.explanation}", fontsize=TITLE_FONT)
+    bar = figure.colorbar(image, ax=axes)
+    bar.set_label(heatmap.label, fontsize=LABEL_FONT)
+    bar.ax.tick_params(labelsize=LABEL_FONT - 1)
+    column = COLUMNS[heatmap.key]
     if len(layers) * len(kinds) <= MAX_ANNOTATED_CELLS:
         for row, values in enumerate(grid):
-            for column, cell in enumerate(values):
+            for index, cell in enumerate(values):
                 if not math.isnan(cell):
                     axes.text(
-                        column, row, f"{cell:.3g}", ha="center", va="center", fontsize=6, color="w"
+                        index,
+                        row,
+                        column.cell(cell),
+                        ha="center",
+                        va="center",
+                        fontsize=CELL_FONT,
+                        color=scale.text_colour(cell),
                     )
     return _save(figure, path)
 
 
-def _sigma_histogram(figure_class: type, pair: PairReport, path: Path) -> Path:
-    figure = figure_class(figsize=(6, 3.5), layout="constrained")
+def _sigma_histogram(figure_class: type, pair: PairReport, title: str, path: Path) -> Path:
+    figure = figure_class(figsize=(7.5, 3.6), layout="constrained")
     axes = figure.subplots()
     groups: dict[str, list[float]] = defaultdict(list)
     for record in pair.tensors:
         groups[record.module_type].append(record.sigma)
     kinds = sorted(groups, key=module_sort_key)
     axes.hist([groups[k] for k in kinds], bins=30, stacked=True, label=kinds)
-    axes.set_xlabel("per-tensor σ = Σ|A−B| / (Σ|A|+Σ|B|)")
-    axes.set_ylabel("tensors")
-    axes.set_title(f"σ per tensor: {_slug(pair.b)} vs {_slug(pair.a)}", fontsize=9)
-    axes.legend(fontsize=6, ncol=2)
+    sigmas = sorted(record.sigma for record in pair.tensors)
+    middle = sigmas[len(sigmas) // 2]
+    spread = (sigmas[-1] - sigmas[0]) / middle if middle > 0 else 0.0
+    axes.set_xlabel(
+        "per-tensor σ = Σ|A−B| / (Σ|A|+Σ|B|); all between "
+        f"{SIGMA.cell(sigmas[0])} and {SIGMA.cell(sigmas[-1])} "
+        f"(a spread of {100 * spread:.2g} % of the median {SIGMA.cell(middle)})",
+        fontsize=LABEL_FONT,
+    )
+    axes.set_ylabel("tensors", fontsize=LABEL_FONT)
+    axes.tick_params(labelsize=LABEL_FONT)
+    axes.set_title(title, fontsize=TITLE_FONT)
+    # Outside the axes: a legend inside can cover bars.
+    axes.legend(
+        title="module type",
+        fontsize=LABEL_FONT - 1,
+        title_fontsize=LABEL_FONT - 1,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        borderaxespad=0.0,
+    )
     return _save(figure, path)
 
 
-def _sigma_matrix(figure_class: type, report: AnalysisReport, path: Path) -> Path:
+def _sigma_matrix(figure_class: type, report: ReportData, path: Path) -> Path:
     matrix = [[math.nan if v is None else v for v in row] for row in report.sigma_matrix()]
-    names = [_slug(label) for label in report.models]
+    shown = display_names(report.models, report.names)
+    names = short_labels([shown[model] for model in report.models])
+    scale = from_zero([v for row in matrix for v in row], "σ")
     figure = figure_class(
-        figsize=(2 + 0.9 * len(names), 1.5 + 0.8 * len(names)), layout="constrained"
+        figsize=(2.8 + 1.0 * len(names), 1.8 + 0.8 * len(names)), layout="constrained"
     )
     axes = figure.subplots()
-    image = axes.imshow(matrix, cmap="viridis")
-    axes.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    axes.set_yticks(range(len(names)), names)
+    image = axes.imshow(matrix, cmap=scale.matplotlib_cmap, vmin=scale.low, vmax=scale.high)
+    axes.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=LABEL_FONT)
+    axes.set_yticks(range(len(names)), names, fontsize=LABEL_FONT)
     for i, row in enumerate(matrix):
         for j, value in enumerate(row):
             if not math.isnan(value):
-                axes.text(j, i, f"{value:.4f}", ha="center", va="center", fontsize=7, color="w")
-    axes.set_title("model σ (Shadow-FT mean) between every pair", fontsize=9)
-    figure.colorbar(image, ax=axes, label="σ")
+                axes.text(
+                    j,
+                    i,
+                    SIGMA.cell(value),
+                    ha="center",
+                    va="center",
+                    fontsize=CELL_FONT + 0.5,
+                    color=scale.text_colour(value),
+                )
+    axes.set_title(
+        f"model σ (Shadow-FT mean) between every pair\n{scale.explanation}", fontsize=TITLE_FONT
+    )
+    bar = figure.colorbar(image, ax=axes)
+    bar.set_label("σ", fontsize=LABEL_FONT)
+    bar.ax.tick_params(labelsize=LABEL_FONT - 1)
     return _save(figure, path)
 
 
-def plot_report(report: AnalysisReport, directory: Path) -> list[Path]:
+def plot_report(report: ReportData, directory: Path) -> list[Path]:
     """Write every figure that applies to ``report`` into ``directory``; return their paths."""
     figure_class = _figure_class()
     directory.mkdir(parents=True, exist_ok=True)
+    full = display_names(report.models, report.names)
+    shown = dict(zip(report.models, short_labels([full[model] for model in report.models])))
     written = []
     for number, pair in enumerate(report.pairs, start=1):
-        stem = f"pair{number}_{_slug(pair.b)}_vs_{_slug(pair.a)}"
-        heatmaps = [("sigma", "σ", lambda r: r.sigma)]
-        if "erank" in pair.metrics:
-            heatmaps.append(
-                (
-                    "erank_delta_ratio",
-                    "eRank(ΔW) / rank",
-                    lambda r: (r.erank_ratio or {}).get("delta"),
-                )
+        stem = f"pair{number}_{slug(pair.b)}_vs_{slug(pair.a)}"
+        versus = f"{shown[pair.b]} vs {shown[pair.a]}"
+        for heatmap in pair_heatmaps(pair):
+            path = directory / f"{stem}_{heatmap.file_key}_heatmap.png"
+            written.append(_heatmap(figure_class, f"{heatmap.label}: {versus}", heatmap, path))
+        written.append(
+            _sigma_histogram(
+                figure_class, pair, f"σ per tensor: {versus}", directory / f"{stem}_sigma_hist.png"
             )
-        if "structure" in pair.metrics:
-            heatmaps.append(
-                ("alpha", "α (singular-value scale)", lambda r: (r.structure or {}).get("alpha"))
-            )
-        for key, label, value in heatmaps:
-            layers, kinds, grid = layer_module_grid(pair, value)
-            if layers:
-                title = f"{label}: {_slug(pair.b)} vs {_slug(pair.a)}"
-                written.append(
-                    _heatmap(
-                        figure_class,
-                        title,
-                        layers,
-                        kinds,
-                        grid,
-                        label,
-                        directory / f"{stem}_{key}_heatmap.png",
-                    )
-                )
-        written.append(_sigma_histogram(figure_class, pair, directory / f"{stem}_sigma_hist.png"))
+        )
     if len(report.models) > 2:
         written.append(_sigma_matrix(figure_class, report, directory / "sigma_matrix.png"))
     return written

@@ -23,7 +23,7 @@ DEFAULT_METRICS = ("sigma", "erank")
 
 #: What each level costs, for ``--help`` and the docs.
 METRIC_COSTS = {
-    "sigma": "read-bound: one pass over both tensors (also the Frobenius gap and cosine)",
+    "sigma": "read-bound: one pass over both tensors (also the Frobenius gap, cosine and sparsity)",
     "erank": "singular values of A, B and ΔW = B − A for every matrix (float64 Gram eigenvalues, no vectors)",
     "structure": "full thin SVDs of A and B for every matrix (the most expensive)",
 }
@@ -33,6 +33,7 @@ RECORD_COLUMNS = (
     "sigma",
     "rel_frobenius",
     "cosine",
+    "sparsity",
     "rank",
     "erank_a",
     "erank_b",
@@ -78,6 +79,8 @@ class TensorRecord:
     sigma_denominator: float  # Σ|A| + Σ|B|
     rel_frobenius: float
     cosine: float
+    sparsity: float = 0.0  # share of elements with |A − B| < 1e-5 (Timber's sparsity ratio)
+    unchanged_elements: int = 0  # their count, kept for the model-level ratio
     rank: int | None = None
     erank: dict[str, float] | None = None  # {"a", "b", "delta"}
     erank_ratio: dict[str, float] | None = None  # erank / rank, same keys
@@ -94,6 +97,8 @@ class TensorRecord:
             "sigma_denominator": self.sigma_denominator,
             "rel_frobenius": self.rel_frobenius,
             "cosine": self.cosine,
+            "sparsity": self.sparsity,
+            "unchanged_elements": self.unchanged_elements,
         }
         for key in ("rank", "erank", "erank_ratio", "structure"):
             value = getattr(self, key)
@@ -105,7 +110,11 @@ class TensorRecord:
         """Every ``RECORD_COLUMNS`` value (None where it does not apply), for tables and CSV."""
         values: dict[str, float | int | None] = dict.fromkeys(RECORD_COLUMNS)
         values.update(
-            sigma=self.sigma, rel_frobenius=self.rel_frobenius, cosine=self.cosine, rank=self.rank
+            sigma=self.sigma,
+            rel_frobenius=self.rel_frobenius,
+            cosine=self.cosine,
+            sparsity=self.sparsity,
+            rank=self.rank,
         )
         for side in ("a", "b", "delta"):
             if self.erank is not None:
@@ -118,7 +127,7 @@ class TensorRecord:
 
 
 def cheap_record(name: str, a: torch.Tensor, b: torch.Tensor) -> TensorRecord:
-    """σ, relative Frobenius gap and cosine: one read-bound pass, any shape."""
+    """σ, relative Frobenius gap, cosine and sparsity: one read-bound pass, any shape."""
     stats = pair_statistics(a, b)
     return TensorRecord(
         name=name,
@@ -130,6 +139,8 @@ def cheap_record(name: str, a: torch.Tensor, b: torch.Tensor) -> TensorRecord:
         sigma_denominator=stats.abs_a + stats.abs_b,
         rel_frobenius=stats.rel_frobenius,
         cosine=stats.cosine,
+        sparsity=stats.sparsity,
+        unchanged_elements=stats.unchanged,
     )
 
 

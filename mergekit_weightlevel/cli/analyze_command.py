@@ -87,6 +87,17 @@ def _analyze_regex(ctx: click.Context, param: click.Parameter, value: str | None
     help="Write a model-card section here.",
 )
 @click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    help="Write one self-contained HTML report here (opens offline; no extra needed).",
+)
+@click.option(
+    "--names",
+    help="Display names of the models in the Markdown, HTML and plots, comma-separated in "
+    "the order of the models, e.g. Base,Instruct.  [default: the models as given]",
+)
+@click.option(
     "--plots",
     "plots_dir",
     type=click.Path(file_okay=False),
@@ -133,6 +144,8 @@ def analyze(
     json_path: str | None,
     csv_path: str | None,
     markdown_path: str | None,
+    html_path: str | None,
+    names: str | None,
     plots_dir: str | None,
     device: str | None,
     cuda: bool,
@@ -157,6 +170,7 @@ def analyze(
     if len(models) < 2:
         raise click.UsageError("analyze needs at least two models: MODEL_A MODEL_B [MODEL_C ...]")
     from mergekit_weightlevel.analyze import LoaderOptions, analyze_models
+    from mergekit_weightlevel.analyze.core import cuda_hint
 
     if plots_dir:
         from mergekit_weightlevel.analyze.plots import require_matplotlib
@@ -164,12 +178,20 @@ def analyze(
         require_matplotlib()  # before the analysis, not after it
     from mergekit_weightlevel.analyze.report import check_writable
 
-    for option, path in (("--json", json_path), ("--csv", csv_path), ("--markdown", markdown_path)):
+    for option, path in (
+        ("--json", json_path),
+        ("--csv", csv_path),
+        ("--markdown", markdown_path),
+        ("--html", html_path),
+    ):
         if path:
             check_writable(path, option=option)
     if plots_dir:
         check_writable(plots_dir, option="--plots", folder=True)
     _apply_global_options(verbosity, num_threads)
+    hint = cuda_hint(device or ("cuda" if cuda else None))
+    if hint:
+        click.echo(hint, err=True)
     report = analyze_models(
         list(models),
         metrics=metrics,
@@ -187,6 +209,7 @@ def analyze(
             trust_remote_code=trust_remote_code,
         ),
         quiet=quiet,
+        names=[name.strip() for name in names.split(",")] if names else None,
     )
     click.echo(report.summary_text())
     written = []
@@ -199,6 +222,9 @@ def analyze(
     if markdown_path:
         report.to_markdown(markdown_path)
         written.append(markdown_path)
+    if html_path:
+        report.to_html(html_path)
+        written.append(html_path)
     if plots_dir:
         written += [str(path) for path in report.plot(plots_dir)]
     for path in written:

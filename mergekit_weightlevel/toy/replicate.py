@@ -406,11 +406,12 @@ def plot_sweep(points: list[tuple[float, Summary]], path: Path) -> Path:
     right.plot(lams, [s.mean_length for _, s in points], "k-", alpha=0.4, label="mean length")
     right.set_ylabel("mean length (tokens)")
     handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
-    left.legend(handles=handles, fontsize=7, loc="center left")
+    # Below the axes, not inside them: a legend inside covered a data point.
+    left.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     left.set_title("Toy Instruct ↔ Thinking interpolation", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
 
