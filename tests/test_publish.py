@@ -464,8 +464,8 @@ def test_card_cli_rejects_bad_hub_id(folder):
 def test_card_report_adds_weight_level_section_and_figures(family, folder):
     card = ModelCard.load(write_card(folder, hub_ids=hub_ids(family), report=True))
     assert "## Weight-level analysis" in card.text
-    assert "### `org/tiny-base` against `this model`" in card.text
-    assert "### `org/tiny-instruct` against `this model`" in card.text
+    assert "### org/tiny-base against this model" in card.text
+    assert "### org/tiny-instruct against this model" in card.text
     figures = sorted((folder / "weight_level").glob("*.png"))
     assert figures
     for figure in figures:

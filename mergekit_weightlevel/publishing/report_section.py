@@ -3,7 +3,8 @@
 Runs the package's ``analyze`` on the merged folder (the reference) and every model input
 (LoRA adapters given as the shadow_graft ``adapter`` parameter are not models and are left
 out), writes its figures into ``FOLDER/weight_level/`` and returns the Markdown of
-``AnalysisReport.to_markdown`` with the figures embedded by relative path.
+``AnalysisReport.to_markdown`` (models named as the card names them) with the figures
+embedded by relative path.
 """
 
 from __future__ import annotations
@@ -28,12 +29,10 @@ def weight_level_section(folder: Path, inputs: list[InputModel]) -> str:
     """Markdown for the card (analysis of ``folder`` against each model input)."""
     models = [model for model in inputs if model.symbol != "LoRA"]
     references = [_reference(model) for model in models]
+    names = {str(folder): "this model"}
+    names.update({reference: model.name for model, reference in zip(models, references)})
     report = analyze_models([str(folder), *references], metrics="sigma,erank", quiet=True)
-    text = report.to_markdown()
-    # The report names models by the paths it was given; the card names them as its inputs do.
-    text = text.replace(f"`{folder}`", "`this model`")
-    for model, reference in zip(models, references):
-        text = text.replace(f"`{reference}`", f"`{model.name}`")
+    text = report.to_markdown(names=names)  # models named as the card names them
     try:
         figures = report.plot(folder / REPORT_FOLDER)
     except PlotsUnavailable as error:
