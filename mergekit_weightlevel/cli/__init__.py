@@ -5,9 +5,10 @@ and exit 1 without a traceback; usage errors exit 2 (click's convention); ``--de
 shows the traceback.
 
 The commands that take mergekit-yaml's options (``merge``, ``sweep``) live in
-``merge_commands`` and ``analyze`` in ``analyze_command``; both are imported only when
-their command runs: mergekit's option module imports transformers and peft, seconds
-that ``analyze`` on local folders does not need.
+``merge_commands``, ``analyze`` in ``analyze_command``, ``card`` and ``publish`` in
+``publish_commands``; each is imported only when its command runs: mergekit's option
+module imports transformers and peft, seconds that ``analyze`` on local folders does not
+need.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ class LazyGroup(click.Group):
         "merge": "mergekit_weightlevel.cli.merge_commands:merge",
         "sweep": "mergekit_weightlevel.cli.merge_commands:sweep",
         "analyze": "mergekit_weightlevel.cli.analyze_command:analyze",
+        "card": "mergekit_weightlevel.cli.publish_commands:card",
+        "publish": "mergekit_weightlevel.cli.publish_commands:publish",
     },
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -1,0 +1,517 @@
+"""The model card of a merged folder: front matter the Hub understands, a body in the method's terms.
+
+    from mergekit_weightlevel.publishing import write_card
+    write_card(Path("merged"), hub_ids={"/models/llama-base": "meta-llama/Llama-3.1-8B"})
+
+``build_card`` reads the folder (``mergekit_config.yml``, the weights' safetensors headers,
+``config.json``) and the inputs' own cards (local ``README.md``; the Hub for Hub ids, with a
+short timeout) and returns a ``huggingface_hub.ModelCard``; ``write_card`` writes it to
+``FOLDER/README.md``. Nothing here reads tensor data unless ``report=True`` (the
+weight-level section runs ``analyze`` on the output and its inputs).
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from huggingface_hub import ModelCard, ModelCardData
+from mergekit.config import MergeConfiguration
+
+from mergekit_weightlevel import __version__
+from mergekit_weightlevel.output_files import (
+    GENERATION_CONFIG,
+    TOKENIZER_CONFIG,
+    TOKENIZER_VOCABULARY,
+    file_sources,
+)
+from mergekit_weightlevel.publishing.checks import WeightsSummary, check_weights
+from mergekit_weightlevel.publishing.inputs import (
+    CardFacts,
+    CardReader,
+    InputModel,
+    check_repo_id,
+    describe_inputs,
+    read_json,
+    read_merge_config,
+)
+from mergekit_weightlevel.publishing.papers import PAPERS, Paper
+
+#: The first line of every card this module writes (how `publish` tells ours from others').
+CARD_MARKER = "<!-- model card written by mergekit-weightlevel"
+#: The sentence mergekit's generic card starts with (mergekit/card.py, 0.1.5).
+MERGEKIT_CARD_SENTENCE = "This is a merge of pre-trained language models created using [mergekit]"
+PROJECT_URL = "https://github.com/arcee-ai/mergekit"
+
+
+#: How the card records the ``--hub-id`` mapping it was built with, so a rewrite keeps it.
+HUB_IDS_LINE = "<!-- hub ids given for local inputs: "
+
+
+def recorded_hub_ids(text: str) -> dict[str, str]:
+    """The ``hub_ids`` an earlier card of ours recorded (empty if none, or not ours)."""
+    for line in text.splitlines():
+        if line.startswith(HUB_IDS_LINE) and line.endswith(" -->"):
+            try:
+                value = json.loads(line[len(HUB_IDS_LINE) : -len(" -->")])
+            except ValueError:
+                return {}
+            if isinstance(value, dict):
+                return {str(k): str(v) for k, v in value.items()}
+    return {}
+
+
+def is_generated_card(text: str) -> bool:
+    """Whether a README.md is one a tool wrote (ours or mergekit's), safe to rewrite."""
+    return CARD_MARKER in text or MERGEKIT_CARD_SENTENCE in text
+
+
+@dataclass(frozen=True)
+class LicenseDecision:
+    """The card's license (None: left out) and the sentence explaining it."""
+
+    license: str | None
+    license_name: str | None
+    license_link: str | None
+    explanation: str
+
+
+def decide_license(inputs: list[InputModel], facts: list[CardFacts]) -> LicenseDecision:
+    """The license every readable input card agrees on; otherwise none, and why."""
+    readable = [(i, f) for i, f in zip(inputs, facts) if f.readable]
+    unread = [(i, f) for i, f in zip(inputs, facts) if not f.readable]
+    unread_text = "; ".join(f"{i.name}: {f.why_unreadable}" for i, f in unread)
+    found = {f.license_key for _, f in readable if f.license_key is not None}
+    silent = [i.name for i, f in readable if f.license_key is None]
+    if not readable:
+        return LicenseDecision(
+            None, None, None,
+            "No input's card could be read, so no license is set: check the inputs' licenses "
+            f"and add `license:` to this card yourself ({unread_text}).",
+        )  # fmt: skip
+    if len(found) > 1:
+        listing = ", ".join(f"{i.name}: {f.license}" for i, f in readable if f.license)
+        return LicenseDecision(
+            None, None, None,
+            f"The inputs' licenses differ ({listing}), so no license is set: choose the license "
+            "this merge may be released under (the most restrictive terms apply) and add "
+            "`license:` to this card yourself.",
+        )  # fmt: skip
+    if not found:
+        return LicenseDecision(
+            None, None, None,
+            "No input's card names a license, so none is set: check the inputs' terms and add "
+            "`license:` to this card yourself.",
+        )  # fmt: skip
+    chosen, name, link = next(iter(found))
+    shown = name or chosen
+    text = f"`{shown}`, the license every input card that could be read names"
+    if silent:
+        text += f" (these name none: {', '.join(silent)})"
+    if unread:
+        text += f"; not checked, their card could not be read: {unread_text}"
+    return LicenseDecision(chosen, name, link, text + ".")
+
+
+def _short(name: str) -> str:
+    return name.rstrip("/").split("/")[-1]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return "`" + yaml.safe_dump(value, default_flow_style=True, sort_keys=False).strip() + "`"
+    return f"`{value}`"
+
+
+def method_defaults(method: str) -> dict[str, Any]:
+    """The method's parameters and defaults, read from its spec (empty for mergekit's methods)."""
+    from mergekit_weightlevel.registry import describe_methods
+
+    for described in describe_methods():
+        if described["name"] == method:
+            return {p["name"]: p for p in described["parameters"]}
+    return {}
+
+
+def _parameter(merge_config: MergeConfiguration, name: str, defaults: dict[str, Any]) -> Any:
+    parameters = merge_config.parameters or {}
+    if name in parameters:
+        return parameters[name]
+    return defaults.get(name, {}).get("default")
+
+
+def _scalar_text(symbol: str, value: Any) -> str:
+    return f"{symbol} = {value:g}" if _is_number(value) else f"{symbol} as set in the configuration"
+
+
+def summary_sentence(
+    merge_config: MergeConfiguration, inputs: list[InputModel], defaults: dict[str, Any]
+) -> str:
+    """What was done, in the method's own terms, naming the inputs."""
+    method = merge_config.merge_method
+    base = next((i for i in inputs if i.symbol in ("Θ_base", "W_B", "Θ_Instruct")), None)
+    target = next((i for i in inputs if i.parameters.get("role") == "target"), None)
+    others = [i for i in inputs if i is not base and i is not target and i.symbol != "LoRA"]
+    base_name = _short(base.name) if base else "?"
+
+    def weight(model: InputModel) -> Any:
+        return model.parameters.get("weight", 1.0)
+
+    if method == "paramdelta" and target is not None and others:
+        if len(others) == 1 and weight(others[0]) == 1.0:
+            donors = f"Θ_post ({_short(others[0].name)})"
+            formula = "Θ = Θ'_base + (Θ_post − Θ_base)"
+        else:
+            donors = " and ".join(
+                f"{_short(d.name)} (weight {_value_text(weight(d))})" for d in others
+            )
+            formula = "Θ = Θ'_base + Σ weight·(Θ_post − Θ_base)"
+        return (
+            f"ParamΔ: the post-training of {donors} transplanted onto Θ'_base "
+            f"({_short(target.name)}), {formula} with Θ_base = {base_name}."
+        )
+    if method == "shadow_graft" and target is not None:
+        adapter = next((i for i in inputs if i.symbol == "LoRA"), None)
+        if adapter is not None:
+            scale = _scalar_text("weight", _parameter(merge_config, "adapter_weight", defaults))
+            return (
+                f"Shadow-FT: the LoRA adapter {_short(adapter.name)}, trained on W_B ({base_name}), "
+                f"grafted onto the Instruct W_I ({_short(target.name)}) with {scale}."
+            )
+        tuned = " and ".join(
+            f"{_short(d.name)}" + ("" if weight(d) == 1.0 else f" (α {_value_text(weight(d))})")
+            for d in others
+        )
+        include = _parameter(merge_config, "include", defaults)
+        unscaled = all(weight(d) == 1.0 for d in others)
+        formula = "W_I⁺ = W_I + (W_B⁺ − W_B)" if unscaled else "W_I⁺ = W_I + Σ α·(W_B⁺ − W_B)"
+        return (
+            f"Shadow-FT: the tuning of W_B ({base_name}) into W_B⁺ ({tuned}) grafted onto the "
+            f"Instruct W_I ({_short(target.name)}): {formula} on the tensors matching "
+            f"{_value_text(include)}."
+        )
+    if method == "timber_spectral" and others:
+        lam = _parameter(merge_config, "lambda", defaults)
+        instruct = _short(others[0].name)
+        if _is_number(lam) and lam == 0:
+            tail = "cut off (λ = 0, hard truncation beyond ⌈eRank⌉)"
+        else:
+            tail = f"scaled by {_scalar_text('λ', lam)}"
+        return (
+            f"Timber: {instruct} with the spectral tail of its delta from {base_name} {tail}; "
+            "the top ⌈eRank⌉ singular directions of each W_I − W_B are kept."
+        )
+    if method == "instruct_thinking_interp" and others:
+        lam = _parameter(merge_config, "lambda", defaults)
+        return (
+            f"Instruct/Thinking interpolation: Θ = λ·Θ_Thinking ({_short(others[0].name)}) + "
+            f"(1 − λ)·Θ_Instruct ({base_name}) with {_scalar_text('λ', lam)}."
+        )
+    names = ", ".join(_short(i.name) for i in inputs)
+    return f"A `{method}` merge of {names}, made with mergekit."
+
+
+def _inputs_table(inputs: list[InputModel]) -> list[str]:
+    lines = ["| role | model | parameters |", "|---|---|---|"]
+    for model in inputs:
+        shown = {k: v for k, v in model.parameters.items() if k != "role"}
+        params = ", ".join(f"{k}: {_value_text(v)}" for k, v in shown.items()) or ""
+        lines.append(f"| {model.symbol}: {model.role} | {model.markdown()} | {params} |")
+    return lines
+
+
+def _parameters_table(merge_config: MergeConfiguration, defaults: dict[str, Any]) -> list[str]:
+    shared = {n: p for n, p in defaults.items() if p["scope"] == "shared"}
+    given = dict(merge_config.parameters or {})
+    if not shared and not given:
+        return []
+    lines = ["| parameter | value | meaning |", "|---|---|---|"]
+    for name, spec in shared.items():
+        if name in given:
+            value = _value_text(given.pop(name))
+        elif spec["required"]:
+            value = "(required, missing)"
+        else:
+            value = f"{_value_text(spec['default'])} (default)"
+        lines.append(f"| `{name}` | {value} | {spec['description']} |")
+    for name, value in given.items():
+        lines.append(f"| `{name}` | {_value_text(value)} | |")
+    return lines
+
+
+def _weights_lines(summary: WeightsSummary | None, folder: Path) -> list[str]:
+    if summary is None:
+        return ["- weights: not checked (the folder's weights are incomplete or unreadable)"]
+    files = summary.files
+    where = f"`{files[0]}`" if len(files) == 1 else f"{len(files)} shards, `{files[0]}` …"
+    config = read_json(folder / "config.json") or {}
+    arch = ", ".join(config.get("architectures") or []) or "unknown architecture"
+    return [
+        f"- weights: {summary.parameters:,} parameters in {summary.tensors} tensors "
+        f"({', '.join(summary.dtypes)}), {where}; {arch}"
+    ]
+
+
+#: The files mergekit copies as "the tokenizer" (its `_copy_tokenizer`), compared byte for byte.
+TOKENIZER_FILES = (
+    TOKENIZER_CONFIG,
+    *TOKENIZER_VOCABULARY,
+    "special_tokens_map.json",
+    "chat_template.jinja",
+)
+
+
+def _matching_input(
+    folder: Path, names: tuple[str, ...], preferred: InputModel | None, inputs: list[InputModel]
+) -> InputModel | None:
+    """The input (``preferred`` first) whose copies of ``names`` equal the output's, if any.
+
+    Only local inputs can be compared; None when none matches (or none is local).
+    """
+    present = [name for name in names if (folder / name).is_file()]
+    ordered = ([preferred] if preferred else []) + [m for m in inputs if m is not preferred]
+    for model in ordered:
+        local = model.location.local_path
+        if (
+            model.lora is None
+            and local is not None
+            and present
+            and all(
+                (local / name).is_file()
+                and (local / name).read_bytes() == (folder / name).read_bytes()
+                for name in present
+            )
+        ):
+            return model
+    return None
+
+
+def _origin_text(
+    found: InputModel | None,
+    preferred: InputModel | None,
+    reason: str,
+    what: str,
+    names: tuple[str, ...],
+) -> str:
+    """Where a kind of file came from: the chosen input, or the one whose copy it is."""
+    if found is None or found is preferred:
+        shown = preferred.markdown() if preferred else "an input"
+        return f"from {shown} ({reason})"
+    if preferred is None:
+        return f"from {found.markdown()} (identical to its files)"
+    local = preferred.location.local_path
+    if local is not None and not any((local / name).is_file() for name in names):
+        why = f"{preferred.name}, {reason}, has no {what}: the next input that has one"
+    else:
+        why = f"identical to its files, not to those of {preferred.name}, {reason}"
+    return f"from {found.markdown()} ({why})"
+
+
+def file_origins(
+    merge_config: MergeConfiguration, inputs: list[InputModel], folder: Path
+) -> tuple[InputModel | None, list[str]]:
+    """The input the output's ``config.json`` comes from, and one card line per kind of file.
+
+    The choice is ``output_files.file_sources`` (mergekit's own rule for its methods); where
+    the inputs are local, the tokenizer and generation config are also compared byte for
+    byte, so a fallback to another input (the chosen one lacking the file) is named.
+    """
+    by_reference = {model.reference: model for model in inputs}
+    sources = file_sources(merge_config)
+    if sources is None:  # mergekit's `_get_donor_model`: base_model, else the first model
+        donor = merge_config.base_model or merge_config.referenced_models()[0]
+        config_ref = tokenizer_ref = donor
+        config_reason = tokenizer_reason = "mergekit's rule: base_model, else the first model"
+    else:
+        config_ref, tokenizer_ref = sources.config, sources.tokenizer
+        config_reason, tokenizer_reason = sources.config_reason, sources.tokenizer_reason
+    config_model = by_reference.get(str(config_ref))
+    tokenizer_model = by_reference.get(str(tokenizer_ref))
+    shown = config_model.markdown() if config_model else f"`{config_ref}`"
+    lines = [f"- `config.json`: from {shown} ({config_reason})"]
+    built = (
+        merge_config.tokenizer.source if merge_config.tokenizer else merge_config.tokenizer_source
+    )
+    if built is not None:
+        lines.append(
+            f"- tokenizer: built by mergekit from the config's tokenizer settings (source: `{built}`)"
+        )
+    elif not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        lines.append("- tokenizer: none in this folder")
+    else:
+        found = _matching_input(folder, TOKENIZER_FILES, tokenizer_model, inputs)
+        origin = _origin_text(
+            found, tokenizer_model, tokenizer_reason, "tokenizer", TOKENIZER_FILES
+        )
+        lines.append(f"- tokenizer and chat template: {origin}")
+    if merge_config.chat_template:
+        lines.append(f"- chat template: `{merge_config.chat_template}`, set in the merge config")
+    if (folder / GENERATION_CONFIG).is_file():
+        found = _matching_input(folder, (GENERATION_CONFIG,), tokenizer_model, inputs)
+        origin = _origin_text(
+            found, tokenizer_model, tokenizer_reason, GENERATION_CONFIG, (GENERATION_CONFIG,)
+        )
+        lines.append(f"- `{GENERATION_CONFIG}` (stop ids, sampling defaults): {origin}")
+    else:
+        lines.append(f"- `{GENERATION_CONFIG}`: none in this folder")
+    return config_model, lines
+
+
+def _pipeline_tag(folder: Path, donor_facts: CardFacts | None) -> str | None:
+    if donor_facts is not None and donor_facts.pipeline_tag:
+        return donor_facts.pipeline_tag
+    architectures = (read_json(folder / "config.json") or {}).get("architectures") or []
+    if any(str(a).endswith("ForCausalLM") for a in architectures):
+        return "text-generation"
+    return None
+
+
+def _usage_lines(model_id: str, merge_config: MergeConfiguration) -> list[str]:
+    lines = [
+        "```python",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        "",
+        f'model_id = "{model_id}"',
+        "tokenizer = AutoTokenizer.from_pretrained(model_id)",
+        'model = AutoModelForCausalLM.from_pretrained(model_id, dtype="auto")',
+        "```",
+    ]
+    if merge_config.merge_method == "instruct_thinking_interp":
+        lines += [
+            "",
+            "The paper decodes interpolated models with the Thinking model's sampling settings "
+            "(temperature 0.6, top-p 0.95).",
+        ]
+    return lines
+
+
+def _citation_lines(paper: Paper | None) -> list[str]:
+    if paper is None:
+        return []
+    return ["## Citation", "", "```bibtex", paper.bibtex, "```", ""]
+
+
+def build_card(
+    folder: Path,
+    *,
+    hub_ids: dict[str, str] | None = None,
+    report: bool = False,
+    model_id: str | None = None,
+    lookup: bool = True,
+) -> ModelCard:
+    """The card of the merged ``folder`` (not written; see ``write_card``).
+
+    ``hub_ids`` maps local input paths (as written in the merge config, or any path to the
+    same folder) to the Hub ids they stand for. ``model_id`` is how the usage snippet loads
+    the model (default: the folder's path). ``lookup=False`` never asks the Hub about
+    inputs' cards. ``report=True`` adds the weight-level section (runs ``analyze``).
+    """
+    folder = Path(folder)
+    hub_ids = dict(hub_ids or {})
+    for path, repo_id in hub_ids.items():
+        check_repo_id(repo_id, what=f"hub id for {path}")
+    merge_config, config_text = read_merge_config(folder)
+    method = merge_config.merge_method
+    paper = PAPERS.get(method)
+    defaults = method_defaults(method) if paper is not None else {}
+    inputs = describe_inputs(merge_config, hub_ids)
+    reader = CardReader(lookup=lookup)
+    facts = [reader.facts(model.location) for model in inputs]
+    licensing = decide_license(inputs, facts)
+    _, summary = check_weights(folder)
+    config_model, origin_lines = file_origins(merge_config, inputs, folder)
+    donor_facts = facts[inputs.index(config_model)] if config_model in inputs else None
+
+    hub_inputs = [m.location.hub_id for m in inputs] + [m.lora.hub_id for m in inputs if m.lora]
+    base_model = list(dict.fromkeys(h for h in hub_inputs if h))
+    tags = ["mergekit", "merge", method] + ([paper.tag] if paper else [])
+    data = ModelCardData(
+        base_model=base_model or None,
+        base_model_relation="merge" if base_model else None,
+        library_name="transformers",
+        license=licensing.license,
+        license_name=licensing.license_name,
+        license_link=licensing.license_link,
+        pipeline_tag=_pipeline_tag(folder, donor_facts),
+        tags=list(dict.fromkeys(tags)),
+    )
+    name = _short(model_id) if model_id else folder.resolve().name
+    local_only = [m.name for m in inputs if m.location.hub_id is None]
+    body = [
+        f"{CARD_MARKER} {__version__}; rewrite it with `mergekit-weightlevel card FOLDER` -->",
+        *([HUB_IDS_LINE + json.dumps(hub_ids, ensure_ascii=False) + " -->"] if hub_ids else []),
+        f"# {name}",
+        "",
+        summary_sentence(merge_config, inputs, defaults),
+        "",
+    ]
+    if paper is not None:
+        body += [
+            f"Made without training by the `{method}` merge method of mergekit-weightlevel "
+            f"(a plugin of [mergekit]({PROJECT_URL})), after [{paper.title}]({paper.url}) "
+            f"(arXiv {paper.arxiv_id}).",
+            "",
+        ]
+    body += ["## Inputs", "", *_inputs_table(inputs), ""]
+    if local_only:
+        body += [
+            "Not on the Hub (or not named as such): " + ", ".join(f"`{n}`" for n in local_only)
+            + "; `mergekit-weightlevel card FOLDER --hub-id PATH=org/name` lists them in "
+            "`base_model`.",
+            "",
+        ]  # fmt: skip
+    parameters = _parameters_table(merge_config, defaults)
+    if parameters:
+        body += ["## Parameters", "", *parameters, ""]
+    body += ["## Files", "", *_weights_lines(summary, folder), *origin_lines, ""]
+    body += ["## How to use", "", *_usage_lines(model_id or str(folder), merge_config), ""]
+    body += ["## License", "", licensing.explanation, ""]
+    if report:
+        from mergekit_weightlevel.publishing.report_section import weight_level_section
+
+        body += [weight_level_section(folder, inputs), ""]
+    body += [
+        "## Configuration",
+        "",
+        "The mergekit YAML that produced this model:",
+        "",
+        "```yaml",
+        config_text.rstrip("\n"),
+        "```",
+        "",
+        *_citation_lines(paper),
+    ]
+    text = "---\n" + data.to_yaml() + "\n---\n\n" + "\n".join(body)
+    return ModelCard(text, ignore_metadata_errors=False)
+
+
+def write_card(
+    folder: Path,
+    *,
+    hub_ids: dict[str, str] | None = None,
+    report: bool = False,
+    model_id: str | None = None,
+    lookup: bool = True,
+) -> Path:
+    """Build the card of ``folder`` and write it to ``folder/README.md``; return that path.
+
+    The ``hub_ids`` a previous card of ours recorded are kept (``hub_ids`` given here win),
+    so ``card FOLDER --hub-id ...`` followed by ``publish FOLDER REPO`` keeps the mapping.
+    """
+    path = Path(folder) / "README.md"
+    previous = recorded_hub_ids(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    hub_ids = {**previous, **(hub_ids or {})}
+    card = build_card(folder, hub_ids=hub_ids, report=report, model_id=model_id, lookup=lookup)
+    temporary = path.with_name(".README.md.tmp")
+    temporary.write_text(str(card), encoding="utf-8")
+    os.replace(temporary, path)  # never a half-written card, even if interrupted
+    return path
