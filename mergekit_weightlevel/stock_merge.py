@@ -11,7 +11,8 @@ loaded, so that for a config using one of this package's methods every entry poi
    that changes how the model behaves;
 2. gives the output the non-weight files of the model it stands for (``output_files``),
    falling back to the next input that has a file the chosen one lacks;
-3. leaves no weight file or index in the output folder that this merge did not write;
+3. leaves no weight file or index in the output folder that this merge did not write,
+   and writes the method's model card in place of mergekit's generic one;
 4. runs the kernels on the CPUs other processes leave free (``threads``).
 
 For mergekit's own methods nothing changes, except that an unknown method name close to
@@ -255,6 +256,30 @@ def copy_missing_generation_config(run: _Run, out_path: str, options: MergeOptio
         )
 
 
+def write_method_card(folder: str | os.PathLike, options: MergeOptions) -> None:
+    """Our model card in place of mergekit's generic one (``publishing.card``).
+
+    mergekit's card says "merged using X using BASE as a base", which misdescribes ParamΔ,
+    Shadow-FT and Timber. Written offline (no Hub look-ups inside a merge); ``card`` or
+    ``publish`` rewrite it with the inputs' licenses later. A card that cannot be built
+    never fails the finished merge: mergekit's stays, with a warning.
+    """
+    if not options.write_model_card:
+        return
+    from mergekit_weightlevel.publishing.card import write_card
+
+    try:
+        write_card(Path(folder), lookup=False)
+    except Exception as error:  # noqa: BLE001 - the weights are written; keep mergekit's card
+        LOG.warning(
+            "could not write the method's model card in %s (%s); mergekit's card is kept. "
+            "`mergekit-weightlevel card %s` retries.",
+            folder,
+            error,
+            folder,
+        )
+
+
 # --- the wrappers -----------------------------------------------------------------------
 
 
@@ -276,6 +301,7 @@ def _wrap_run_merge(original: Callable[..., Any]) -> Callable[..., Any]:
         try:
             result = original(merge_config, out_path, options=options, config_source=config_source)
             copy_missing_generation_config(run, out_path, options)
+            write_method_card(out_path, options)
         finally:
             threads.stop()
             _current.reset(token)

@@ -33,7 +33,12 @@ from mergekit.io import TensorWriter
 from mergekit.options import MergeOptions
 
 from mergekit_weightlevel.methods.base import WeightLevelConfigError
-from mergekit_weightlevel.stock_merge import is_weight_file, remove_stale_weights, weight_files
+from mergekit_weightlevel.stock_merge import (
+    is_weight_file,
+    remove_stale_weights,
+    weight_files,
+    write_method_card,
+)
 
 METHOD = "timber_spectral"
 
@@ -160,29 +165,23 @@ def _check_sweep(
         raise WeightLevelConfigError(f"{METHOD} sweep: output folders repeat.")
 
 
-def _copy_side_files(main: Path, side: Path, side_yaml: str) -> None:
+def _copy_side_files(main: Path, side: Path, side_yaml: str, options: MergeOptions) -> None:
     """Everything but weights from the first output; the config and card of this λ.
 
     The card is written anew, as a single run into ``side`` writes it (its title is the
-    folder's name, its YAML this λ's).
+    folder's name, its YAML and λ this output's).
     """
     for item in main.iterdir():
-        if is_weight_file(item.name):
+        if is_weight_file(item.name) or item.name == "README.md":
             continue
         target = side / item.name
         if item.is_dir():
             shutil.copytree(item, target, dirs_exist_ok=True)
         elif item.name == "mergekit_config.yml":
             target.write_text(side_yaml, encoding="utf-8")
-        elif item.name == "README.md":
-            from mergekit.card import generate_card
-            from mergekit.config import MergeConfiguration
-
-            side_config = MergeConfiguration.model_validate(yaml.safe_load(side_yaml))
-            card = generate_card(config=side_config, config_yaml=side_yaml, name=side.name)
-            target.write_text(card, encoding="utf-8")
         else:
             shutil.copy2(item, target)
+    write_method_card(side, options)
 
 
 def sweep_config(
@@ -210,7 +209,7 @@ def sweep_config(
     with _sweeping(_Sweep(lambdas, out_paths)):
         merge_yaml(yaml.safe_load(texts[0]), out_paths[0], options)
     for side, text, before in zip(out_paths[1:], texts[1:], side_before):
-        _copy_side_files(out_paths[0], side, text)
+        _copy_side_files(out_paths[0], side, text, options or MergeOptions())
         remove_stale_weights(side, before)
     return out_paths
 

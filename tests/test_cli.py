@@ -91,7 +91,8 @@ def test_usage_error_exit_code():
 
 @pytest.mark.slow
 def test_stock_mergekit_yaml_console_script(qwen2_sharded_family, tmp_path):
-    """The installed `mergekit-yaml`, untouched, runs paramdelta; card names ParamΔ with its link."""
+    """The installed `mergekit-yaml`, untouched, runs paramdelta; the card is the method's own
+    (ParamΔ's paper linked, the transplant in its terms), not mergekit's generic one."""
     family = qwen2_sharded_family
     exe = shutil.which("mergekit-yaml") or str(Path(sys.executable).parent / "mergekit-yaml")
     config = write_config(
@@ -123,4 +124,7 @@ def test_stock_mergekit_yaml_console_script(qwen2_sharded_family, tmp_path):
         )
         assert torch.allclose(merged[name].double(), expected, rtol=0, atol=1e-6), name
     card = (out / "README.md").read_text()
-    assert "[ParamΔ](https://arxiv.org/abs/2504.21023)" in card
+    assert (
+        "ParamΔ: the post-training of instruct (weight `0.8`) and thinking (weight `0.3`)" in card
+    )
+    assert "Post-Train Large Language Model at Zero Cost](https://arxiv.org/abs/2504.21023)" in card

@@ -228,6 +228,10 @@ def test_config_disagreements_lists_only_fields_that_differ():
     assert lines == ["rope_theta: a: 1.0, b: 2.0 -> the output gets 2.0 (b)"]
 
 
+PAPER_TAGS = {"timber_spectral": "timber", "paramdelta": "paramdelta"}
+PAPER_PHRASES = {"timber_spectral": "spectral tail", "paramdelta": "transplanted onto"}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["timber_spectral", "paramdelta"])
 def test_stock_mergekit_yaml_gets_the_same_files(method, llama_family, tmp_path):
@@ -245,6 +249,13 @@ def test_stock_mergekit_yaml_gets_the_same_files(method, llama_family, tmp_path)
     config_member, tokenizer_member = EXPECTED[method]
     paths = llama_family.paths()
     assert_files_from(out, paths[config_member], paths[tokenizer_member])
+    # The method's card, not mergekit's generic one ("merged using ... as a base").
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(out / "README.md")
+    assert {"mergekit", "merge", method, PAPER_TAGS[method]} <= set(card.data.tags)
+    assert PAPER_PHRASES[method] in card.text
+    assert "as a base" not in card.text
 
 
 # --- no stale weight files (issue 16, item 4) -------------------------------------------
