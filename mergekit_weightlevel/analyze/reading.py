@@ -15,12 +15,14 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 import torch
 from mergekit.io.lazy_tensor_loader import LazyTensorLoader
 
 from mergekit_weightlevel.analyze.names import layer_index
+from mergekit_weightlevel.preflight import read_headers
 
 if TYPE_CHECKING:
     from mergekit.options import MergeOptions
@@ -115,9 +117,23 @@ def is_local_folder(label: str) -> bool:
     return "+" not in label and os.path.isdir(label)
 
 
+def check_local_shards(folder: str, label: str) -> None:
+    """Read every safetensors header of a local folder (a few KB each) before any tensor.
+
+    A truncated or corrupted shard then fails at once with ``merge``'s message, which names
+    the file and says to re-download it (``preflight.read_headers``), instead of a
+    deserialisation error about the folder, possibly after other shards were analysed.
+    """
+    path = Path(folder)
+    if any(path.glob("*.safetensors")):
+        read_headers(path, f"analyze: model {label}")
+
+
 def open_model(label: str, options: AnyLoaderOptions = None) -> ModelTensors:
     """Index one model: a local folder directly, anything else through mergekit's ``LoaderCache``."""
     lazy_unpickle = bool(getattr(options, "lazy_unpickle", False))
+    if is_local_folder(label):
+        check_local_shards(label, label)
     try:
         if is_local_folder(label):
             loader = LazyTensorLoader.from_disk(label, lazy_unpickle=lazy_unpickle)
