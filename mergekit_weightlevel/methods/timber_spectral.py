@@ -40,7 +40,6 @@ from mergekit_weightlevel.methods.base import (
     choice,
 )
 from mergekit_weightlevel.metrics import ERANK_LOG_EPS, as_matrix, gram_erank_uncertainty
-from mergekit_weightlevel.preflight import is_vocabulary_tensor
 from mergekit_weightlevel.spectral import (
     SVDFailure,
     TridiagonalGram,
@@ -51,6 +50,7 @@ from mergekit_weightlevel.spectral import (
     typical_gram_noise,
     use_tridiagonal,
 )
+from mergekit_weightlevel.tensor_names import ExpertMatrix, expert_matrices, is_embedding
 
 NAME = "timber_spectral"
 
@@ -358,22 +358,22 @@ def timber_tensors(
 ) -> list[torch.Tensor]:
     """Timber's W for each λ, decomposing the delta once; each result in ``base``'s dtype.
 
-    ``keep_instruct`` (scope ``linear`` on a vocabulary tensor) returns W_I for every λ.
+    ``keep_instruct`` (scope ``linear`` on an embedding) returns W_I for every λ. A
+    stacked-experts tensor (``tensor_names.expert_matrices``: mergekit's [E, 2I, H]
+    ``gate_up_proj``, [E, H, I] ``down_proj``) is decomposed matrix by matrix, each
+    expert's gate, up and down separately, as ``timber.py`` does on the per-expert
+    checkpoint; any other tensor is seen as shape[0] × (the rest), as ``timber.py`` does.
     """
     instruct_out = instruct.to(base.dtype)
     if keep_instruct or base.ndim < 2:
         return [instruct_out for _ in lambdas]
     base32 = base.to(torch.float32)
     delta = instruct.to(torch.float32) - base32
-    try:
-        split = split_delta(as_matrix(delta), exponent=exponent, solver=solver, name=name)
-    except SVDFailure as failure:
-        warnings.warn(
-            f"{NAME}: the SVD of tensor {name} did not converge ({failure}); "
-            "keeping the Instruct weights for it.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    stacked = expert_matrices(name, tuple(delta.shape))
+    if stacked is not None:
+        return _stacked_timber(delta, base32, instruct_out, lambdas, stacked, exponent, solver)
+    split = _split_or_warn(as_matrix(delta), exponent=exponent, solver=solver, name=name)
+    if split is None:
         return [instruct_out for _ in lambdas]
     outputs = []
     for lam in lambdas:
@@ -383,6 +383,47 @@ def timber_tensors(
             # apply() returns a fresh buffer: W_B is added in place (same bits as W_B + D').
             outputs.append(split.apply(lam).reshape(base.shape).add_(base32).to(base.dtype))
     return outputs
+
+
+def _split_or_warn(
+    matrix: torch.Tensor, *, exponent: float, solver: str, name: str
+) -> SpectralSplit | None:
+    """``split_delta``, or None with a warning naming the matrix when every SVD failed."""
+    try:
+        return split_delta(matrix, exponent=exponent, solver=solver, name=name)
+    except SVDFailure as failure:
+        warnings.warn(
+            f"{NAME}: the SVD of tensor {name} did not converge ({failure}); "
+            "keeping the Instruct weights for it.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+
+
+def _stacked_timber(
+    delta: torch.Tensor,
+    base32: torch.Tensor,
+    instruct_out: torch.Tensor,
+    lambdas: Sequence[float],
+    matrices: list[ExpertMatrix],
+    exponent: float,
+    solver: str,
+) -> list[torch.Tensor]:
+    """Timber per expert matrix of a stacked tensor: one buffer per λ, filled matrix by matrix.
+
+    Each matrix is decomposed once and dropped before the next, so memory stays at one
+    output per λ plus one matrix's decomposition. A matrix whose SVD fails keeps its delta
+    (W_I), with a warning naming it by its per-expert name.
+    """
+    outputs = {lam: torch.empty_like(delta) for lam in lambdas if lam != 1.0}
+    for matrix in matrices:
+        part = delta[matrix.index]
+        split = _split_or_warn(part, exponent=exponent, solver=solver, name=matrix.name)
+        for lam, output in outputs.items():
+            output[matrix.index] = part if split is None else split.apply(lam)
+    finished = {lam: output.add_(base32).to(instruct_out.dtype) for lam, output in outputs.items()}
+    return [instruct_out if lam == 1.0 else finished[lam] for lam in lambdas]
 
 
 def timber_spectral(
@@ -409,10 +450,11 @@ def timber_spectral(
 
 
 def on_vocabulary_axis(group: TensorGroup) -> bool:
-    """Embeddings / lm_head: mergekit's vocabulary axis, or the usual names when it is unset."""
+    """Embeddings / lm_head: mergekit's vocabulary axis, or their names (``tensor_names``:
+    token and position embeddings, output heads) when it is unset or does not apply."""
     if group.metadata.vocabulary_axis is not None:
         return True
-    return is_vocabulary_tensor(group.metadata.name or "")
+    return is_embedding(group.metadata.name or "")
 
 
 # ----------------------------------------------------------------------------- mergekit method
