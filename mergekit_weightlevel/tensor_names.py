@@ -305,6 +305,17 @@ def expert_matrices(name: str, shape: tuple[int, ...]) -> list[ExpertMatrix] | N
     return matrices
 
 
+def stacked_expert_names(name: str, experts: int) -> list[str] | None:
+    """The per-expert matrix names ``expert_matrices`` gives a stacked tensor of ``experts``
+    experts, known from its name alone; None when ``name`` is not a stacked-experts tensor."""
+    match = _STACKED_EXPERTS.match(name)
+    if match is None:
+        return None
+    prefix, projection = match.group("prefix"), match.group("proj")
+    kinds = ("gate_proj", "up_proj") if projection == "gate_up_proj" else (projection,)
+    return [f"{prefix}.{expert}.{kind}.weight" for expert in range(experts) for kind in kinds]
+
+
 #: config.json keys that give the number of routed experts.
 EXPERT_COUNT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts")
 
@@ -320,6 +331,12 @@ def expert_count(config: dict) -> int | None:
 
 
 _PER_EXPERT = re.compile(r"\.experts\.\d+\.")
+
+
+def expert_index(name: str) -> int | None:
+    """The routed expert a per-expert matrix name belongs to (``experts.<e>.``), or None."""
+    match = _PER_EXPERT.search(name)
+    return int(match.group(0).split(".")[2]) if match else None
 
 
 def has_per_expert_names(names: list[str]) -> bool:
