@@ -65,7 +65,7 @@ def test_experts_are_analysed_per_matrix_and_grouped_per_projection(moe_output, 
     assert "gate" not in kinds  # the router is not mixed with gate projections any more
     # One record per expert matrix: its rank and eRank, not the stack's.
     base, instruct = read_state(family.base), read_state(family.instruct)
-    for name, record in records.items():
+    for record in pair.tensors:
         if record.module_type.startswith("expert."):
             assert record.name.split(".experts.")[1].split(".")[0].isdigit()
     expert_names = [n for n, r in records.items() if r.module_type == "expert.up"]
