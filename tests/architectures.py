@@ -8,6 +8,7 @@ Each family has three checkpoints of one architecture, saved by transformers 5's
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,3 +101,17 @@ def build_arch_family(root: Path, name: str, seed: int = 0) -> ArchFamily:
                     value.copy_(original[key] + _delta(original[key], generator, scale))
         model.save_pretrained(paths[role])
     return ArchFamily(name, config.model_type, paths["base"], paths["instruct"], paths["tuned"])
+
+
+def timber_py_tensor(base: torch.Tensor, instruct: torch.Tensor, lam: float) -> torch.Tensor:
+    """``timber.py`` on one checkpoint tensor: float64 SVD, float32 eRank on the float32 S."""
+    delta = instruct.float() - base.float()
+    if delta.ndim < 2:
+        return instruct.double()
+    u, s, vh = torch.linalg.svd(delta.reshape(delta.shape[0], -1).double(), full_matrices=False)
+    s32 = s.float()
+    p = s32 / torch.sum(s32)
+    k = math.ceil(torch.exp(-torch.sum(p * torch.log(p + 1e-9))).item())
+    scaled = s.clone()
+    scaled[k:] *= lam
+    return base.double() + ((u * scaled) @ vh).reshape(delta.shape)

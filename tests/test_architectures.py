@@ -13,7 +13,6 @@ Oracles, written here independently of the package:
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 import torch
 import transformers
 import yaml
-from architectures import FAMILIES, MOE_FAMILIES
+from architectures import FAMILIES, MOE_FAMILIES, timber_py_tensor
 from helpers import read_state, run_yaml_merge
 from mergekit.architecture.conversion import convert_checkpoint_tensors
 
@@ -54,20 +53,6 @@ def in_merge_layout(state: dict[str, torch.Tensor], model_type: str, names) -> d
             if converted is not None:
                 out[name] = converted
     return out
-
-
-def timber_py_tensor(base: torch.Tensor, instruct: torch.Tensor, lam: float) -> torch.Tensor:
-    """``timber.py`` on one checkpoint tensor: float64 SVD, float32 eRank on the float32 S."""
-    delta = instruct.float() - base.float()
-    if delta.ndim < 2:
-        return instruct.double()
-    u, s, vh = torch.linalg.svd(delta.reshape(delta.shape[0], -1).double(), full_matrices=False)
-    s32 = s.float()
-    p = s32 / torch.sum(s32)
-    k = math.ceil(torch.exp(-torch.sum(p * torch.log(p + 1e-9))).item())
-    scaled = s.clone()
-    scaled[k:] *= lam
-    return base.double() + ((u * scaled) @ vh).reshape(delta.shape)
 
 
 def relative(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -370,8 +370,10 @@ def check_include(include: str, names: dict[str, int | None], model: str) -> Non
     if matrices and not matched:
         raise WeightLevelConfigError(
             f"{NAME}: parameter `include` ({include!r}) matches none of the "
-            f"{len(matrices)} ≥2-D tensors of the target {model}, so nothing would be "
-            f"grafted. Tensors it could have meant: {', '.join(_close_names(include, matrices))}. "
+            f"{len(matrices)} ≥2-D tensors that mergekit merges for the target {model} "
+            "(by mergekit's names: MoE experts are stacked, e.g. `mlp.experts.gate_up_proj`), "
+            "so nothing would be grafted. Tensors it could have meant: "
+            f"{', '.join(_close_names(include, matrices))}. "
             "Fix the regex (it is searched, case-insensitive, in each tensor name), or leave "
             "`include` out to graft every attention and MLP projection."
         )
