@@ -204,3 +204,26 @@ def test_stock_mergekit_yaml_runs_timber_per_expert(arch_family, tmp_path):
     base, instruct = inputs(family, "base", "instruct")
     official = {n: timber_py_tensor(base[n], instruct[n], 0.0) for n in base}
     assert_close(out, in_merge_layout(official, family.model_type, out))
+
+
+@pytest.mark.parametrize(
+    ("name", "embeddings"),
+    [
+        ("gpt2", {"transformer.wte.weight", "transformer.wpe.weight"}),  # wpe: no vocabulary axis
+        ("mixtral", {"model.embed_tokens.weight", "lm_head.weight"}),
+    ],
+)
+def test_timber_scope_linear_keeps_every_embedding(arch_family, tmp_path, name, embeddings):
+    family = arch_family(name)
+    config = {
+        "merge_method": "timber_spectral",
+        "base_model": str(family.base),
+        "models": [{"model": str(family.instruct)}],
+        "parameters": {"scope": "linear"},
+    }
+    out = merge(config, tmp_path, "linear")
+    instruct = in_merge_layout(read_state(family.instruct), family.model_type, out)
+    for embedding in embeddings:  # W_I exactly (under scope: all, Timber changes them)
+        assert torch.equal(out[embedding], instruct[embedding]), embedding
+    changed = {n for n in out if out[n].ndim >= 2 and not torch.equal(out[n], instruct[n])}
+    assert changed and not changed & embeddings
