@@ -4,6 +4,7 @@ Each family has three checkpoints of one architecture, saved by transformers 5's
 ``save_pretrained`` (so MoE experts are stored one matrix per expert, as on the Hub):
 ``base``, ``instruct`` (base + a post-training-like delta with a decaying spectrum) and
 ``tuned`` (base + another delta). Shapes are tiny (hidden 32, 2 layers, 4 experts).
+Qwen2-MoE (no mergekit architecture definition: mergekit infers it) has a shared expert.
 """
 
 from __future__ import annotations
@@ -61,9 +62,20 @@ FAMILIES: dict[str, tuple[str, dict]] = {
             "tie_word_embeddings": False,
         },
     ),  # fmt: skip
+    "qwen2_moe": (
+        "Qwen2MoeConfig",
+        {
+            **LLAMA_LIKE,
+            "moe_intermediate_size": 16,
+            "shared_expert_intermediate_size": 24,
+            "num_experts": 4,
+            "num_experts_per_tok": 2,
+            "tie_word_embeddings": False,
+        },
+    ),  # fmt: skip
 }
 
-MOE_FAMILIES = ("mixtral", "qwen3_moe")
+MOE_FAMILIES = ("mixtral", "qwen3_moe", "qwen2_moe")
 
 
 @dataclass(frozen=True)

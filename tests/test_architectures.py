@@ -2,7 +2,7 @@
 
 Families (tests/architectures.py): llama (untied and tied), qwen2 (biases), qwen3, gemma2,
 phi3 (fused qkv / gate_up), gpt2 (Conv1D), starcoder2 (c_fc / c_proj MLP), mixtral and
-qwen3_moe (experts stored per expert, handed to methods stacked by mergekit 0.1.5).
+qwen3_moe, qwen2_moe (experts stored per expert, handed to methods stacked by mergekit 0.1.5).
 
 Oracles, written here independently of the package:
 - the per-tensor formulas in float64 on the inputs read as mergekit reads them;
@@ -37,6 +37,7 @@ GRAFTED = {
     "starcoder2": (*ATTENTION, "mlp.c_fc", "mlp.c_proj"),
     **{name: (*ATTENTION, "experts.gate_up_proj", "experts.down_proj") for name in MOE_FAMILIES},
 }
+GRAFTED["qwen2_moe"] += tuple(f"shared_expert.{p}" for p in LLAMA_MLP)
 
 
 # ----------------------------------------------------------------------------- oracles

@@ -265,37 +265,49 @@ def read_in_mergekit_layout(model: ModelTensors, options: AnyLoaderOptions = Non
 
 def _convert_names(model: ModelTensors, options: AnyLoaderOptions) -> None:
     """Replace ``model.names`` by mergekit's layout names (see ``read_in_mergekit_layout``)."""
-    from mergekit.architecture import arch_info_for_config
     from mergekit.architecture.conversion import can_convert_checkpoint_keys
-    from transformers import AutoConfig
 
-    trust_remote_code = bool(getattr(options, "trust_remote_code", False))
+    layout = _layout_names(model, bool(getattr(options, "trust_remote_code", False)))
+    if layout is None:
+        return
+    stored = set(model.names)
+    names = []
+    for name in layout:
+        if name in stored:
+            names.append(name)
+        elif can_convert_checkpoint_keys(model.model_type, stored, name):
+            names.append(name)
+            model.sources[name] = Source(name, converted=True)
+    LOG.info("%s: read in mergekit's layout: %d tensors", model.label, len(names))
+    model.names = names
+
+
+def _layout_names(model: ModelTensors, trust_remote_code: bool) -> list[str] | None:
+    """The tensor names mergekit plans a merge of this model with, as mergekit finds them:
+    its JSON architecture definition, else (``infer_architecture_info``) the transformers
+    model's own names, built on the meta device. None (with a warning) when neither works."""
+    import torch
+    from mergekit.architecture import arch_info_for_config
+    from transformers import AutoConfig, AutoModelForCausalLM
+
     try:
         config = AutoConfig.from_pretrained(
             model.loader.index.base_path, trust_remote_code=trust_remote_code
         )
         architecture = arch_info_for_config(config)
-    except Exception as error:  # noqa: BLE001 - no usable config: analyse the stored names
-        LOG.warning("%s: cannot read its config (%s); analysing stored names", model.label, error)
-        return
-    if architecture is None:
+        if architecture is not None:
+            return [weight.name for weight in architecture.all_weights(config)]
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+        return list(skeleton.state_dict())
+    except Exception as error:  # noqa: BLE001 - analyse the stored names instead
         LOG.warning(
-            "%s: mergekit has no architecture definition for %s; analysing the stored "
-            "(per-expert) names, which a merge output of it may not share",
+            "%s: cannot find mergekit's tensor layout for it (%s); analysing its stored "
+            "per-expert names, which a merge output of it (stacked experts) may not share",
             model.label,
-            config.architectures,
+            error,
         )
-        return
-    stored = set(model.names)
-    names = []
-    for weight in architecture.all_weights(config):
-        if weight.name in stored:
-            names.append(weight.name)
-        elif can_convert_checkpoint_keys(model.model_type, stored, weight.name):
-            names.append(weight.name)
-            model.sources[weight.name] = Source(weight.name, converted=True)
-    LOG.info("%s: read in mergekit's layout: %d tensors", model.label, len(names))
-    model.names = names
+        return None
 
 
 def open_models(labels: list[str], options: AnyLoaderOptions = None) -> list[ModelTensors]:
