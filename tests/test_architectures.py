@@ -228,3 +228,20 @@ def test_timber_scope_linear_keeps_every_embedding(arch_family, tmp_path, name, 
         assert torch.equal(out[embedding], instruct[embedding]), embedding
     changed = {n for n in out if out[n].ndim >= 2 and not torch.equal(out[n], instruct[n])}
     assert changed and not changed & embeddings
+
+
+def test_a_lambda_filter_addresses_every_expert_of_the_stacked_tensor(arch_family, tmp_path):
+    """docs: `filter: experts` matches the stacked name; λ = 1 there returns W_I exactly."""
+    family = arch_family("mixtral")
+    config = {
+        "merge_method": "timber_spectral",
+        "base_model": str(family.base),
+        "models": [{"model": str(family.instruct)}],
+        "parameters": {"lambda": [{"filter": "experts", "value": 1.0}, {"value": 0.2}]},
+    }
+    out = merge(config, tmp_path, "filtered")
+    instruct = in_merge_layout(read_state(family.instruct), family.model_type, out)
+    experts = [n for n in out if ".experts." in n]
+    assert experts and all(torch.equal(out[n], instruct[n]) for n in experts)
+    assert not torch.equal(out["model.layers.0.self_attn.q_proj.weight"], instruct[
+        "model.layers.0.self_attn.q_proj.weight"])  # fmt: skip
