@@ -76,6 +76,8 @@ COMPONENT_TYPES = {
     "wte": "embed",  # GPT-2 token embeddings
     "wpe": "embed",  # GPT-2 position embeddings
     "word_embeddings": "embed",
+    "embed_positions": "embed",  # OPT-style learned positions
+    "position_embeddings": "embed",  # BERT-style
     "lm_head": "lm_head",
     "embed_out": "lm_head",  # GPT-NeoX
     "shared_expert_gate": "shared_expert_gate",  # Qwen2-MoE: [1, H] gate of the shared expert
@@ -173,7 +175,10 @@ def module_sort_key(kind: str) -> tuple[int, str]:
 
 
 def is_projection(name: str) -> bool:
-    """Whether the tensor is an attention or MLP (expert) projection, weight or bias."""
+    """Whether the tensor is an attention or MLP (expert) projection, weight or bias.
+
+    The module-type reading of ``DEFAULT_PROJECTIONS`` (the tests check they agree on every
+    supported architecture's names)."""
     kind = module_type(name)
     return kind.removesuffix(".bias") in PROJECTION_TYPES
 
@@ -263,11 +268,6 @@ class ExpertMatrix:
 _STACKED_EXPERTS = re.compile(
     r"^(?P<prefix>.*\.experts)\.(?P<proj>gate_up_proj|down_proj|up_proj)$"
 )
-
-
-def is_stacked_experts(name: str, ndim: int) -> bool:
-    """Whether a tensor holds every routed expert's matrix, stacked on axis 0."""
-    return ndim == 3 and _STACKED_EXPERTS.match(name) is not None
 
 
 def expert_matrices(name: str, shape: tuple[int, ...]) -> list[ExpertMatrix] | None:
