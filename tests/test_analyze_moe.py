@@ -16,7 +16,7 @@ from helpers import read_state, run_yaml_merge
 
 from mergekit_weightlevel.analyze import analyze_models
 from mergekit_weightlevel.analyze.schema import validate_report
-from mergekit_weightlevel.tensor_names import module_type
+from mergekit_weightlevel.tensor_names import MODULE_ORDER, module_type
 
 
 def float64_erank(matrix: torch.Tensor) -> float:
@@ -134,3 +134,15 @@ def test_qwen2_moe_without_a_mergekit_definition_is_read_as_mergekit_infers_it(
     assert pair.only_in_a == [] and pair.only_in_b == []
     kinds = set(pair.summary["by_module"])
     assert {"router", "shared_expert_gate", "expert.gate", "gate"} <= kinds  # gate: shared expert
+
+
+@pytest.mark.parametrize("name", ["llama_tied", "qwen2", "gemma2", "phi3", "gpt2", "starcoder2"])
+def test_analyze_types_every_projection_of_the_dense_architectures(arch_family, name):
+    family = arch_family(name)
+    pair = analyze_models([family.base, family.instruct], metrics="sigma", quiet=True).pairs[0]
+    assert pair.only_in_a == [] and pair.only_in_b == [] and pair.tensors
+    known = set(MODULE_ORDER)
+    for record in pair.tensors:
+        assert record.module_type.removesuffix(".bias") in known, record.name
+    kinds = set(pair.summary["by_module"])
+    assert kinds & {"q", "qkv"} and "o" in kinds and "down" in kinds and "norms" in kinds
