@@ -50,3 +50,14 @@ def test_expert_matrix_names_are_the_split_names():
         }
     assert expert_matrices("model.layers.2.mlp.gate_up_proj.weight", (8, 5)) is None
     assert expert_matrices("model.layers.2.mlp.experts.gate_up_proj", (3, 7, 5)) is None  # odd
+
+
+def test_llama4_stacked_gate_up_is_split_on_its_last_axis():
+    """Llama 4 stores feed_forward.experts.gate_up_proj as [E, H, 2I]."""
+    matrices = expert_matrices("model.layers.0.feed_forward.experts.gate_up_proj", (2, 6, 8))
+    gate, up = matrices[0], matrices[1]
+    assert gate.index == (0, slice(None), slice(0, 4)) and up.index == (0, slice(None), slice(4, 8))
+    assert (gate.name, up.name) == (
+        "model.layers.0.feed_forward.experts.0.gate_proj.weight",
+        "model.layers.0.feed_forward.experts.0.up_proj.weight",
+    )
