@@ -21,7 +21,11 @@ from pathlib import Path
 from mergekit_weightlevel.errors import WeightLevelError
 
 # is_vocabulary_tensor lived here; it is imported from here too (tests, older code).
-from mergekit_weightlevel.tensor_names import is_vocabulary_tensor
+from mergekit_weightlevel.tensor_names import (
+    expert_layout,
+    in_expert_layout,
+    is_vocabulary_tensor,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -153,7 +157,12 @@ def check_inputs(
     warnings: list[str] = []
     vocabulary: list[str] = []
     for label, headers in inputs[1:]:
-        for name in sorted(set(reference) ^ set(headers)):
+        differ = set(reference) ^ set(headers)
+        if expert_layout(reference) != expert_layout(headers):
+            # One stores MoE experts per expert, the other stacked (a merge output): mergekit
+            # reads both in its stacked layout, and its conversion names any missing expert.
+            differ = {name for name in differ if not in_expert_layout(name)}
+        for name in sorted(differ):
             owner, other = (
                 (reference_label, label) if name in reference else (label, reference_label)
             )

@@ -28,6 +28,7 @@ Naming schemes (docs/architectures.md has the table):
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 # ----------------------------------------------------------------------------- module types
@@ -339,6 +340,28 @@ def expert_index(name: str) -> int | None:
     return int(match.group(0).split(".")[2]) if match else None
 
 
-def has_per_expert_names(names: list[str]) -> bool:
+def has_per_expert_names(names: Iterable[str]) -> bool:
     """Whether a checkpoint stores routed experts one matrix each (``experts.<e>.``)."""
     return any(_PER_EXPERT.search(name) for name in names)
+
+
+def expert_layout(names: Iterable[str]) -> str | None:
+    """``per-expert`` (as the Hub stores MoE checkpoints), ``stacked`` (as mergekit writes
+    them) or None (no routed experts)."""
+    names = list(names)
+    if has_per_expert_names(names):
+        return "per-expert"
+    if any(_STACKED_EXPERTS.match(name) for name in names):
+        return "stacked"
+    return None
+
+
+def in_expert_layout(name: str) -> bool:
+    """Whether the name of this tensor depends on the expert layout: an expert matrix (either
+    layout), or a router (Mixtral's ``block_sparse_moe.gate`` is ``mlp.gate`` once converted)."""
+    return bool(
+        _PER_EXPERT.search(name)
+        or _STACKED_EXPERTS.match(name)
+        or ".block_sparse_moe." in f".{name}"
+        or module_type(name) == "router"
+    )

@@ -245,3 +245,30 @@ def test_a_lambda_filter_addresses_every_expert_of_the_stacked_tensor(arch_famil
     assert experts and all(torch.equal(out[n], instruct[n]) for n in experts)
     assert not torch.equal(out["model.layers.0.self_attn.q_proj.weight"], instruct[
         "model.layers.0.self_attn.q_proj.weight"])  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["mixtral", "qwen3_moe"])
+def test_per_expert_checkpoint_with_a_stacked_merge_output_as_input(arch_family, tmp_path, name):
+    """A merge output (experts stacked on disk) merged again with a per-expert checkpoint: the
+    preflight accepts the two layouts, and Timber still works per expert matrix."""
+    family = arch_family(name)
+    restacked = tmp_path / "instruct-stacked"
+    merge(  # λ = 1: the Instruct, written in mergekit's stacked layout
+        {
+            "merge_method": "timber_spectral",
+            "base_model": str(family.base),
+            "models": [{"model": str(family.instruct)}],
+            "parameters": {"lambda": 1.0},
+        },
+        tmp_path,
+        "instruct-stacked",
+    )
+    config = {
+        "merge_method": "timber_spectral",
+        "base_model": str(family.base),
+        "models": [{"model": str(restacked)}],
+    }
+    out = merge(config, tmp_path, "again")
+    base, instruct = inputs(family, "base", "instruct")
+    official = {n: timber_py_tensor(base[n], instruct[n], 0.2) for n in base}
+    assert_close(out, in_merge_layout(official, family.model_type, out))
