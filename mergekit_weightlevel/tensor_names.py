@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 # ----------------------------------------------------------------------------- module types
 
@@ -365,3 +366,38 @@ def in_expert_layout(name: str) -> bool:
         or ".block_sparse_moe." in f".{name}"
         or module_type(name) == "router"
     )
+
+
+# ----------------------------------------------------------------------------- mergekit's layout
+
+
+def mergekit_layout(
+    config: Any, stored: Iterable[str], trust_remote_code: bool = False
+) -> list[str]:
+    """The tensor names mergekit merges a checkpoint by: what a merge reads and writes.
+
+    ``config`` is the model's transformers config, ``stored`` the checkpoint's tensor names.
+    The candidate names are mergekit's JSON architecture definition for the model, else (as
+    mergekit's ``infer_architecture_info``) the transformers model's own names, built on the
+    meta device; each is kept where the checkpoint stores it or mergekit's checkpoint
+    conversion can build it (transformers 5: per-expert matrices → stacked experts). Raises
+    whatever transformers raises when it cannot build the model.
+    """
+    import torch
+    from mergekit.architecture import arch_info_for_config
+    from mergekit.architecture.conversion import can_convert_checkpoint_keys
+    from transformers import AutoModelForCausalLM
+
+    architecture = arch_info_for_config(config)
+    if architecture is not None:
+        candidates = [weight.name for weight in architecture.all_weights(config)]
+    else:
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+        candidates = list(skeleton.state_dict())
+    stored = set(stored)
+    return [
+        name
+        for name in candidates
+        if name in stored or can_convert_checkpoint_keys(config.model_type, stored, name)
+    ]

@@ -45,12 +45,13 @@ def test_include_matching_nothing_is_an_error_naming_what_it_could_have_meant(
     assert not (tmp_path / "out" / "model.safetensors").exists()
 
 
+@pytest.mark.parametrize("name", ["qwen3_moe", "qwen2_moe"])  # qwen2_moe: layout inferred
 def test_include_is_matched_against_mergekit_names_not_the_per_expert_checkpoint(
-    arch_family, tmp_path
+    arch_family, tmp_path, name
 ):
     """`experts\\.\\d+` matches the checkpoint's per-expert names, which mergekit never hands to
     the method (it stacks them): nothing would be grafted, so it is an error."""
-    family = arch_family("qwen3_moe")
+    family = arch_family(name)
     with pytest.raises(WeightLevelConfigError, match=r"stacked, e\.g\. `mlp\.experts"):
         graft(family, tmp_path, include=r"experts\.\d+\.")
 

@@ -28,6 +28,7 @@ from mergekit_weightlevel.tensor_names import (
     expert_matrices,
     has_per_expert_names,
     layer_index,
+    mergekit_layout,
     stacked_expert_names,
 )
 
@@ -265,41 +266,14 @@ def read_in_mergekit_layout(model: ModelTensors, options: AnyLoaderOptions = Non
 
 def _convert_names(model: ModelTensors, options: AnyLoaderOptions) -> None:
     """Replace ``model.names`` by mergekit's layout names (see ``read_in_mergekit_layout``)."""
-    from mergekit.architecture.conversion import can_convert_checkpoint_keys
+    from transformers import AutoConfig
 
-    layout = _layout_names(model, bool(getattr(options, "trust_remote_code", False)))
-    if layout is None:
-        return
-    stored = set(model.names)
-    names = []
-    for name in layout:
-        if name in stored:
-            names.append(name)
-        elif can_convert_checkpoint_keys(model.model_type, stored, name):
-            names.append(name)
-            model.sources[name] = Source(name, converted=True)
-    LOG.info("%s: read in mergekit's layout: %d tensors", model.label, len(names))
-    model.names = names
-
-
-def _layout_names(model: ModelTensors, trust_remote_code: bool) -> list[str] | None:
-    """The tensor names mergekit plans a merge of this model with, as mergekit finds them:
-    its JSON architecture definition, else (``infer_architecture_info``) the transformers
-    model's own names, built on the meta device. None (with a warning) when neither works."""
-    import torch
-    from mergekit.architecture import arch_info_for_config
-    from transformers import AutoConfig, AutoModelForCausalLM
-
+    trust_remote_code = bool(getattr(options, "trust_remote_code", False))
     try:
         config = AutoConfig.from_pretrained(
             model.loader.index.base_path, trust_remote_code=trust_remote_code
         )
-        architecture = arch_info_for_config(config)
-        if architecture is not None:
-            return [weight.name for weight in architecture.all_weights(config)]
-        with torch.device("meta"):
-            skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
-        return list(skeleton.state_dict())
+        layout = mergekit_layout(config, model.names, trust_remote_code)
     except Exception as error:  # noqa: BLE001 - analyse the stored names instead
         LOG.warning(
             "%s: cannot find mergekit's tensor layout for it (%s); analysing its stored "
@@ -307,7 +281,13 @@ def _layout_names(model: ModelTensors, trust_remote_code: bool) -> list[str] | N
             model.label,
             error,
         )
-        return None
+        return
+    stored = set(model.names)
+    for name in layout:
+        if name not in stored:
+            model.sources[name] = Source(name, converted=True)
+    LOG.info("%s: read in mergekit's layout: %d tensors", model.label, len(layout))
+    model.names = layout
 
 
 def open_models(labels: list[str], options: AnyLoaderOptions = None) -> list[ModelTensors]:

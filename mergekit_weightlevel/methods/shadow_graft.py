@@ -61,6 +61,7 @@ from mergekit_weightlevel.tensor_names import (
     OFFICIAL_PROJECTIONS,
     PROJECTION_TYPES,
     layer_index,
+    mergekit_layout,
     module_type,
 )
 
@@ -334,32 +335,24 @@ def check_include_once(include: str, target_id: Hashable) -> None:
 def merged_tensor_names(model_id: Hashable) -> dict[str, int | None] | None:
     """Name → number of dimensions (None: unknown) of the tensors mergekit will merge.
 
-    These are the names ``include`` is matched against: mergekit's architecture layout
-    where it has one for the model (transformers 5's stacked experts, not the per-expert
-    names of the checkpoint), else the checkpoint's own names. None for the in-memory API.
+    These are the names ``include`` is matched against: mergekit's layout
+    (``tensor_names.mergekit_layout``: transformers 5's stacked experts, not the per-expert
+    names of the checkpoint), or the checkpoint's own names where that cannot be found.
+    None for the in-memory API.
     """
     shapes = checkpoint_shapes(model_id)
     if shapes is None:
         return None
-    names = {name: None if shape is None else len(shape) for name, shape in shapes.items()}
+    stored = {name: None if shape is None else len(shape) for name, shape in shapes.items()}
     try:
-        from mergekit.architecture import arch_info_for_config
         from mergekit.io.tasks import LoaderCache
 
-        config = model_id.config(trust_remote_code=LoaderCache().trust_remote_code)
-        architecture = arch_info_for_config(config)
-        weights = architecture.all_weights(config) if architecture is not None else None
+        trust_remote_code = LoaderCache().trust_remote_code
+        config = model_id.config(trust_remote_code=trust_remote_code)
+        layout = mergekit_layout(config, stored, trust_remote_code)
     except Exception:  # noqa: BLE001 - no usable config: the checkpoint's names it is
-        weights = None
-    if not weights:
-        return names
-    layout = {}
-    for weight in weights:
-        if weight.name in names:
-            layout[weight.name] = names[weight.name]
-        elif not weight.optional:  # converted by mergekit (stacked experts), or missing
-            layout[weight.name] = None
-    return layout
+        return stored
+    return {name: stored.get(name) for name in layout}  # converted (stacked): ndim unknown
 
 
 def check_include(include: str, names: dict[str, int | None], model: str) -> None:
