@@ -63,6 +63,7 @@ from mergekit_weightlevel.tensor_names import (
     layer_index,
     mergekit_layout,
     module_type,
+    split_parameter,
 )
 
 NAME = "shadow_graft"
@@ -400,11 +401,9 @@ def check_include(include: str, names: dict[str, int | None], model: str) -> Non
 
 def _close_names(include: str, names: list[str]) -> list[str]:
     """A few tensor names nearest to the regex text: the module names it resembles first."""
-    components = {}
+    components: dict[str, str] = {}
     for name in names:
-        parts = name.split(".")
-        component = parts[-2] if parts[-1] in ("weight", "bias") and len(parts) > 1 else parts[-1]
-        components.setdefault(component, name)
+        components.setdefault(split_parameter(name)[0][-1], name)  # the module's own name
     close = difflib.get_close_matches(include, list(components), n=SHOWN_NAMES, cutoff=0.3)
     chosen = [components[c] for c in close]
     for name in names:  # fill up with the projections of the first layer, then anything

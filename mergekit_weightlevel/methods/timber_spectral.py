@@ -449,7 +449,7 @@ def timber_spectral(
     return merged
 
 
-def on_vocabulary_axis(group: TensorGroup) -> bool:
+def is_embedding_group(group: TensorGroup) -> bool:
     """Embeddings / lm_head: mergekit's vocabulary axis, or their names (``tensor_names``:
     token and position embeddings, output heads) when it is unset or does not apply."""
     if group.metadata.vocabulary_axis is not None:
@@ -509,7 +509,7 @@ class TimberSpectralMerge(WeightLevelMethod):
         if base is None:  # the contract requires one; kept for type checkers
             raise WeightLevelConfigError(f"{NAME}: no base_model. {self.usage}")
         name = group.metadata.name or "<tensor>"
-        keep = parameters["scope"] == "linear" and on_vocabulary_axis(group)
+        keep = parameters["scope"] == "linear" and is_embedding_group(group)
         lam = float(parameters["lambda"])
         from mergekit_weightlevel import timber_sweep  # the sweep's hook, when one runs
 
