@@ -129,7 +129,7 @@ def worker_timber_baseline(base: str, instruct: str, out: str) -> None:
 
     import torch
 
-    from mergekit_weightlevel.metrics import effective_rank
+    from mergekit_weightlevel.methods.timber_spectral import official_effective_rank
 
     w_b, w_i = load_state(base), load_state(instruct)
     merged, svd_cache = {}, {}
@@ -142,7 +142,7 @@ def worker_timber_baseline(base: str, instruct: str, out: str) -> None:
         U, S, Vh = torch.linalg.svd(matrix.double(), full_matrices=False)
         U, S, Vh = U.float(), S.float(), Vh.float()
         svd_cache[name] = (U, S, Vh)
-        k = math.ceil(effective_rank(S))
+        k = math.ceil(official_effective_rank(S))  # float32 arithmetic, as timber.py
         scaled = S.clone()
         scaled[k:] *= TIMBER_LAMBDA
         merged[name] = (

@@ -14,21 +14,23 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mergekit_weightlevel.errors import WeightLevelError
 
+# is_vocabulary_tensor lived here; it is imported from here too (tests, older code).
+from mergekit_weightlevel.tensor_names import (
+    expert_layout,
+    in_expert_layout,
+    is_vocabulary_tensor,
+)
+
 LOG = logging.getLogger(__name__)
 
 #: Tensors that a checkpoint may legitimately lack (tied to the input embeddings).
 TIEABLE = ("lm_head.weight",)
-#: Module names of tensors with a vocabulary axis (Llama/Qwen, GPT-2, GPT-NeoX, BERT-style).
-VOCABULARY_MODULES = ("embed_tokens", "lm_head", "wte", "embed_in", "embed_out", "word_embeddings")
-# A whole dotted component, so that e.g. a `lm_head_norm` module is not taken for one.
-_VOCABULARY_TENSOR = re.compile(r"(^|\.)(" + "|".join(VOCABULARY_MODULES) + r")(\.|$)")
 
 TOKENIZER_HINT = (
     "Checkpoints with different vocabularies can be merged once mergekit aligns them: add\n"
@@ -128,15 +130,6 @@ def read_headers(folder: Path, label: str) -> dict[str, TensorHeader]:
     return headers
 
 
-def is_vocabulary_tensor(name: str) -> bool:
-    """Whether ``name`` is an embedding / output matrix, by its module name.
-
-    The one list of such names: preflight's vocabulary check and Timber's ``scope: linear``
-    (when mergekit gives no ``vocabulary_axis``) both use it.
-    """
-    return bool(_VOCABULARY_TENSOR.search(name))
-
-
 def check_inputs(
     models: Sequence[Hashable],
     *,
@@ -164,7 +157,12 @@ def check_inputs(
     warnings: list[str] = []
     vocabulary: list[str] = []
     for label, headers in inputs[1:]:
-        for name in sorted(set(reference) ^ set(headers)):
+        differ = set(reference) ^ set(headers)
+        if expert_layout(reference) != expert_layout(headers):
+            # One stores MoE experts per expert, the other stacked (a merge output): mergekit
+            # reads both in its stacked layout, and its conversion names any missing expert.
+            differ = {name for name in differ if not in_expert_layout(name)}
+        for name in sorted(differ):
             owner, other = (
                 (reference_label, label) if name in reference else (label, reference_label)
             )

@@ -37,6 +37,23 @@ def all_families(llama_family, qwen2_sharded_family, qwen3_bf16_family) -> dict[
     return {"llama": llama_family, "qwen2": qwen2_sharded_family, "qwen3": qwen3_bf16_family}
 
 
+@pytest.fixture(scope="session")
+def arch_family(tmp_path_factory):
+    """``arch_family(name)``: a tiny family of a real architecture (tests/architectures.py),
+    built once per session on first use."""
+    from architectures import build_arch_family
+
+    root = tmp_path_factory.mktemp("architectures")
+    built = {}
+
+    def get(name: str):
+        if name not in built:
+            built[name] = build_arch_family(root, name)
+        return built[name]
+
+    return get
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

@@ -322,7 +322,7 @@ def test_robust_z_scores_by_hand():
         ("transformer.ln_f.weight", "norms", None),
         # Fallback: the last module component.
         ("model.blocks.4.mixer.in_proj.weight", "in_proj", 4),
-        ("model.layers.1.block_sparse_moe.experts.0.w1.weight", "w1", 1),
+        ("model.layers.1.block_sparse_moe.experts.0.w1.weight", "expert.gate", 1),
     ],
 )
 def test_module_type_and_layer(name, kind, layer):

@@ -517,8 +517,17 @@ def test_error_full_weight_path_without_donor(llama_family, tmp_path):
         run_yaml_merge(config, tmp_path / "out")
 
 
-def test_default_include_is_the_official_one():
-    assert DEFAULT_INCLUDE == "(q|k|v|o|gate|up|down)_proj"
+def test_default_include_is_the_official_one_on_llama_style_names(llama_family):
+    """On Llama / Qwen names the default selects exactly the official script's tensors."""
+    names = list(read_state(llama_family.instruct)) + [
+        "model.layers.0.self_attn.q_proj.bias",
+        "model.layers.0.mlp.experts.gate_up_proj",
+        "model.layers.0.mlp.experts.down_proj",
+        "model.layers.0.mlp.gate.weight",
+        "model.layers.0.mlp.shared_expert_gate.weight",
+    ]
+    for name in names:
+        assert bool(re.search(DEFAULT_INCLUDE, name, re.I)) == is_projection(name), name
     for name in (
         "model.layers.3.self_attn.qkv_proj.weight",
         "model.layers.0.mlp.gate_up_proj.weight",

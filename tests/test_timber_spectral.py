@@ -276,24 +276,95 @@ def test_fast_path_falls_back_where_it_cannot_be_exact(build):
     assert torch.equal(auto.apply(0.2), exact.apply(0.2))
 
 
-def test_uncertain_k_falls_back():
-    """A spectrum tuned so that eRank sits within 1e-9 of an integer: k is not certain."""
-    base = [4.0, 2.0, 1.0, 0.5, 0.25]
+def timber_py_erank(s: torch.Tensor) -> float:
+    """``timber.py``'s ``calculate_effective_rank``, written out: float32 ops on the float32 S."""
+    s = s.to(torch.float32)
+    total = torch.sum(s)
+    if total == 0:
+        return 0.0
+    p = s / total
+    return torch.exp(-torch.sum(p * torch.log(p + 1e-9))).item()
 
-    def erank_of(x: float) -> float:
-        return numpy_erank(np.array([x, *base]))
 
-    low, high = 4.0, 40.0  # eRank decreases as the first σ grows; find eRank == 4 exactly
+def straddling_delta(rows: int, cols: int, rank: int) -> tuple[torch.Tensor, int]:
+    """A float32 delta whose float32 (timber.py) and float64 eRanks have different ceilings.
+
+    The leading σ is tuned by bisection until the float64 eRank of the designed spectrum is
+    an integer, then nudged until the delta's actual S (float64 SVD of the float32 delta, cast
+    to float32 as timber.py does) puts the two computations on the two sides of it.
+    Returns the delta and timber.py's k.
+    """
+    tail = [0.9**i for i in range(1, rank)]
+
+    def erank_of(first: float) -> float:
+        return numpy_erank(np.array([first, *tail]))
+
+    low, high = 1.0, 50.0  # eRank falls as the first σ grows
     target = math.floor(erank_of(low))
-    assert erank_of(high) < target < erank_of(low)
     for _ in range(200):
         mid = (low + high) / 2
         low, high = (mid, high) if erank_of(mid) > target else (low, mid)
-    delta = with_spectrum(20, 12, [low, *base])[0].float()
+    for step in range(400):
+        first = low * (1 + (step // 2) * (-1) ** step * 2e-7)
+        delta = with_spectrum(rows, cols, [first, *tail])[0].float()
+        s = torch.linalg.svd(delta.double(), full_matrices=False).S.float()
+        official, exact = timber_py_erank(s), numpy_erank(s.double().numpy())
+        if math.ceil(official) != math.ceil(exact):
+            return delta, math.ceil(official)
+    raise AssertionError("no straddling spectrum found")
+
+
+def test_k_is_timber_py_float32_k_on_the_svd_route():
+    """Issue 16: eRank within float32 rounding of an integer: k is the one timber.py gets."""
+    delta, official_k = straddling_delta(64, 40, 40)
+    split = ts.split_delta(delta, solver="svd", name="w")
+    assert split.k == official_k
+    float64_k = math.ceil(numpy_erank(split.S.double().numpy()))
+    assert float64_k != official_k  # the float64 arithmetic would have picked the other k
+
+
+def test_k_is_timber_py_float32_k_on_the_gram_route():
+    """Full rank, well conditioned: the Gram route's float32 S is certain, so it keeps the fast
+    path and gets timber.py's k although float64 arithmetic would give the other one."""
+    delta, official_k = straddling_delta(64, 40, 40)
     spectrum = ts.gram_spectrum(delta)
-    erank = float(ts.effective_rank(spectrum.eigenvalues.sqrt().float()))
-    assert abs(erank - target) < 1e-5
+    k, _erank, reason = ts.gram_official_k(spectrum.eigenvalues, spectrum.noise, 1.0)
+    assert (k, reason) == (official_k, "float32 S certain")
+    fast = ts.gram_split(delta, exponent=1.0, name="w")
+    assert fast is not None and fast.solver == "gram" and fast.k == official_k
+    exact = ts.split_delta(delta, solver="svd", name="w")
+    assert relative(fast.apply(0.2), exact.apply(0.2)) <= 1e-5
+
+
+def test_gram_route_falls_back_where_the_float32_s_is_unsure():
+    """Rank 40 in 48 columns: 8 σ at the float32 noise floor, whose float32 casts the Gram route
+    cannot know; with eRank at an integer it cannot be sure of k and uses the SVD."""
+    delta, official_k = straddling_delta(64, 48, 40)
     assert ts.gram_split(delta, exponent=1.0, name="w") is None
+    auto = ts.split_delta(delta, solver="auto", name="w")
+    assert auto.solver == "svd" and auto.k == official_k
+
+
+def test_unsure_float32_casts_are_each_tried(monkeypatch):
+    """A few σ whose float32 cast is unsure: every combination is evaluated, and one that
+    changes k sends the tensor to the SVD."""
+    values = torch.tensor([9.0, 4.0, 1.0, 0.25], dtype=torch.float64)
+    noise = 1e-9
+    k, _erank, reason = ts.gram_official_k(values, noise, 1.0)
+    assert k == math.ceil(timber_py_erank(values.sqrt())) and reason == "float32 S certain"
+    # Make the last σ unsure between two neighbouring float32 values: both give the same k.
+    edge = torch.nextafter(torch.tensor(0.5, dtype=torch.float32), torch.tensor(1.0))
+    midpoint = (0.5 + float(edge)) / 2
+    values[-1] = midpoint**2
+    k, _erank, reason = ts.gram_official_k(values, 1e-9, 1.0)
+    assert reason == "every possible float32 S gives this k"
+    calls = []
+    real = ts.official_effective_rank
+    monkeypatch.setattr(
+        ts, "official_effective_rank", lambda s, e=1.0: calls.append(s.clone()) or real(s, e)
+    )
+    ts.gram_official_k(values, 1e-9, 1.0)
+    assert {float(c[-1]) for c in calls[1:]} == {0.5, float(edge)}
 
 
 def test_zero_delta_returns_base():

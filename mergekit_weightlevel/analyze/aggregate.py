@@ -10,6 +10,7 @@ from typing import Any
 from mergekit_weightlevel.analyze.names import in_shadow_ft_mean, module_sort_key
 from mergekit_weightlevel.analyze.records import RECORD_COLUMNS, TensorRecord
 from mergekit_weightlevel.metrics import ROBUST_Z_THRESHOLD, robust_z_scores
+from mergekit_weightlevel.tensor_names import expert_index
 
 #: Columns averaged in the per-module and per-layer tables (the rank itself is not).
 AVERAGED_COLUMNS = tuple(column for column in RECORD_COLUMNS if column != "rank")
@@ -76,6 +77,19 @@ def by_module(records: list[TensorRecord]) -> dict[str, dict[str, float | int | 
     for record in records:
         groups[record.module_type].append(record)
     return {kind: group_means(groups[kind]) for kind in sorted(groups, key=module_sort_key)}
+
+
+def by_expert(records: list[TensorRecord]) -> dict[str, dict[str, float | int | None]]:
+    """Per routed expert, ``"<layer>.<expert>"`` → means over its gate, up and down matrices."""
+    groups: dict[tuple[int, int], list[TensorRecord]] = defaultdict(list)
+    for record in records:
+        expert = expert_index(record.name)
+        if expert is not None and record.layer is not None:
+            groups[(record.layer, expert)].append(record)
+    return {
+        f"{layer}.{expert}": group_means(groups[(layer, expert)])
+        for layer, expert in sorted(groups)
+    }
 
 
 def by_layer(records: list[TensorRecord]) -> dict[str, dict[str, float | int | None]]:
@@ -157,7 +171,7 @@ def pair_summary(records: list[TensorRecord]) -> dict[str, Any]:
     """The ``summary`` object of one pair in the JSON report."""
     value, scope, count = sigma_mean(records)
     overall = group_means(records)
-    return {
+    summary: dict[str, Any] = {
         "sigma_mean": value,
         "sigma_mean_scope": scope,
         "sigma_mean_tensors": count,
@@ -170,3 +184,7 @@ def pair_summary(records: list[TensorRecord]) -> dict[str, Any]:
         "by_layer": by_layer(records),
         "alpha_outliers": alpha_outliers(records),
     }
+    experts = by_expert(records)
+    if experts:  # mixture-of-experts models only
+        summary["by_expert"] = experts
+    return summary

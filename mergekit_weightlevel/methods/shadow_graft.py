@@ -8,7 +8,11 @@ Full-weight path (the official ``apply_diff.py``):
 ``base_model`` is W_B, the model with ``role: target`` is the Instruct W_I, every other
 model is a tuned base W_B⁺ (a donor, with ``weight`` α). ``include`` is a regular
 expression searched case-insensitively in the tensor name; its default selects the
-weights and biases of the seven projections, as the official script does.
+weights and biases of the attention and MLP projections: on Llama-style names exactly the
+seven of the official script, on GPT-2, GPT-NeoX and Starcoder2 their own names
+(``tensor_names.DEFAULT_PROJECTIONS``). Before the first tensor, an ``include`` that
+matches none of the target's ≥2-D tensors is an error, and one that takes some projection
+kinds of a layer but not others (attention without MLP) a warning.
 
 LoRA path (``adapter``): a PEFT LoRA adapter trained on W_B is read per tensor and
 ``adapter_weight · scaling · B @ A`` is added to W_I, with no donor, no merged copy of
@@ -17,9 +21,11 @@ the base and (when ``base_model`` is left out) without reading W_B at all.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import re
+from collections import defaultdict
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Annotated, Any
@@ -50,10 +56,21 @@ from mergekit_weightlevel.methods.base import (
 )
 from mergekit_weightlevel.methods.paramdelta import paramdelta as add_deltas
 from mergekit_weightlevel.preflight import read_headers
+from mergekit_weightlevel.tensor_names import (
+    DEFAULT_PROJECTIONS,
+    OFFICIAL_PROJECTIONS,
+    PROJECTION_TYPES,
+    layer_index,
+    mergekit_layout,
+    module_type,
+    split_parameter,
+)
 
 NAME = "shadow_graft"
-#: What the official apply_diff.py grafts: the seven projections, weights and biases.
-DEFAULT_INCLUDE = r"(q|k|v|o|gate|up|down)_proj"
+#: The attention and MLP projections, weights and biases: the official apply_diff.py's
+#: `(q|k|v|o|gate|up|down)_proj` on Llama-style names, and the same projections under the
+#: GPT-2 / GPT-NeoX / Starcoder2 / Mixtral names (docs/architectures.md).
+DEFAULT_INCLUDE = DEFAULT_PROJECTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +81,8 @@ def _check_regex(value: str) -> str:
     except re.error as error:
         raise ValueError(
             f"{NAME}: parameter `include` is not a valid regular expression ({error}): "
-            f"{value!r}. Example: include: '{DEFAULT_INCLUDE}', or '.*' to graft every tensor."
+            f"{value!r}. Example: include: '{OFFICIAL_PROJECTIONS}', or '.*' to graft every "
+            "tensor; leave it out for every attention and MLP projection."
         ) from None
     return value
 
@@ -109,7 +127,7 @@ class ShadowGraftMerge(WeightLevelMethod):
                 IncludeRegex,
                 ParameterScope.SHARED,
                 default=DEFAULT_INCLUDE,
-                description="regex searched (case-insensitive) in tensor names: which tensors get the donors' update; '.*' for all",
+                description="regex searched (case-insensitive) in tensor names: which tensors get the donors' update (default: the attention and MLP projections); '.*' for all",
             ),
             ParameterSpec(
                 "adapter",
@@ -143,6 +161,7 @@ class ShadowGraftMerge(WeightLevelMethod):
 
     def _graft_donors(self, group: TensorGroup, parameters: dict[str, Any]) -> torch.Tensor:
         roles = split_roles(group, parameters["role"], method=NAME, usage=self.usage)
+        check_include_once(parameters["include"], roles.target.id)
         if not re.search(parameters["include"], tensor_name(group), flags=re.IGNORECASE):
             return roles.target.tensor
         weight: PerInputValues = parameters["weight"]
@@ -293,6 +312,106 @@ def checkpoint_shapes(model_id: Hashable) -> dict[str, tuple[int, ...] | None] |
         headers = read_headers(Path(index.base_path), f"{NAME}: model {model_id}")
         shapes.update({name: header.shape for name, header in headers.items()})
     return shapes
+
+
+# --- does `include` select what it was meant to? (once per regex and target) -----------
+
+_include_checked: set[tuple[str, Hashable]] = set()
+
+#: How many tensor names an `include` error or warning shows.
+SHOWN_NAMES = 5
+
+
+def check_include_once(include: str, target_id: Hashable) -> None:
+    """``check_include`` against the target's tensors, before its first tensor is grafted."""
+    key = (include, target_id)
+    if key in _include_checked:
+        return
+    names = merged_tensor_names(target_id)
+    if names is not None:
+        check_include(include, names, model_label(target_id))
+    _include_checked.add(key)
+
+
+def merged_tensor_names(model_id: Hashable) -> dict[str, int | None] | None:
+    """Name → number of dimensions (None: unknown) of the tensors mergekit will merge.
+
+    These are the names ``include`` is matched against: mergekit's layout
+    (``tensor_names.mergekit_layout``: transformers 5's stacked experts, not the per-expert
+    names of the checkpoint), or the checkpoint's own names where that cannot be found.
+    None for the in-memory API.
+    """
+    shapes = checkpoint_shapes(model_id)
+    if shapes is None:
+        return None
+    stored = {name: None if shape is None else len(shape) for name, shape in shapes.items()}
+    try:
+        from mergekit.io.tasks import LoaderCache
+
+        trust_remote_code = LoaderCache().trust_remote_code
+        config = model_id.config(trust_remote_code=trust_remote_code)
+        layout = mergekit_layout(config, stored, trust_remote_code)
+    except Exception:  # noqa: BLE001 - no usable config: the checkpoint's names it is
+        return stored
+    return {name: stored.get(name) for name in layout}  # converted (stacked): ndim unknown
+
+
+def check_include(include: str, names: dict[str, int | None], model: str) -> None:
+    """Raise when ``include`` matches none of the ≥2-D tensors; warn when, in some layer,
+    it takes some projection kinds (module types) and leaves others out."""
+    matrices = [name for name, ndim in names.items() if ndim is None or ndim >= 2]
+    matched = [name for name in matrices if re.search(include, name, flags=re.IGNORECASE)]
+    if matrices and not matched:
+        raise WeightLevelConfigError(
+            f"{NAME}: parameter `include` ({include!r}) matches none of the "
+            f"{len(matrices)} ≥2-D tensors that mergekit merges for the target {model} "
+            "(by mergekit's names: MoE experts are stacked, e.g. `mlp.experts.gate_up_proj`), "
+            "so nothing would be grafted. Tensors it could have meant: "
+            f"{', '.join(_close_names(include, matrices))}. "
+            "Fix the regex (it is searched, case-insensitive, in each tensor name), or leave "
+            "`include` out to graft every attention and MLP projection."
+        )
+    kinds: dict[int, set[str]] = defaultdict(set)
+    taken: dict[int, set[str]] = defaultdict(set)
+    examples: dict[str, str] = {}
+    for name in matrices:
+        kind, layer = module_type(name), layer_index(name)
+        if layer is None or kind not in PROJECTION_TYPES:
+            continue
+        kinds[layer].add(kind)
+        examples.setdefault(kind, name)
+        if re.search(include, name, flags=re.IGNORECASE):
+            taken[layer].add(kind)
+    left_out = sorted({k for layer in taken for k in kinds[layer] - taken[layer] if taken[layer]})
+    if left_out:
+        grafted = sorted(set().union(*taken.values()))
+        logger.warning(
+            "%s: `include` %r grafts the %s projections of the target %s's layers but leaves "
+            "out their %s projections (e.g. %s), which keep the target's weights. If that is "
+            "what you want, ignore this; otherwise widen the regex, or leave `include` out "
+            "for every attention and MLP projection.",
+            NAME,
+            include,
+            ", ".join(grafted),
+            model,
+            ", ".join(left_out),
+            ", ".join(examples[k] for k in left_out[:SHOWN_NAMES]),
+        )
+
+
+def _close_names(include: str, names: list[str]) -> list[str]:
+    """A few tensor names nearest to the regex text: the module names it resembles first."""
+    components: dict[str, str] = {}
+    for name in names:
+        components.setdefault(split_parameter(name)[0][-1], name)  # the module's own name
+    close = difflib.get_close_matches(include, list(components), n=SHOWN_NAMES, cutoff=0.3)
+    chosen = [components[c] for c in close]
+    for name in names:  # fill up with the projections of the first layer, then anything
+        if len(chosen) >= SHOWN_NAMES:
+            break
+        if name not in chosen and module_type(name) in PROJECTION_TYPES:
+            chosen.append(name)
+    return chosen or names[:SHOWN_NAMES]
 
 
 def warn_if_other_base(adapter: LoraAdapter, base_id: Hashable) -> None:

@@ -39,8 +39,7 @@ from mergekit_weightlevel.methods.base import (
     bounded_float,
     choice,
 )
-from mergekit_weightlevel.metrics import as_matrix, effective_rank, gram_erank_uncertainty
-from mergekit_weightlevel.preflight import is_vocabulary_tensor
+from mergekit_weightlevel.metrics import ERANK_LOG_EPS, as_matrix, gram_erank_uncertainty
 from mergekit_weightlevel.spectral import (
     SVDFailure,
     TridiagonalGram,
@@ -51,6 +50,7 @@ from mergekit_weightlevel.spectral import (
     typical_gram_noise,
     use_tridiagonal,
 )
+from mergekit_weightlevel.tensor_names import ExpertMatrix, expert_matrices, is_embedding
 
 NAME = "timber_spectral"
 
@@ -62,8 +62,9 @@ SOLVERS = ("auto", "svd")
 GRAM_MAX_SPLIT_ERROR = 1e-7
 #: The last kept direction must have σ² ≥ this × σ_0², well above the Gram's noise floor.
 GRAM_MIN_KEPT_ENERGY = 1e-10
-#: Relative uncertainty of eRank that remains even with exact σ (float32 cast of S).
-ERANK_FLOOR_UNCERTAINTY = 1e-6
+#: At most this many σ_i whose float32 cast the Gram route cannot be sure of: every
+#: combination of their two possible float32 values is tried (2^8 float32 eRanks, ms).
+GRAM_MAX_UNSURE_CASTS = 8
 
 
 # ----------------------------------------------------------------------------- decomposition
@@ -112,10 +113,85 @@ def svd_split(delta: torch.Tensor, *, exponent: float, name: str) -> SpectralSpl
         S.to(delta.device, torch.float32),
         Vh.to(delta.device, torch.float32),
     )
-    erank = effective_rank(S, exponent)
+    erank = official_effective_rank(S, exponent)
     return SpectralSplit(
         delta=delta, k=math.ceil(erank), erank=erank, solver="svd", U=U, S=S, Vh=Vh
     )
+
+
+# ----------------------------------------------------------------------------- k, as timber.py
+
+
+def official_effective_rank(singular: torch.Tensor, exponent: float = 1.0) -> float:
+    """eRank exactly as ``timber.py``'s ``calculate_effective_rank`` computes it.
+
+    Float32 arithmetic on the float32 S, on the CPU (``timber.py`` runs there), in the same
+    operations: p = S / ΣS, H = −Σ p·log(p + 1e-9), exp(H); 0 when ΣS is 0. Where eRank lies
+    within float32 rounding of an integer this differs from the float64 value, and k = ⌈eRank⌉
+    with it (issue 16). γ ≠ 1 (not in ``timber.py``) raises S to γ in float32 first.
+    """
+    s = singular.detach().to(device="cpu", dtype=torch.float32).flatten()
+    if exponent != 1.0:
+        s = s.pow(exponent)
+    total = torch.sum(s)
+    if total == 0:
+        return 0.0
+    normalized = s / total
+    entropy = -torch.sum(normalized * torch.log(normalized + ERANK_LOG_EPS))
+    return float(torch.exp(entropy).item())
+
+
+#: Relative float32 rounding error allowed for one ``official_effective_rank`` evaluation of
+#: n values, per (log2 n + 8): the sums' errors grow with log2 n (cascade summation), the
+#: rest (division, log, the float32 entropy, exp) is a few ε each. Measured on 600 power-law,
+#: exponential and flat spectra of 16 … 4096 values: |float32 − float64 eRank| / eRank at
+#: most 0.57 ε·(log2 n + 8) (1.35e-6 at n = 4096); this allows 2 ε·(log2 n + 8).
+FLOAT32_ERANK_ERROR_PER_LOG = 2 * torch.finfo(torch.float32).eps
+
+
+def float32_erank_error(erank: float, size: int) -> float:
+    """Bound on |float32 eRank − exact eRank| for one evaluation of ``size`` values."""
+    return FLOAT32_ERANK_ERROR_PER_LOG * (math.log2(max(size, 2)) + 8) * erank
+
+
+def gram_official_k(
+    eigenvalues: torch.Tensor, noise: float, exponent: float
+) -> tuple[int | None, float, str]:
+    """(k, eRank, reason): the k ``timber.py`` gets from its SVD, or None where not certain.
+
+    ``timber.py``'s S is the float32 cast of the float64 SVD's σ, which lies within the
+    Gram route's noise of ours: σ_i ∈ [√(λ_i − δ), √(λ_i + δ)]. Almost always that interval
+    casts to one float32 value, and the float32 S, hence ``official_effective_rank`` and k,
+    are then those of ``timber.py`` bit for bit. Where a few σ_i may cast to either of two
+    neighbouring float32 values, every combination is evaluated (up to
+    ``GRAM_MAX_UNSURE_CASTS`` of them). Otherwise k must hold over the float64 eRank
+    uncertainty plus the float32 rounding of both evaluations (``float32_erank_error``).
+    """
+    values = eigenvalues.to(torch.float64)
+    # The float32 casts of both ends of each σ interval: where they differ, S_i is unsure.
+    low = (values - noise).clamp_min(0.0).sqrt().to(torch.float32)
+    high = (values + noise).sqrt().to(torch.float32)
+    singular = values.sqrt().to(torch.float32)
+    erank = official_effective_rank(singular, exponent)
+    k = math.ceil(erank)
+    unsure = torch.nonzero(low != high).flatten().tolist()
+    if not unsure:
+        return k, erank, "float32 S certain"
+    neighbours = torch.nextafter(low[unsure], torch.full_like(low[unsure], math.inf))
+    if len(unsure) <= GRAM_MAX_UNSURE_CASTS and torch.equal(neighbours, high[unsure]):
+        candidate = singular.clone()
+        for mask in range(1 << len(unsure)):
+            for bit, index in enumerate(unsure):
+                candidate[index] = high[index] if mask >> bit & 1 else low[index]
+            if math.ceil(official_effective_rank(candidate, exponent)) != k:
+                return None, erank, f"k uncertain ({len(unsure)} float32 casts of σ unsure)"
+        return k, erank, "every possible float32 S gives this k"
+    uncertainty = gram_erank_uncertainty(values, noise, exponent) + 2 * float32_erank_error(
+        erank, values.numel()
+    )
+    if math.ceil(erank - uncertainty) != math.ceil(erank + uncertainty):
+        return None, erank, f"k uncertain (eRank {erank:.6f} ± {uncertainty:.2e})"
+    return k, erank, "k certain within the float32 and Gram error bounds"
 
 
 @dataclass
@@ -197,16 +273,14 @@ def kept_part(delta: torch.Tensor, spectrum: GramSpectrum, k: int) -> torch.Tens
     return kept
 
 
-def gram_is_accurate(
-    spectrum: GramSpectrum, k: int, erank: float, uncertainty: float
-) -> tuple[bool, str]:
+def gram_is_accurate(spectrum: GramSpectrum, k: int) -> tuple[bool, str]:
     """Whether P_k(D) from the Gram route agrees with the SVD route to float32 rounding.
 
-    Three measurable conditions, all needed:
-    1. k is certain: eRank ± its uncertainty (from the eigenvalue noise δ) has one ceiling.
-    2. The last kept direction is resolved: σ_{k−1}² ≥ 1e-10 · σ_0². Below that the Gram's
+    k is the one ``timber.py`` gets (``gram_official_k`` decided that). Then two measurable
+    conditions, both needed:
+    1. The last kept direction is resolved: σ_{k−1}² ≥ 1e-10 · σ_0². Below that the Gram's
        absolute noise (≈ 1e-13 σ_0² for 4096-wide matrices) is a sizeable part of σ².
-    3. The split at k is stable: rotating v_{k−1} towards v_k by θ ≈ δ / (σ_{k−1}² − σ_k²)
+    2. The split at k is stable: rotating v_{k−1} towards v_k by θ ≈ δ / (σ_{k−1}² − σ_k²)
        changes D' by about θ·σ_{k−1}; relative to ‖D‖_F this must stay ≤ 1e-7, far below
        float32 resolution. Repeated singular values at k (gap ≤ 2δ) always fail here, and
        there the SVD itself picks an arbitrary subspace: falling back keeps the official
@@ -217,9 +291,6 @@ def gram_is_accurate(
     """
     values = spectrum.eigenvalues
     rank = values.numel()
-    lower, upper = erank - uncertainty, erank + uncertainty
-    if math.ceil(lower) != math.ceil(upper):
-        return False, f"k uncertain (eRank {erank:.6f} ± {uncertainty:.2e})"
     if k == 0 or k >= rank:
         return True, "all directions kept or zero delta"
     top = float(values[0])
@@ -242,15 +313,11 @@ def gram_split(delta: torch.Tensor, *, exponent: float, name: str) -> SpectralSp
         spectrum = gram_spectrum(delta)
     except (RuntimeError, torch.linalg.LinAlgError):
         return None
-    # S cast to float32 before the eRank, as on the SVD path (the official code's S).
-    singular = spectrum.eigenvalues.sqrt().to(torch.float32)
-    erank = effective_rank(singular, exponent)
-    k = math.ceil(erank)
     values = spectrum.eigenvalues
-    uncertainty = max(
-        gram_erank_uncertainty(values, spectrum.noise, exponent), ERANK_FLOOR_UNCERTAINTY * erank
-    )
-    accurate, _reason = gram_is_accurate(spectrum, k, erank, uncertainty)
+    k, erank, _reason = gram_official_k(values, spectrum.noise, exponent)
+    if k is None:
+        return None
+    accurate, _reason = gram_is_accurate(spectrum, k)
     if not accurate:
         return None
     if k >= values.numel():
@@ -291,22 +358,22 @@ def timber_tensors(
 ) -> list[torch.Tensor]:
     """Timber's W for each λ, decomposing the delta once; each result in ``base``'s dtype.
 
-    ``keep_instruct`` (scope ``linear`` on a vocabulary tensor) returns W_I for every λ.
+    ``keep_instruct`` (scope ``linear`` on an embedding) returns W_I for every λ. A
+    stacked-experts tensor (``tensor_names.expert_matrices``: mergekit's [E, 2I, H]
+    ``gate_up_proj``, [E, H, I] ``down_proj``) is decomposed matrix by matrix, each
+    expert's gate, up and down separately, as ``timber.py`` does on the per-expert
+    checkpoint; any other tensor is seen as shape[0] × (the rest), as ``timber.py`` does.
     """
     instruct_out = instruct.to(base.dtype)
     if keep_instruct or base.ndim < 2:
         return [instruct_out for _ in lambdas]
     base32 = base.to(torch.float32)
     delta = instruct.to(torch.float32) - base32
-    try:
-        split = split_delta(as_matrix(delta), exponent=exponent, solver=solver, name=name)
-    except SVDFailure as failure:
-        warnings.warn(
-            f"{NAME}: the SVD of tensor {name} did not converge ({failure}); "
-            "keeping the Instruct weights for it.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    stacked = expert_matrices(name, tuple(delta.shape))
+    if stacked is not None:
+        return _stacked_timber(delta, base32, instruct_out, lambdas, stacked, exponent, solver)
+    split = _split_or_warn(as_matrix(delta), exponent=exponent, solver=solver, name=name)
+    if split is None:
         return [instruct_out for _ in lambdas]
     outputs = []
     for lam in lambdas:
@@ -316,6 +383,47 @@ def timber_tensors(
             # apply() returns a fresh buffer: W_B is added in place (same bits as W_B + D').
             outputs.append(split.apply(lam).reshape(base.shape).add_(base32).to(base.dtype))
     return outputs
+
+
+def _split_or_warn(
+    matrix: torch.Tensor, *, exponent: float, solver: str, name: str
+) -> SpectralSplit | None:
+    """``split_delta``, or None with a warning naming the matrix when every SVD failed."""
+    try:
+        return split_delta(matrix, exponent=exponent, solver=solver, name=name)
+    except SVDFailure as failure:
+        warnings.warn(
+            f"{NAME}: the SVD of tensor {name} did not converge ({failure}); "
+            "keeping the Instruct weights for it.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+
+
+def _stacked_timber(
+    delta: torch.Tensor,
+    base32: torch.Tensor,
+    instruct_out: torch.Tensor,
+    lambdas: Sequence[float],
+    matrices: list[ExpertMatrix],
+    exponent: float,
+    solver: str,
+) -> list[torch.Tensor]:
+    """Timber per expert matrix of a stacked tensor: one buffer per λ, filled matrix by matrix.
+
+    Each matrix is decomposed once and dropped before the next, so memory stays at one
+    output per λ plus one matrix's decomposition. A matrix whose SVD fails keeps its delta
+    (W_I), with a warning naming it by its per-expert name.
+    """
+    outputs = {lam: torch.empty_like(delta) for lam in lambdas if lam != 1.0}
+    for matrix in matrices:
+        part = delta[matrix.index]
+        split = _split_or_warn(part, exponent=exponent, solver=solver, name=matrix.name)
+        for lam, output in outputs.items():
+            output[matrix.index] = part if split is None else split.apply(lam)
+    finished = {lam: output.add_(base32).to(instruct_out.dtype) for lam, output in outputs.items()}
+    return [instruct_out if lam == 1.0 else finished[lam] for lam in lambdas]
 
 
 def timber_spectral(
@@ -341,11 +449,12 @@ def timber_spectral(
     return merged
 
 
-def on_vocabulary_axis(group: TensorGroup) -> bool:
-    """Embeddings / lm_head: mergekit's vocabulary axis, or the usual names when it is unset."""
+def is_embedding_group(group: TensorGroup) -> bool:
+    """Embeddings / lm_head: mergekit's vocabulary axis, or their names (``tensor_names``:
+    token and position embeddings, output heads) when it is unset or does not apply."""
     if group.metadata.vocabulary_axis is not None:
         return True
-    return is_vocabulary_tensor(group.metadata.name or "")
+    return is_embedding(group.metadata.name or "")
 
 
 # ----------------------------------------------------------------------------- mergekit method
@@ -400,7 +509,7 @@ class TimberSpectralMerge(WeightLevelMethod):
         if base is None:  # the contract requires one; kept for type checkers
             raise WeightLevelConfigError(f"{NAME}: no base_model. {self.usage}")
         name = group.metadata.name or "<tensor>"
-        keep = parameters["scope"] == "linear" and on_vocabulary_axis(group)
+        keep = parameters["scope"] == "linear" and is_embedding_group(group)
         lam = float(parameters["lambda"])
         from mergekit_weightlevel import timber_sweep  # the sweep's hook, when one runs
 
