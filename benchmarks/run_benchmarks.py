@@ -101,7 +101,7 @@ def merge_options():
 
 def worker_merge(config_path: str, out: str, *extra: str) -> None:
     """mergekit's YAML path: `mergekit-yaml CONFIG OUT --out-shard-size 16M`."""
-    from mergekit_weightlevel.merging import merge_yaml
+    from mergekit_weightlevel.running.merging import merge_yaml
 
     merge_yaml(config_path, out, merge_options())
 
@@ -129,7 +129,7 @@ def worker_timber_baseline(base: str, instruct: str, out: str) -> None:
 
     import torch
 
-    from mergekit_weightlevel.methods.timber_spectral import official_effective_rank
+    from mergekit_weightlevel.methods.timber import official_effective_rank
 
     w_b, w_i = load_state(base), load_state(instruct)
     merged, svd_cache = {}, {}
@@ -154,7 +154,7 @@ def worker_timber_baseline(base: str, instruct: str, out: str) -> None:
 
 def worker_sweep(config_path: str, out_prefix: str, lambdas: str) -> None:
     """`mergekit-weightlevel sweep timber CONFIG OUT_PREFIX --lambdas ...`, in-process."""
-    from mergekit_weightlevel.timber_sweep import sweep_config, sweep_out_dirs
+    from mergekit_weightlevel.running.sweep import sweep_config, sweep_out_dirs
 
     values = [float(v) for v in lambdas.split(",")]
     sweep_config(config_path, values, sweep_out_dirs(out_prefix, values), merge_options())
@@ -179,7 +179,7 @@ def worker_analyze_baseline(a: str, b: str) -> None:
     """σ and eRank (of A, B, ΔW) with both whole models in RAM, float32 singular values."""
     import torch
 
-    from mergekit_weightlevel.metrics import effective_rank, sigma
+    from mergekit_weightlevel.numerics.metrics import effective_rank, sigma
 
     state_a, state_b = load_state(a, in_memory=True), load_state(b, in_memory=True)
     results = {}
@@ -204,7 +204,7 @@ def worker_eigen_floor(a: str, b: str) -> None:
     Gram, ``eigvalsh``). Prints the seconds per step as JSON."""
     import torch
 
-    from mergekit_weightlevel.spectral import gram_matrix
+    from mergekit_weightlevel.numerics.spectral import gram_matrix
 
     def timed(key: str, fn, *args):
         start = time.perf_counter()
@@ -246,8 +246,8 @@ def worker_kernels() -> None:
     back to back in this process on one post-training-like delta per shape; prints JSON."""
     import torch
 
-    from mergekit_weightlevel.methods.timber_spectral import split_delta, svd_split
-    from mergekit_weightlevel.tiny_models import post_training_delta
+    from mergekit_weightlevel.demo.tiny_models import post_training_delta
+    from mergekit_weightlevel.methods.timber import split_delta, svd_split
 
     rows = []
     for label, ((m, n), count) in KERNEL_SHAPES.items():
@@ -277,7 +277,7 @@ def worker_diff(a_folder: str, b_folder: str) -> None:
 
 
 def worker_build(root: str, layers: str) -> None:
-    from mergekit_weightlevel.tiny_models import build_family
+    from mergekit_weightlevel.demo.tiny_models import build_family
 
     build_family(root, arch="llama", layers=int(layers), shape=BENCH_SHAPE, shard_size="200MB")
 

@@ -7,7 +7,7 @@ mergekit 0.1.5 has no plugin discovery. A ``.pth`` file in site-packages runs
 - ``mergekit.merge_methods``: once it has loaded, our methods are registered into
   mergekit's registry;
 - ``mergekit.merge``: once it has loaded, ``run_merge`` is wrapped
-  (``mergekit_weightlevel.stock_merge``) so that configs using our methods get the
+  (``mergekit_weightlevel.running.stock_merge``) so that configs using our methods get the
   whole-config checks and the right non-weight files under the stock ``mergekit-yaml``.
 
 Set ``MERGEKIT_WEIGHTLEVEL_DISABLE=1`` to switch the hook off.
@@ -52,7 +52,7 @@ def _register() -> None:
 
 def _wrap_run_merge() -> None:
     try:
-        from mergekit_weightlevel.stock_merge import install as install_wrappers
+        from mergekit_weightlevel.running.stock_merge import install as install_wrappers
 
         install_wrappers()
     except Exception as error:  # noqa: BLE001

@@ -11,15 +11,7 @@ otherwise they are registered the moment it is.
 
 import sys
 
-__version__ = "0.1.0"
-
-#: The merge methods this package registers (``registry.METHOD_NAMES``, kept light here).
-METHOD_NAMES: tuple[str, ...] = (
-    "paramdelta",
-    "shadow_graft",
-    "timber_spectral",
-    "instruct_thinking_interp",
-)
+from mergekit_weightlevel.about import METHOD_NAMES, __version__
 
 # Read by the start-up hook: while this is True, importing ``mergekit_weightlevel.registry``
 # is under way and registers by itself at its end, so the hook must not import it again.
@@ -39,7 +31,7 @@ def _register_when_mergekit_loads() -> None:
     except ImportError:  # the package without its top-level hook module: register now
         register_methods()
         if "mergekit.merge" in sys.modules:
-            from mergekit_weightlevel.stock_merge import install
+            from mergekit_weightlevel.running.stock_merge import install
 
             install()
         return

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-import mergekit_weightlevel as _package
+import sys
 
 # Importing mergekit below fires the start-up hook; it must leave registration to the end of
-# this module (the hook would otherwise import this half-initialised module again).
+# this module (the hook would otherwise import this half-initialised module again). The flag
+# lives on the package (always imported before this module), read by the hook; set through
+# sys.modules, not an import, so that no module imports the package it is part of.
+_package = sys.modules["mergekit_weightlevel"]
 _package._registration_pending = True
 
 from mergekit import merge_methods  # noqa: E402
 from mergekit.merge_methods import MergeMethod  # noqa: E402
 from mergekit.merge_methods.base import MISSING, ParameterScope  # noqa: E402
 
-from mergekit_weightlevel.methods.base import describe_type, is_required  # noqa: E402
+from mergekit_weightlevel.checks.parameter_types import describe_type, is_required  # noqa: E402
 from mergekit_weightlevel.methods.instruct_thinking_interp import (  # noqa: E402
     instruct_thinking_interp_method,
 )
 from mergekit_weightlevel.methods.paramdelta import paramdelta_method  # noqa: E402
 from mergekit_weightlevel.methods.shadow_graft import shadow_graft_method  # noqa: E402
-from mergekit_weightlevel.methods.timber_spectral import timber_spectral_method  # noqa: E402
+from mergekit_weightlevel.methods.timber import timber_spectral_method  # noqa: E402
 
 # Every method this package provides, in the order `mergekit-weightlevel methods` lists them.
 METHODS: tuple[MergeMethod, ...] = (

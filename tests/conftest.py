@@ -11,7 +11,7 @@ import torch
 # Keep the 2-core CI machine responsive and the numbers reproducible.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
-from mergekit_weightlevel.tiny_models import TinyFamily, build_family  # noqa: E402
+from mergekit_weightlevel.demo.tiny_models import TinyFamily, build_family  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,8 @@ from mergekit_weightlevel.analyze import analyze_models, layer_index, module_typ
 from mergekit_weightlevel.analyze.aggregate import alpha_outliers
 from mergekit_weightlevel.analyze.names import in_shadow_ft_mean, parse_layers
 from mergekit_weightlevel.analyze.records import TensorRecord, parse_metrics
-from mergekit_weightlevel.metrics import robust_z_scores, spectral_structure
-from mergekit_weightlevel.spectral import thin_svd
+from mergekit_weightlevel.numerics.metrics import robust_z_scores, spectral_structure
+from mergekit_weightlevel.numerics.spectral import thin_svd
 
 
 def numpy_sigma(a: np.ndarray, b: np.ndarray) -> float:
@@ -213,7 +213,7 @@ def test_structure_equals_the_explicit_float64_computation(rows, cols, noise):
 
 @pytest.mark.parametrize("condition", [10.0, 1e3, 1e6])
 def test_polar_factor_matches_the_svd_route_at_every_conditioning(condition):
-    from mergekit_weightlevel.metrics import polar_orthogonal_factor
+    from mergekit_weightlevel.numerics.metrics import polar_orthogonal_factor
 
     q1, q2 = random_orthogonal(30, 21), random_orthogonal(30, 22)
     singular = torch.logspace(0, -np.log10(condition), 30, dtype=torch.float64)

@@ -3,7 +3,6 @@ honest colour ranges, the nothing-comparable error, the CUDA hint, no import cyc
 
 from __future__ import annotations
 
-import ast
 import html
 import json
 import re
@@ -17,13 +16,13 @@ import torch
 from click.testing import CliRunner
 from helpers import read_state
 
-from mergekit_weightlevel import metrics
 from mergekit_weightlevel.analyze import analyze_models
 from mergekit_weightlevel.analyze.columns import COLUMNS, SIGMA, table_columns
 from mergekit_weightlevel.analyze.core import NothingComparableError
 from mergekit_weightlevel.analyze.scales import ALPHA_MIN_HALF_WIDTH, scale_for
 from mergekit_weightlevel.cli import main
-from mergekit_weightlevel.tiny_models import build_family
+from mergekit_weightlevel.demo.tiny_models import build_family
+from mergekit_weightlevel.numerics import metrics
 
 ANALYZE_PACKAGE = Path(__file__).resolve().parent.parent / "mergekit_weightlevel" / "analyze"
 
@@ -366,49 +365,6 @@ def test_an_idle_gpu_is_pointed_out_once(llama_family, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     plain = CliRunner().invoke(main, ["analyze", *models, "--metrics", "sigma", "--quiet"])
     assert plain.stderr == ""
-
-
-# ------------------------------------------------------------------- no import cycles
-
-
-def analyze_imports() -> dict[str, set[str]]:
-    """{module: analyze modules it imports anywhere (function level included)}."""
-    graph: dict[str, set[str]] = {}
-    modules = {path.stem for path in ANALYZE_PACKAGE.glob("*.py")}
-    prefix = "mergekit_weightlevel.analyze"
-    for path in ANALYZE_PACKAGE.glob("*.py"):
-        imported: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-                if node.module == prefix:  # from mergekit_weightlevel.analyze import x
-                    names += [f"{prefix}.{a.name}" for a in node.names if a.name in modules]
-            for name in names:
-                if name == prefix:
-                    imported.add("__init__")
-                elif name.startswith(prefix + "."):
-                    imported.add(name.removeprefix(prefix + ".").split(".")[0])
-        graph[path.stem] = imported - {path.stem}
-    return graph
-
-
-def test_the_analyze_package_has_no_import_cycle():
-    graph = analyze_imports()
-    assert "report" in graph["core"] and "html_page" in graph["report"]  # the walk works
-    for module, imported in graph.items():
-        for other in imported:
-            assert module not in graph.get(other, set()), f"{module} and {other} import each other"
-
-    def reaches(start: str, target: str, seen: set[str]) -> bool:
-        for nxt in graph.get(start, ()):
-            if nxt == target or (nxt not in seen and reaches(nxt, target, seen | {nxt})):
-                return True
-        return False
-
-    assert not [m for m in graph if reaches(m, m, {m})], "an import cycle in analyze/"
 
 
 def test_significant_rounding():

@@ -41,7 +41,7 @@ def test_preflight_accepts_both_expert_layouts_and_still_checks_the_rest(tmp_pat
     import torch
     from safetensors.torch import save_file
 
-    from mergekit_weightlevel.preflight import PreflightError, check_inputs
+    from mergekit_weightlevel.checks.headers import PreflightError, check_inputs
 
     per_expert = {
         "model.layers.0.block_sparse_moe.experts.0.w1.weight": torch.zeros(4, 2),

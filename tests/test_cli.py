@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 from helpers import read_state, write_config
 
-from mergekit_weightlevel import __version__
+from mergekit_weightlevel.about import __version__
 from mergekit_weightlevel.cli import main
 from mergekit_weightlevel.registry import METHOD_NAMES, METHODS
 

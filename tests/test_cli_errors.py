@@ -155,3 +155,43 @@ def test_traceback_only_with_debug_in_a_real_process(tmp_path):
     assert debug.returncode == 1
     assert "Traceback (most recent call last)" in debug.stderr
     assert "ModelNotAvailableError" in debug.stderr
+
+
+# --------------------------------------------------- user errors vs bugs (one error base class)
+
+
+def _methods_raising(monkeypatch, error: BaseException):
+    import mergekit_weightlevel.registry as registry
+
+    def broken():
+        raise error
+
+    monkeypatch.setattr(registry, "describe_methods", broken)
+    return CliRunner().invoke(main, ["methods"])
+
+
+def test_a_weightlevel_error_is_one_line_without_traceback(monkeypatch):
+    from mergekit_weightlevel.errors import WeightLevelInputError
+
+    result = _methods_raising(monkeypatch, WeightLevelInputError("--x: not like that; do this"))
+    assert result.exit_code == 1
+    assert "error: --x: not like that; do this" in result.output
+    assert "Traceback" not in result.output and "This is a bug" not in result.output
+
+
+def test_a_builtin_error_from_our_own_code_is_a_bug_with_its_traceback(monkeypatch):
+    result = _methods_raising(monkeypatch, KeyError("some_internal_key"))
+    assert result.exit_code == 1
+    assert "Traceback" in result.output and "KeyError: 'some_internal_key'" in result.output
+    assert "This is a bug in mergekit-weightlevel" in result.output
+
+
+def test_a_librarys_complaint_about_the_input_stays_a_user_error(monkeypatch):
+    import json
+
+    import mergekit_weightlevel.registry as registry
+
+    monkeypatch.setattr(registry, "describe_methods", lambda: json.loads("{not json"))
+    result = CliRunner().invoke(main, ["methods"])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: ") and "Traceback" not in result.output

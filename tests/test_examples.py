@@ -16,7 +16,7 @@ import torch
 from helpers import EXAMPLES_DIR, demo_paths, load_example, read_state, run_yaml_merge
 
 from mergekit_weightlevel.demo import demo_lora_adapter
-from mergekit_weightlevel.tiny_models import TinyFamily, build_family
+from mergekit_weightlevel.demo.tiny_models import TinyFamily, build_family
 
 EXAMPLES = sorted(path.name for path in EXAMPLES_DIR.glob("*.yml"))
 

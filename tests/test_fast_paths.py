@@ -111,7 +111,7 @@ def _spectra(r: int) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("shape", [(150, 90), (90, 150), (100, 100)])
 def test_gram_matrix_upper_triangle_is_the_gram(shape):
     """The upper triangle (what eigh reads with UPLO="U") is MᵀM or MMᵀ, whichever is smaller."""
-    from mergekit_weightlevel.spectral import gram_matrix
+    from mergekit_weightlevel.numerics.spectral import gram_matrix
 
     matrix = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     gram, right = gram_matrix(matrix)
@@ -125,7 +125,7 @@ def test_gram_matrix_upper_triangle_is_the_gram(shape):
 @pytest.mark.parametrize("kind", list(_spectra(80)))
 def test_kept_part_top_and_tail_bases_agree(shape, kind):
     """P_k(D) through the top-k basis and D − P_tail(D) through the tail basis are one matrix."""
-    from mergekit_weightlevel.methods import timber_spectral as ts
+    from mergekit_weightlevel.methods import timber as ts
 
     d64 = _with_spectrum(*shape, _spectra(min(shape))[kind])
     spectrum = ts.gram_spectrum(d64)
@@ -145,8 +145,8 @@ def test_kept_part_top_and_tail_bases_agree(shape, kind):
 @pytest.mark.parametrize("shape", [(70, 30), (30, 70)])
 def test_blocked_gram_and_kept_part_match_whole_matrix_float64(shape, monkeypatch):
     """Blocks of 8 rows (columns) give the Gram and P_k(D) of the whole-matrix computation."""
-    from mergekit_weightlevel import spectral
-    from mergekit_weightlevel.methods import timber_spectral as ts
+    from mergekit_weightlevel.methods import timber as ts
+    from mergekit_weightlevel.numerics import spectral
 
     d64 = _with_spectrum(*shape, _spectra(min(shape))["power-law 1"], seed=3)
     whole = ts.gram_spectrum(d64)
@@ -168,9 +168,9 @@ def test_blocked_gram_and_kept_part_match_whole_matrix_float64(shape, monkeypatc
 def test_fast_timber_matches_float64_svd_reference(shape, kind, eigensolver, monkeypatch):
     """Both reconstruction routes (tail when k > r/2, else top-k) against an all-float64 SVD,
     with the eigenvectors from eigh and from the tridiagonal route of large Gram matrices."""
-    from mergekit_weightlevel import spectral
-    from mergekit_weightlevel.methods import timber_spectral as ts
-    from mergekit_weightlevel.metrics import effective_rank
+    from mergekit_weightlevel.methods import timber as ts
+    from mergekit_weightlevel.numerics import spectral
+    from mergekit_weightlevel.numerics.metrics import effective_rank
 
     if eigensolver == "tridiagonal":
         monkeypatch.setattr(spectral, "TRIDIAGONAL_MIN_SIZE", 1)
@@ -195,7 +195,7 @@ def test_fast_timber_matches_float64_svd_reference(shape, kind, eigensolver, mon
 @pytest.mark.parametrize("size", [2, 64, 65, 200])
 def test_tridiagonal_gram_matches_eigh(size):
     """Eigenvalues, and eigenvectors of any index range (projectors: sign-free), as eigh's."""
-    from mergekit_weightlevel.spectral import TridiagonalGram, gram_matrix
+    from mergekit_weightlevel.numerics.spectral import TridiagonalGram, gram_matrix
 
     gen = torch.Generator().manual_seed(size)
     matrix = torch.randn(size + 7, size, generator=gen, dtype=torch.float64)
@@ -218,8 +218,8 @@ def test_tridiagonal_gram_matches_eigh(size):
 def test_tridiagonal_failure_sends_timber_to_the_svd(monkeypatch):
     from scipy.linalg import lapack
 
-    from mergekit_weightlevel import spectral
-    from mergekit_weightlevel.methods import timber_spectral as ts
+    from mergekit_weightlevel.methods import timber as ts
+    from mergekit_weightlevel.numerics import spectral
 
     monkeypatch.setattr(spectral, "TRIDIAGONAL_MIN_SIZE", 1)
     real_dstemr = lapack.dstemr
@@ -244,7 +244,7 @@ def test_matrix_effective_rank_gram_route_matches_float64_svd(shape, kind, monke
     Spectra reaching 1e-6·σ_0 and below (steep, ill-conditioned) may fall back: the
     first-order bound counts √δ of error for each tiny σ, which is pessimistic but safe.
     """
-    from mergekit_weightlevel import metrics, spectral
+    from mergekit_weightlevel.numerics import metrics, spectral
 
     matrix = _with_spectrum(*shape, _spectra(min(shape))[kind]).float()
     exact = metrics.effective_rank(torch.linalg.svdvals(matrix.double()))
@@ -260,7 +260,7 @@ def test_matrix_effective_rank_gram_route_matches_float64_svd(shape, kind, monke
 
 
 def test_matrix_effective_rank_falls_back_to_the_svd_where_the_bound_is_loose(monkeypatch):
-    from mergekit_weightlevel import metrics, spectral
+    from mergekit_weightlevel.numerics import metrics, spectral
 
     matrix = _with_spectrum(300, 200, _spectra(200)["steep (k < r/2)"]).float()
     calls = []
@@ -282,8 +282,8 @@ def test_matrix_effective_rank_falls_back_to_the_svd_where_the_bound_is_loose(mo
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gram_routes_run_on_the_inputs_device():
-    from mergekit_weightlevel import metrics
-    from mergekit_weightlevel.methods import timber_spectral as ts
+    from mergekit_weightlevel.methods import timber as ts
+    from mergekit_weightlevel.numerics import metrics
 
     delta = _with_spectrum(160, 96, _spectra(96)["power-law 1"]).float()
     cpu = ts.gram_split(delta, exponent=1.0, name="w")
@@ -319,7 +319,7 @@ def cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("block", [7, 1 << 18])
 def test_pair_statistics_match_the_separate_metrics(dtype, block, monkeypatch):
-    from mergekit_weightlevel import metrics
+    from mergekit_weightlevel.numerics import metrics
 
     monkeypatch.setattr(metrics, "PAIR_STATISTICS_BLOCK", block)  # 7: many ragged blocks
     a, noise = _tensors(dtype, 2, shape=(41, 29))
@@ -336,7 +336,7 @@ def test_pair_statistics_match_the_separate_metrics(dtype, block, monkeypatch):
 
 
 def test_pair_statistics_are_float64_exact_for_float64_inputs():
-    from mergekit_weightlevel import metrics
+    from mergekit_weightlevel.numerics import metrics
 
     a, noise = _tensors(torch.float64, 2, shape=(37, 23))
     b = a + 1e-3 * noise
@@ -347,7 +347,7 @@ def test_pair_statistics_are_float64_exact_for_float64_inputs():
 
 
 def test_pair_statistics_edge_cases():
-    from mergekit_weightlevel import metrics
+    from mergekit_weightlevel.numerics import metrics
 
     zero, ones = torch.zeros(3, 4), torch.ones(3, 4)
     both_zero = metrics.pair_statistics(zero, zero)
@@ -360,7 +360,7 @@ def test_pair_statistics_edge_cases():
 
 
 def test_pair_statistics_leave_float64_inputs_untouched():
-    from mergekit_weightlevel import metrics
+    from mergekit_weightlevel.numerics import metrics
 
     a = -torch.rand(5, 7, dtype=torch.float64)
     b = -torch.rand(5, 7, dtype=torch.float64)

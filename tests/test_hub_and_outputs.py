@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 from helpers import write_config
 
-from mergekit_weightlevel import hub
 from mergekit_weightlevel.analyze.report import OutputNotWritableError, write_atomically
+from mergekit_weightlevel.checks import hub
+from mergekit_weightlevel.checks.hub import ModelNotAvailableError, check_models_available
 from mergekit_weightlevel.cli import main
-from mergekit_weightlevel.hub import ModelNotAvailableError, check_models_available
 
 MISSING_ID = "someorg/not-a-local-model"
 

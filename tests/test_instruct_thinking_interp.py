@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mergekit.merge_methods import merge_state_dicts
 
-from mergekit_weightlevel.methods.base import WeightLevelConfigError
+from mergekit_weightlevel.demo.tiny_models import TinyFamily, build_family
+from mergekit_weightlevel.errors import WeightLevelConfigError
 from mergekit_weightlevel.methods.instruct_thinking_interp import interpolate
-from mergekit_weightlevel.tiny_models import TinyFamily, build_family
 
 NAME = "instruct_thinking_interp"
 

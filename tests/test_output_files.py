@@ -22,8 +22,8 @@ from mergekit.config import MergeConfiguration
 from mergekit.merge import run_merge
 from mergekit.options import MergeOptions
 
-from mergekit_weightlevel.output_files import config_disagreements, file_sources
-from mergekit_weightlevel.tiny_models import INSTRUCT_TEMPLATE, THINKING_TEMPLATE
+from mergekit_weightlevel.demo.tiny_models import INSTRUCT_TEMPLATE, THINKING_TEMPLATE
+from mergekit_weightlevel.methods.output_files import config_disagreements, file_sources
 
 MESSAGES = [{"role": "user", "content": "w1 w2"}]
 
@@ -262,7 +262,7 @@ def test_stock_mergekit_yaml_gets_the_same_files(method, llama_family, tmp_path)
 
 
 def weight_names(folder: Path) -> set[str]:
-    from mergekit_weightlevel.stock_merge import weight_files
+    from mergekit_weightlevel.running.stock_merge import weight_files
 
     return set(weight_files(folder))
 
@@ -301,7 +301,7 @@ def test_builtin_methods_keep_mergekits_output_folder(llama_family, tmp_path):
 
 
 def test_every_sweep_output_has_its_files_its_title_and_no_leftovers(llama_family, tmp_path):
-    from mergekit_weightlevel.timber_sweep import sweep_out_dirs, timber_sweep
+    from mergekit_weightlevel.running.sweep import sweep_out_dirs, timber_sweep
 
     lambdas = [0.0, 0.4]
     outs = sweep_out_dirs(tmp_path / "timber", lambdas)

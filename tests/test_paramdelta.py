@@ -7,7 +7,7 @@ import torch
 from helpers import read_state, run_yaml_merge
 from mergekit.merge_methods import merge_state_dicts
 
-from mergekit_weightlevel.methods.base import WeightLevelConfigError
+from mergekit_weightlevel.errors import WeightLevelConfigError
 
 
 def float64_paramdelta(target, base, donors):

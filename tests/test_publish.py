@@ -28,6 +28,7 @@ from mergekit.merge import run_merge
 from mergekit.options import MergeOptions
 
 from mergekit_weightlevel.cli import main
+from mergekit_weightlevel.demo.tiny_models import build_family
 from mergekit_weightlevel.publishing import (
     FolderNotReadyError,
     PublishError,
@@ -37,7 +38,6 @@ from mergekit_weightlevel.publishing import (
     write_card,
 )
 from mergekit_weightlevel.publishing.papers import PAPERS
-from mergekit_weightlevel.tiny_models import build_family
 
 # huggingface_hub's LFS upload passes a file object as `data=` (its code, not ours).
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")

@@ -86,9 +86,9 @@ def test_importing_the_registry_first_registers_once_without_warning():
 @pytest.mark.parametrize(
     "first_import",
     [
-        "mergekit_weightlevel.methods.timber_spectral",
+        "mergekit_weightlevel.methods.timber",
         "mergekit_weightlevel.methods.base",
-        "mergekit_weightlevel.merging",
+        "mergekit_weightlevel.running.merging",
         "mergekit.merge",
     ],
 )
@@ -198,13 +198,13 @@ def test_stock_mergekit_yaml_binds_the_wrapped_run_merge(first):
     whatever was imported first (and the wrapper installed once: `run_merge.__wrapped__`)."""
     result = run_python(WRAPPED.format(first=first))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["mergekit_weightlevel.stock_merge"] * 3
+    assert result.stdout.split() == ["mergekit_weightlevel.running.stock_merge"] * 3
 
 
 def test_the_wrapper_wraps_once():
     import mergekit.merge
 
-    from mergekit_weightlevel import stock_merge
+    from mergekit_weightlevel.running import stock_merge
 
     stock_merge.install()
     stock_merge.install()

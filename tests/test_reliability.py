@@ -16,10 +16,11 @@ from click.testing import CliRunner
 from helpers import read_state, run_yaml_merge, write_config
 from safetensors.torch import save_file
 
+from mergekit_weightlevel.checks.headers import PreflightError
 from mergekit_weightlevel.cli import main
-from mergekit_weightlevel.methods.base import ALLOW_NONFINITE_ENV, WeightLevelConfigError
-from mergekit_weightlevel.preflight import PreflightError
-from mergekit_weightlevel.tiny_models import build_family, build_tokenizer
+from mergekit_weightlevel.demo.tiny_models import build_family, build_tokenizer
+from mergekit_weightlevel.errors import WeightLevelConfigError
+from mergekit_weightlevel.methods.base import ALLOW_NONFINITE_ENV
 
 
 def rewritten(source: Path, dest: Path, edit) -> Path:
@@ -119,7 +120,7 @@ def bigger_vocab_model(llama_family, tmp_path_factory):
     ],
 )
 def test_vocabulary_tensor_names(name, expected):
-    from mergekit_weightlevel.preflight import is_vocabulary_tensor
+    from mergekit_weightlevel.checks.headers import is_vocabulary_tensor
 
     assert is_vocabulary_tensor(name) is expected
 
@@ -220,7 +221,7 @@ def fail_first_call(monkeypatch, function: str) -> list[torch.dtype]:
 
 @pytest.mark.parametrize("function", ["svd", "svdvals"])
 def test_decomposition_that_does_not_converge_is_retried_in_float64(monkeypatch, function):
-    from mergekit_weightlevel.spectral import singular_values, thin_svd
+    from mergekit_weightlevel.numerics.spectral import singular_values, thin_svd
 
     matrix = torch.randn(12, 7, generator=torch.Generator().manual_seed(3))
     name = "model.layers.3.mlp.down_proj.weight"

@@ -14,9 +14,9 @@ from helpers import read_state, run_yaml_merge
 from mergekit.merge_methods import merge_state_dicts
 from safetensors.torch import load_file, save_file
 
-from mergekit_weightlevel.lora import open_adapter, save_lora_adapter
-from mergekit_weightlevel.methods.base import WeightLevelConfigError
-from mergekit_weightlevel.methods.shadow_graft import DEFAULT_INCLUDE
+from mergekit_weightlevel.errors import WeightLevelConfigError
+from mergekit_weightlevel.methods.shadow_graft.lora import open_adapter, save_lora_adapter
+from mergekit_weightlevel.methods.shadow_graft.method import DEFAULT_INCLUDE
 
 peft = pytest.importorskip("peft")
 
@@ -547,7 +547,7 @@ def test_default_include_is_the_official_one_on_llama_style_names(llama_family):
 def test_demo_steps_match_float64(llama_family, tmp_path):
     from mergekit.options import MergeOptions
 
-    from mergekit_weightlevel.demo import _shadow_graft_demo, _shadow_graft_lora_demo
+    from mergekit_weightlevel.demo.run import _shadow_graft_demo, _shadow_graft_lora_demo
 
     for step in (_shadow_graft_demo, _shadow_graft_lora_demo):
         result = step(llama_family, tmp_path, MergeOptions(quiet=True))
@@ -562,7 +562,7 @@ def test_examples_run_on_the_demo_family(tmp_path, monkeypatch, example):
     import yaml
 
     from mergekit_weightlevel.demo import demo_lora_adapter
-    from mergekit_weightlevel.tiny_models import build_family
+    from mergekit_weightlevel.demo.tiny_models import build_family
 
     config_text = (Path(__file__).parents[1] / "examples" / example).read_text()
     monkeypatch.chdir(tmp_path)

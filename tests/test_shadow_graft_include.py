@@ -7,8 +7,8 @@ import logging
 import pytest
 from helpers import run_yaml_merge
 
-from mergekit_weightlevel.methods import shadow_graft
-from mergekit_weightlevel.methods.base import WeightLevelConfigError
+from mergekit_weightlevel.errors import WeightLevelConfigError
+from mergekit_weightlevel.methods.shadow_graft import method as shadow_graft
 
 
 def graft(family, tmp_path, include=None):

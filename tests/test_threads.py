@@ -8,7 +8,7 @@ import pytest
 import torch
 from helpers import run_yaml_merge
 
-from mergekit_weightlevel import threads
+from mergekit_weightlevel.numerics import threads
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,7 @@ def test_a_merge_on_a_busy_machine_runs_its_kernels_on_one_thread(
     monkeypatch.setattr(threads, "cpus_available", lambda: 2)
     torch.set_num_threads(2)
     seen: list[int] = []
-    from mergekit_weightlevel.methods import timber_spectral
+    from mergekit_weightlevel.methods import timber as timber_spectral
 
     kernel = timber_spectral.TimberSpectralMerge.merge_group
 

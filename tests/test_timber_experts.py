@@ -8,8 +8,8 @@ import pytest
 import torch
 from architectures import timber_py_tensor
 
-from mergekit_weightlevel.methods import timber_spectral as ts
-from mergekit_weightlevel.spectral import SVDFailure
+from mergekit_weightlevel.methods import timber as ts
+from mergekit_weightlevel.numerics.spectral import SVDFailure
 
 EXPERTS, INTER, HIDDEN = 3, 12, 10
 
@@ -59,7 +59,9 @@ def test_a_failed_expert_matrix_keeps_its_instruct_weights_with_a_warning(monkey
             raise SVDFailure("did not converge")
         return real(matrix, name=name, **kwargs)
 
-    monkeypatch.setattr(ts, "split_delta", failing)
+    from mergekit_weightlevel.methods.timber import kernel
+
+    monkeypatch.setattr(kernel, "split_delta", failing)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         (out,) = ts.timber_tensors(

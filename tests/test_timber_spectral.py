@@ -11,7 +11,7 @@ import torch
 from helpers import read_state, run_yaml_merge
 from mergekit.merge_methods import merge_tensors
 
-from mergekit_weightlevel.methods import timber_spectral as ts
+from mergekit_weightlevel.methods import timber as ts
 
 # ----------------------------------------------------------------------------- oracles
 
@@ -358,10 +358,14 @@ def test_unsure_float32_casts_are_each_tried(monkeypatch):
     values[-1] = midpoint**2
     k, _erank, reason = ts.gram_official_k(values, 1e-9, 1.0)
     assert reason == "every possible float32 S gives this k"
+    from mergekit_weightlevel.methods.timber import decomposition
+
     calls = []
     real = ts.official_effective_rank
     monkeypatch.setattr(
-        ts, "official_effective_rank", lambda s, e=1.0: calls.append(s.clone()) or real(s, e)
+        decomposition,
+        "official_effective_rank",
+        lambda s, e=1.0: calls.append(s.clone()) or real(s, e),
     )
     ts.gram_official_k(values, 1e-9, 1.0)
     assert {float(c[-1]) for c in calls[1:]} == {0.5, float(edge)}

@@ -10,9 +10,9 @@ from helpers import read_state, run_yaml_merge, write_config
 from mergekit.options import MergeOptions
 
 from mergekit_weightlevel.cli import main
-from mergekit_weightlevel.methods import timber_spectral as ts
-from mergekit_weightlevel.methods.base import WeightLevelConfigError
-from mergekit_weightlevel.timber_sweep import sweep_config, sweep_out_dirs, timber_sweep
+from mergekit_weightlevel.errors import WeightLevelConfigError
+from mergekit_weightlevel.methods import timber as ts
+from mergekit_weightlevel.running.sweep import sweep_config, sweep_out_dirs, timber_sweep
 
 LAMBDAS = [0.0, 0.2, 0.4, 1.0]
 
@@ -107,14 +107,13 @@ def test_sweep_rejects_lambda_set_per_tensor(llama_family, tmp_path):
 
 
 def test_kernel_rejects_a_lambda_other_than_the_sweeps():
-    from mergekit_weightlevel import timber_sweep as sweep_module
+    from mergekit_weightlevel.methods.timber import sweep_hook
 
-    sweep = sweep_module._Sweep([0.1, 0.2], [sweep_module.Path("a"), sweep_module.Path("b")])
-    with sweep_module._sweeping(sweep):
-        assert sweep_module.lambdas_for("w", 0.1) == [0.1, 0.2]
+    with sweep_hook.sweeping(sweep_hook.SweepRequest([0.1, 0.2])):
+        assert sweep_hook.lambdas_for("w", 0.1) == [0.1, 0.2]
         with pytest.raises(WeightLevelConfigError, match=r"tensor w got `lambda: 0.5`"):
-            sweep_module.lambdas_for("w", 0.5)
-    assert sweep_module.lambdas_for("w", 0.5) == [0.5]  # outside a sweep
+            sweep_hook.lambdas_for("w", 0.5)
+    assert sweep_hook.lambdas_for("w", 0.5) == [0.5]  # outside a sweep
 
 
 def test_cli_sweep_reports_bad_lambdas(llama_family, tmp_path):
@@ -143,7 +142,7 @@ def test_example_config_runs_on_the_demo_family(llama_family, tmp_path):
 
 
 def test_demo_timber_step_checks_against_float64(llama_family, tmp_path):
-    from mergekit_weightlevel.demo import _timber_demo
+    from mergekit_weightlevel.demo.run import _timber_demo
 
     result = _timber_demo(llama_family, tmp_path, MergeOptions(quiet=True, copy_tokenizer=False))
     assert result.method == "timber_spectral"

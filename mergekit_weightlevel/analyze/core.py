@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from mergekit_weightlevel import __version__
+from mergekit_weightlevel.about import __version__
 from mergekit_weightlevel.analyze.labels import DisplayNames, display_names
 from mergekit_weightlevel.analyze.names import parse_layers
 from mergekit_weightlevel.analyze.pair import PairReport
@@ -30,6 +30,7 @@ from mergekit_weightlevel.analyze.records import (
     tensor_record,
 )
 from mergekit_weightlevel.analyze.report import AnalysisReport
+from mergekit_weightlevel.errors import WeightLevelInputError, WeightLevelModelError
 
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 
@@ -40,7 +41,7 @@ def resolve_device(device: str | None) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(
+        raise WeightLevelModelError(
             f"analyze: --device {device} was asked for but no CUDA device is available; "
             "use --device cpu or --device auto"
         )
@@ -64,7 +65,7 @@ def cuda_hint(device: str | None) -> str | None:
 SHAPE_EXAMPLES = 3
 
 
-class NothingComparableError(ValueError):
+class NothingComparableError(WeightLevelInputError):
     """Two models share tensor names but no tensor of the same shape and floating type."""
 
 
@@ -139,10 +140,12 @@ def analyze_models(
     """
     labels = [str(model) for model in models]
     if len(labels) < 2:
-        raise ValueError("analyze needs at least two models: the reference A and a model B")
+        raise WeightLevelInputError(
+            "analyze needs at least two models: the reference A and a model B"
+        )
     chosen = parse_metrics(metrics if isinstance(metrics, str) else list(metrics))
     if precision not in PRECISIONS:
-        raise ValueError(f"--precision must be float32 or float64, got {precision!r}")
+        raise WeightLevelInputError(f"--precision must be float32 or float64, got {precision!r}")
     shown = display_names(labels, names)  # a wrong count fails before anything is read
     compute_device = resolve_device(device)
     layer_set = parse_layers(layers) if isinstance(layers, str) else layers
@@ -151,7 +154,7 @@ def analyze_models(
     try:
         names = common_names(opened, keep)
         if not names:
-            raise ValueError(
+            raise WeightLevelInputError(
                 f"analyze: no tensor is common to {', '.join(labels)} after the filters "
                 f"(include={include!r}, exclude={exclude!r}, layers={layers!r}); loosen them"
             )

@@ -18,6 +18,7 @@ from mergekit_weightlevel.analyze.columns import (
 )
 from mergekit_weightlevel.analyze.labels import display_names, hub_id, short_labels
 from mergekit_weightlevel.analyze.pair import PairReport, ReportData
+from mergekit_weightlevel.errors import WeightLevelInputError
 
 PROJECT = "mergekit-weightlevel"
 
@@ -44,7 +45,7 @@ def markdown_section(
     ``heading_level``: the level of the section's heading (its subsections are one deeper).
     """
     if not 1 <= heading_level <= 5:
-        raise ValueError(f"heading_level must be 1 to 5, got {heading_level}")
+        raise WeightLevelInputError(f"heading_level must be 1 to 5, got {heading_level}")
     shown = display_names(report.models, names)
     top, sub = "#" * heading_level, "#" * (heading_level + 1)
     lines = [

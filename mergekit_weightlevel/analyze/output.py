@@ -10,8 +10,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from mergekit_weightlevel.errors import WeightLevelError
 
-class OutputNotWritableError(OSError):
+
+class OutputNotWritableError(WeightLevelError, OSError):
     """An output path of ``analyze`` that cannot be written; the message names it."""
 
 

@@ -20,6 +20,7 @@ from mergekit_weightlevel.analyze.names import module_sort_key
 from mergekit_weightlevel.analyze.output import write_atomically
 from mergekit_weightlevel.analyze.pair import PairReport, ReportData
 from mergekit_weightlevel.analyze.scales import from_zero
+from mergekit_weightlevel.errors import WeightLevelError
 
 #: Annotate heatmap cells with their value when there are at most this many (a 40-layer,
 #: 10-type model still is; the cells stay tall enough for the font).
@@ -30,7 +31,7 @@ LABEL_FONT = 9
 TITLE_FONT = 10
 
 
-class PlotsUnavailable(RuntimeError, ImportError):
+class PlotsUnavailable(WeightLevelError, RuntimeError, ImportError):
     """matplotlib is not installed (a RuntimeError too, so the CLI reports it without a traceback)."""
 
 

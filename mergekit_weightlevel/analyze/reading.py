@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Union
 import torch
 from mergekit.io.lazy_tensor_loader import LazyTensorLoader
 
-from mergekit_weightlevel.preflight import read_headers
+from mergekit_weightlevel.checks.headers import read_headers
+from mergekit_weightlevel.errors import WeightLevelInputError, WeightLevelModelError
 from mergekit_weightlevel.tensor_names import (
     expert_count,
     expert_matrices,
@@ -73,7 +74,7 @@ class TensorFilter:
                 try:
                     re.compile(pattern)
                 except re.error as error:
-                    raise ValueError(
+                    raise WeightLevelInputError(
                         f"{option}: {pattern!r} is not a valid regex ({error})"
                     ) from None
 
@@ -131,7 +132,7 @@ class ModelTensors:
         for matrix in expert_matrices(source.tensor, tuple(stacked.shape)) or []:
             if matrix.name == source.matrix:
                 return stacked[matrix.index]
-        raise RuntimeError(
+        raise WeightLevelModelError(
             f"analyze: model {self.label}: {source.tensor} has shape {tuple(stacked.shape)}, "
             f"which holds no expert matrix {source.matrix}; does config.json's expert count "
             "match the checkpoint? Re-download the model or fix its config.json."
@@ -148,7 +149,7 @@ class ModelTensors:
         }
         tensor = convert_checkpoint_tensors(self.model_type, stored, source.tensor)
         if tensor is None:
-            raise RuntimeError(
+            raise WeightLevelModelError(
                 f"analyze: model {self.label}: mergekit could not build {source.tensor} from "
                 "the checkpoint's tensors; is the checkpoint complete?"
             )
@@ -214,7 +215,7 @@ def open_model(label: str, options: AnyLoaderOptions = None) -> ModelTensors:
             if "+" in label
             else ""
         )
-        raise RuntimeError(
+        raise WeightLevelModelError(
             f"analyze: cannot open model {label!r}: {error}. Give a local folder holding "
             f"*.safetensors or pytorch_model*.bin weights, a Hugging Face id, or "
             f"MODEL+ADAPTER{hint}."
@@ -300,7 +301,7 @@ def open_models(labels: list[str], options: AnyLoaderOptions = None) -> list[Mod
         from mergekit.io.tasks import LoaderCache
         from mergekit.options import MergeOptions
 
-        from mergekit_weightlevel.hub import check_models_available
+        from mergekit_weightlevel.checks.hub import check_models_available
 
         if not isinstance(options, MergeOptions):
             options = MergeOptions(**vars(options or LoaderOptions()))

@@ -8,14 +8,15 @@ from typing import Any
 import torch
 
 from mergekit_weightlevel.analyze.names import layer_index, module_type
-from mergekit_weightlevel.metrics import (
+from mergekit_weightlevel.errors import WeightLevelInputError
+from mergekit_weightlevel.numerics.metrics import (
     as_matrix,
     effective_rank,
     matrix_effective_rank,
     pair_statistics,
     spectral_structure,
 )
-from mergekit_weightlevel.spectral import thin_svd
+from mergekit_weightlevel.numerics.spectral import thin_svd
 
 #: Metric levels, cheapest first. ``sigma`` (with the Frobenius gap and cosine) is always computed.
 METRIC_LEVELS = ("sigma", "erank", "structure")
@@ -58,7 +59,7 @@ def parse_metrics(metrics: str | tuple[str, ...] | list[str]) -> tuple[str, ...]
     chosen = {item.strip().lower() for item in requested if item.strip()}
     unknown = sorted(chosen - set(METRIC_LEVELS))
     if unknown:
-        raise ValueError(
+        raise WeightLevelInputError(
             f"--metrics: unknown metric(s) {', '.join(unknown)}; choose from "
             f"{','.join(METRIC_LEVELS)} (e.g. --metrics sigma,erank,structure)"
         )

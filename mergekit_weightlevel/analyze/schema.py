@@ -12,6 +12,8 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
+from mergekit_weightlevel.errors import WeightLevelInputError
+
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "object": (dict,),
     "array": (list,),
@@ -99,4 +101,4 @@ def validate_report(report: dict[str, Any]) -> None:
         errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(report)]
     if errors:
         shown = "\n  ".join(errors[:20])
-        raise ValueError(f"analyze report does not match its schema:\n  {shown}")
+        raise WeightLevelInputError(f"analyze report does not match its schema:\n  {shown}")

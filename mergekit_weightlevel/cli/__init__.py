@@ -15,32 +15,52 @@ from __future__ import annotations
 
 import importlib
 import sys
+import traceback
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 import click
 
-from mergekit_weightlevel import __version__
+from mergekit_weightlevel.about import __version__
 
-#: Errors that mean "the input is wrong", reported without a traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (
+#: Errors of the libraries underneath (mergekit, transformers, safetensors, the OS) that
+#: mean "the input is wrong": a config mergekit refuses, a path that does not exist.
+LIBRARY_USER_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,
     TypeError,
     RuntimeError,
-    FileNotFoundError,
-    PermissionError,
     OSError,
-    # Bad YAML in a merge config (yaml.YAMLError), imported lazily at the failure.
+)
+PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
+REPORT_BUG = (
+    "This is a bug in mergekit-weightlevel, not a problem with your input: please report it "
+    "with the traceback above and the command you ran."
 )
 
 
-def _is_user_error(error: BaseException) -> bool:
-    if isinstance(error, USER_ERRORS):
-        return True
-    import yaml
+def _raised_by_us(error: BaseException) -> bool:
+    """Whether the innermost frame of the error's traceback is this package's own code."""
+    traceback = error.__traceback__
+    if traceback is None:
+        return False
+    while traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    return str(Path(traceback.tb_frame.f_code.co_filename).resolve()).startswith(PACKAGE_DIR)
 
-    return isinstance(error, yaml.YAMLError)
+
+def _is_user_error(error: BaseException) -> bool:
+    """Ours (``WeightLevelError``), a bad YAML or config, or a library's complaint about the
+    input. A builtin exception raised by this package's own code is a bug."""
+    import yaml
+    from pydantic import ValidationError
+
+    from mergekit_weightlevel.errors import WeightLevelError
+
+    if isinstance(error, (WeightLevelError, yaml.YAMLError, ValidationError)):
+        return True
+    return isinstance(error, LIBRARY_USER_ERRORS) and not _raised_by_us(error)
 
 
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -50,10 +70,16 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # usage errors (exit 2) and exits: click's own handling
         except Exception as error:
             ctx = click.get_current_context()
-            if not _is_user_error(error) or ctx.find_root().params.get("debug"):
+            if ctx.find_root().params.get("debug"):
                 raise
+            if not _is_user_error(error):
+                traceback.print_exc()
+                click.echo(REPORT_BUG, err=True)
+                sys.exit(1)
             click.echo(f"error: {error}", err=True)
             click.echo("(run with --debug for the traceback)", err=True)
             sys.exit(1)
@@ -102,6 +128,7 @@ def main(debug: bool) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+@user_errors
 def methods(as_json: bool) -> None:
     """List the merge methods this plugin registers, their papers and parameters."""
     from mergekit_weightlevel.registry import describe_methods

@@ -20,7 +20,7 @@ def merge(merge_options: MergeOptions, config_file: str, out_path: str) -> None:
     the start-up hook does not run (`python -S`, `pip install --target`, zipapps,
     embedded interpreters); elsewhere plain `mergekit-yaml` already knows the methods.
     """
-    from mergekit_weightlevel.merging import merge_yaml
+    from mergekit_weightlevel.running.merging import merge_yaml
 
     merge_options.apply_global_options()
     merge_yaml(config_file, out_path, merge_options)
@@ -57,7 +57,7 @@ def sweep_timber(
     CONFIG_FILE is a timber_spectral mergekit YAML; its `lambda` is replaced by each value
     of --lambdas. Takes mergekit-yaml's options.
     """
-    from mergekit_weightlevel.timber_sweep import sweep_config, sweep_out_dirs
+    from mergekit_weightlevel.running.sweep import sweep_config, sweep_out_dirs
 
     merge_options.apply_global_options()
     out_dirs = sweep_out_dirs(out_prefix, lambdas)

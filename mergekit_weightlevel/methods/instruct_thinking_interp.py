@@ -23,11 +23,8 @@ from mergekit.merge_methods.base import (
     TensorGroup,
 )
 
-from mergekit_weightlevel.methods.base import (
-    WeightLevelMethod,
-    compute_dtype,
-    required_bounded_float,
-)
+from mergekit_weightlevel.checks.parameter_types import required_bounded_float
+from mergekit_weightlevel.methods.base import WeightLevelMethod, compute_dtype
 
 NAME = "instruct_thinking_interp"
 

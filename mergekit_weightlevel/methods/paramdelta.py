@@ -23,13 +23,8 @@ from mergekit.merge_methods.base import (
     TensorGroup,
 )
 
-from mergekit_weightlevel.methods.base import (
-    ROLES,
-    WeightLevelMethod,
-    choice,
-    compute_dtype,
-    split_roles,
-)
+from mergekit_weightlevel.checks.parameter_types import choice
+from mergekit_weightlevel.methods.base import ROLES, WeightLevelMethod, compute_dtype, split_roles
 
 NAME = "paramdelta"
 

@@ -23,8 +23,8 @@ import yaml
 from huggingface_hub import ModelCard, ModelCardData
 from mergekit.config import MergeConfiguration
 
-from mergekit_weightlevel import __version__
-from mergekit_weightlevel.output_files import (
+from mergekit_weightlevel.about import __version__
+from mergekit_weightlevel.methods.output_files import (
     GENERATION_CONFIG,
     TOKENIZER_CONFIG,
     TOKENIZER_VOCABULARY,

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mergekit_weightlevel.errors import WeightLevelError
+
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 BIN_INDEX = "pytorch_model.bin.index.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
@@ -34,7 +36,7 @@ DTYPE_BYTES = {
 }  # fmt: skip
 
 
-class FolderNotReadyError(ValueError):
+class FolderNotReadyError(WeightLevelError, ValueError):
     """The folder is not a complete model; ``problems`` lists each file and what is wrong."""
 
     def __init__(self, folder: Path, problems: list[str]) -> None:

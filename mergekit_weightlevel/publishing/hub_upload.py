@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mergekit_weightlevel.errors import WeightLevelError
 from mergekit_weightlevel.publishing.card import is_generated_card, write_card
 from mergekit_weightlevel.publishing.checks import check_folder, folder_files
 from mergekit_weightlevel.publishing.inputs import CardInputError, check_repo_id
@@ -33,7 +34,7 @@ PROBE_TIMEOUT_S = 10.0
 LOGIN_HINT = "run `hf auth login` (or set HF_TOKEN) with a token that has write access"
 
 
-class PublishError(RuntimeError):
+class PublishError(WeightLevelError, RuntimeError):
     """The upload cannot be done (or did not complete); the message says why and what to do."""
 
 

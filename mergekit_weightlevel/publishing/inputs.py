@@ -18,15 +18,16 @@ import yaml
 from mergekit.common import ModelReference
 from mergekit.config import MergeConfiguration
 
-from mergekit_weightlevel.hub import hub_offline
-from mergekit_weightlevel.output_files import model_entries, models_in_order
+from mergekit_weightlevel.checks.hub import hub_offline
+from mergekit_weightlevel.errors import WeightLevelError
+from mergekit_weightlevel.methods.output_files import model_entries, models_in_order
 
 CONFIG_FILE = "mergekit_config.yml"
 #: Seconds one Hub look-up of an input's card may take.
 LOOKUP_TIMEOUT_S = 5.0
 
 
-class CardInputError(ValueError):
+class CardInputError(WeightLevelError, ValueError):
     """The merged folder or the command line does not say what the card needs."""
 
 

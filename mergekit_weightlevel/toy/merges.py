@@ -12,7 +12,7 @@ from typing import Any
 
 from mergekit.options import MergeOptions
 
-from mergekit_weightlevel.merging import merge_yaml
+from mergekit_weightlevel.running.merging import merge_yaml
 
 
 def _run(config: dict[str, Any], out: Path) -> Path:

@@ -430,7 +430,7 @@ def timber_section(
     problems = data.add3_test[: settings.pass_problems]
     rows = [["model", "greedy add3"] + [f"pass@{k}" for k in ks] + ["σ(model, base)"]]
     from mergekit_weightlevel.demo import read_state
-    from mergekit_weightlevel.metrics import sigma
+    from mergekit_weightlevel.numerics.metrics import sigma
 
     base_flat = _flat(read_state(paths["base"]))
     named = [("`instruct`", paths["instruct"])] + [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mergekit_weightlevel.tiny_models import SPECIAL_TOKENS, word_level_tokenizer
+from mergekit_weightlevel.demo.tiny_models import SPECIAL_TOKENS, word_level_tokenizer
 
 SPECIALS = tuple(SPECIAL_TOKENS)
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)

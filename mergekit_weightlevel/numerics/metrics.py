@@ -113,7 +113,7 @@ def matrix_effective_rank(
     bounds its relative error by ``ERANK_GRAM_TOLERANCE``; otherwise, and always with
     float64, from the singular values of an SVD in ``precision``.
     """
-    from mergekit_weightlevel.spectral import gram_eigenvalues, singular_values
+    from mergekit_weightlevel.numerics.spectral import gram_eigenvalues, singular_values
 
     if precision == torch.float32:
         try:

@@ -13,8 +13,10 @@ from typing import NamedTuple
 
 import torch
 
+from mergekit_weightlevel.errors import WeightLevelError
 
-class SVDFailure(RuntimeError):
+
+class SVDFailure(WeightLevelError, RuntimeError):
     """Every attempt to decompose a matrix failed (float32, float64, CPU)."""
 
 

@@ -21,7 +21,8 @@ from typing import Any
 from mergekit.config import ConditionalParameter, MergeConfiguration
 from pydantic import ValidationError
 
-from mergekit_weightlevel.methods.base import WeightLevelConfigError, describe_type
+from mergekit_weightlevel.checks.parameter_types import describe_type
+from mergekit_weightlevel.errors import WeightLevelConfigError
 
 TOP_LEVEL = "the top-level `parameters:`"
 #: Parameters about the output folder as a whole (``output_files``): no filters, no gradients.

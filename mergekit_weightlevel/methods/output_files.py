@@ -34,7 +34,7 @@ from typing import Any
 from mergekit.common import ModelReference
 from mergekit.config import MergeConfiguration
 
-from mergekit_weightlevel import METHOD_NAMES
+from mergekit_weightlevel.about import METHOD_NAMES
 from mergekit_weightlevel.errors import WeightLevelConfigError
 
 LOG = logging.getLogger(__name__)

@@ -43,19 +43,19 @@ from mergekit.merge_methods.base import (
 )
 from pydantic import AfterValidator
 
-from mergekit_weightlevel.lora import LoraAdapter, open_adapter
+from mergekit_weightlevel.checks.headers import read_headers
+from mergekit_weightlevel.checks.parameter_types import choice
 from mergekit_weightlevel.methods.base import (
     ROLE_TARGET,
     ROLES,
     WeightLevelConfigError,
     WeightLevelMethod,
-    choice,
     compute_dtype,
     model_label,
     split_roles,
 )
 from mergekit_weightlevel.methods.paramdelta import paramdelta as add_deltas
-from mergekit_weightlevel.preflight import read_headers
+from mergekit_weightlevel.methods.shadow_graft.lora import LoraAdapter, open_adapter
 from mergekit_weightlevel.tensor_names import (
     DEFAULT_PROJECTIONS,
     OFFICIAL_PROJECTIONS,

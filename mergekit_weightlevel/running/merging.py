@@ -17,9 +17,10 @@ import yaml
 from mergekit.config import MergeConfiguration
 from mergekit.options import MergeOptions
 
-from mergekit_weightlevel import stock_merge
-from mergekit_weightlevel.hub import check_models_available
+from mergekit_weightlevel.checks.hub import check_models_available
+from mergekit_weightlevel.errors import WeightLevelConfigError
 from mergekit_weightlevel.registry import register_methods
+from mergekit_weightlevel.running import stock_merge
 
 
 def load_config(config_file: str | Path) -> tuple[MergeConfiguration, str]:
@@ -28,7 +29,7 @@ def load_config(config_file: str | Path) -> tuple[MergeConfiguration, str]:
     try:
         parsed = yaml.safe_load(source)
     except yaml.YAMLError as error:
-        raise ValueError(f"{config_file} is not valid YAML: {error}") from None
+        raise WeightLevelConfigError(f"{config_file} is not valid YAML: {error}") from None
     return MergeConfiguration.model_validate(parsed), source
 
 

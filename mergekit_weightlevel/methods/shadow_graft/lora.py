@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from mergekit_weightlevel.methods.base import WeightLevelConfigError
+from mergekit_weightlevel.errors import WeightLevelConfigError
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"

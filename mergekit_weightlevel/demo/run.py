@@ -18,9 +18,10 @@ import yaml
 from mergekit.options import MergeOptions
 
 from mergekit_weightlevel.analyze import AnalysisReport, analyze_models
-from mergekit_weightlevel.merging import merge_yaml
-from mergekit_weightlevel.metrics import sigma
-from mergekit_weightlevel.tiny_models import TinyFamily, build_family
+from mergekit_weightlevel.demo.tiny_models import TinyFamily, build_family
+from mergekit_weightlevel.errors import ModelFolderError
+from mergekit_weightlevel.numerics.metrics import sigma
+from mergekit_weightlevel.running.merging import merge_yaml
 
 
 def read_state(folder: str | Path) -> dict[str, torch.Tensor]:
@@ -133,7 +134,7 @@ def _flat(state: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def _shadow_graft_demo(family: TinyFamily, directory: Path, options: MergeOptions) -> MergeResult:
-    from mergekit_weightlevel.methods.shadow_graft import DEFAULT_INCLUDE
+    from mergekit_weightlevel.methods.shadow_graft.method import DEFAULT_INCLUDE
 
     config: dict[str, Any] = {
         "merge_method": "shadow_graft",
@@ -216,7 +217,7 @@ def _interp_demo(family: TinyFamily, directory: Path, options: MergeOptions) -> 
 
 def demo_lora_adapter(family: TinyFamily, folder: Path, *, rank: int = 4) -> Path:
     """A small PEFT LoRA adapter "trained" on the base (random A, B on the attention projections)."""
-    from mergekit_weightlevel.lora import save_lora_adapter
+    from mergekit_weightlevel.methods.shadow_graft.lora import save_lora_adapter
 
     base = read_state(family.base)
     gen = torch.Generator().manual_seed(2505_12716)
@@ -236,7 +237,7 @@ def demo_lora_adapter(family: TinyFamily, folder: Path, *, rank: int = 4) -> Pat
 def _shadow_graft_lora_demo(
     family: TinyFamily, directory: Path, options: MergeOptions
 ) -> MergeResult:
-    from mergekit_weightlevel.lora import open_adapter
+    from mergekit_weightlevel.methods.shadow_graft.lora import open_adapter
 
     adapter_path = family.root / "base_lora"
     if not (adapter_path / "adapter_config.json").exists():  # a trained one (toy family) wins
@@ -398,7 +399,7 @@ def existing_family(root: str | Path) -> TinyFamily:
     }
     missing = [name for name, path in paths.items() if not (path / "config.json").exists()]
     if missing:
-        raise FileNotFoundError(
+        raise ModelFolderError(
             f"demo: {root} is not a model family: no checkpoint for {', '.join(missing)}. "
             "Build the toy family with `python -m mergekit_weightlevel.toy` (it writes "
             "toy-work/models), or leave out the family folder to use random tiny models."

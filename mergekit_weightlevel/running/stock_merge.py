@@ -35,9 +35,9 @@ from mergekit.common import ModelReference
 from mergekit.config import MergeConfiguration
 from mergekit.options import MergeOptions
 
-from mergekit_weightlevel import METHOD_NAMES, threads
+from mergekit_weightlevel.about import METHOD_NAMES
 from mergekit_weightlevel.errors import WeightLevelConfigError, WeightLevelError
-from mergekit_weightlevel.output_files import (
+from mergekit_weightlevel.methods.output_files import (
     GENERATION_CONFIG,
     FileSources,
     config_disagreements,
@@ -46,6 +46,7 @@ from mergekit_weightlevel.output_files import (
     has_tokenizer,
     models_in_order,
 )
+from mergekit_weightlevel.numerics import threads
 
 LOG = logging.getLogger(__name__)
 
@@ -106,10 +107,10 @@ def check_config(merge_config: MergeConfiguration, options: MergeOptions) -> Fil
     """Every whole-config check, before any tensor is read; returns the file sources."""
     from mergekit import merge_methods
 
-    from mergekit_weightlevel.config_check import check_parameters
-    from mergekit_weightlevel.hub import check_models_available
+    from mergekit_weightlevel.checks.headers import check_inputs
+    from mergekit_weightlevel.checks.hub import check_models_available
+    from mergekit_weightlevel.checks.parameters import check_parameters
     from mergekit_weightlevel.methods.base import mark_preflight_done
-    from mergekit_weightlevel.preflight import check_inputs
 
     check_parameters(merge_config, merge_methods.get(merge_config.merge_method))
     sources = file_sources(merge_config)
@@ -201,7 +202,7 @@ def remove_stale_weights(
 
 def local_folder_of(model: ModelReference, options: MergeOptions) -> Path | None:
     """A model's local folder (its base model's for ``model+adapter``), without network."""
-    from mergekit_weightlevel.preflight import local_folder
+    from mergekit_weightlevel.checks.headers import local_folder
 
     return local_folder(ModelReference(model=model.model))
 

@@ -1,47 +1,20 @@
-"""Timber (arXiv 2509.23595): refine an Instruct model by partly reverting it towards its Base.
+"""Timber's linear algebra: how one delta matrix splits at k = ⌈eRank⌉.
 
-Per ≥2-D tensor, with ΔW = W_I − W_B (float32) seen as D = shape[0] × rest:
-
-    k  = ⌈eRank(σ(D))⌉                       (effective rank of the delta's spectrum)
-    D' = Σ_{i<k} σ_i u_i v_iᵀ + λ · Σ_{i≥k} σ_i u_i v_iᵀ
-       = P_k(D) + λ · (D − P_k(D))            (P_k: projection on the top-k directions)
-    W  = W_B + D'
-
-λ = 1 gives W_I back, λ = 0 keeps only the top-k directions (hard truncation). 1-D tensors
-(norms, biases) keep W_I. The official ``timber.py`` (where λ is called ``gamma``) runs a
-float64 thin SVD per tensor; ``solver: svd`` does exactly that. The default ``solver: auto``
-gets P_k(D) from the float64 eigendecomposition of the smaller Gram matrix (DᵀD or DDᵀ),
-which is several times cheaper, and falls back to the SVD for every tensor where it cannot
-guarantee float32-rounding agreement (see ``gram_is_accurate``).
+``split_delta`` decomposes D once, by the exact float64 SVD (``svd_split``, what the official
+``timber.py`` does) or by the float64 eigendecomposition of the smaller Gram matrix
+(``gram_split``) where that provably agrees to float32 rounding (``gram_is_accurate``); k is
+the one ``timber.py``'s float32 arithmetic gives (``official_effective_rank``).
 """
 
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
-from mergekit.merge_methods.base import (
-    BasePolicy,
-    InputContract,
-    MergeMethodSpec,
-    ParameterScope,
-    ParameterSpec,
-    TensorGroup,
-)
 
-from mergekit_weightlevel.methods.base import (
-    WeightLevelConfigError,
-    WeightLevelMethod,
-    bounded_float,
-    choice,
-)
-from mergekit_weightlevel.metrics import ERANK_LOG_EPS, as_matrix, gram_erank_uncertainty
-from mergekit_weightlevel.spectral import (
-    SVDFailure,
+from mergekit_weightlevel.numerics.metrics import ERANK_LOG_EPS, gram_erank_uncertainty
+from mergekit_weightlevel.numerics.spectral import (
     TridiagonalGram,
     factor_blocks,
     gram_matrix,
@@ -50,12 +23,8 @@ from mergekit_weightlevel.spectral import (
     typical_gram_noise,
     use_tridiagonal,
 )
-from mergekit_weightlevel.tensor_names import ExpertMatrix, expert_matrices, is_embedding
 
 NAME = "timber_spectral"
-
-SCOPES = ("all", "linear")
-SOLVERS = ("auto", "svd")
 
 # Fast-path acceptance thresholds (see ``gram_is_accurate``).
 #: Largest tolerated estimate of ‖D'_gram − D'_svd‖_F / ‖D‖_F from the subspace split at k.
@@ -344,187 +313,3 @@ def split_delta(
 
 
 # ----------------------------------------------------------------------------- per tensor
-
-
-def timber_tensors(
-    base: torch.Tensor,
-    instruct: torch.Tensor,
-    lambdas: Sequence[float],
-    *,
-    exponent: float = 1.0,
-    solver: str = "auto",
-    name: str = "tensor",
-    keep_instruct: bool = False,
-) -> list[torch.Tensor]:
-    """Timber's W for each λ, decomposing the delta once; each result in ``base``'s dtype.
-
-    ``keep_instruct`` (scope ``linear`` on an embedding) returns W_I for every λ. A
-    stacked-experts tensor (``tensor_names.expert_matrices``: mergekit's [E, 2I, H]
-    ``gate_up_proj``, [E, H, I] ``down_proj``) is decomposed matrix by matrix, each
-    expert's gate, up and down separately, as ``timber.py`` does on the per-expert
-    checkpoint; any other tensor is seen as shape[0] × (the rest), as ``timber.py`` does.
-    """
-    instruct_out = instruct.to(base.dtype)
-    if keep_instruct or base.ndim < 2:
-        return [instruct_out for _ in lambdas]
-    base32 = base.to(torch.float32)
-    delta = instruct.to(torch.float32) - base32
-    stacked = expert_matrices(name, tuple(delta.shape))
-    if stacked is not None:
-        return _stacked_timber(delta, base32, instruct_out, lambdas, stacked, exponent, solver)
-    split = _split_or_warn(as_matrix(delta), exponent=exponent, solver=solver, name=name)
-    if split is None:
-        return [instruct_out for _ in lambdas]
-    outputs = []
-    for lam in lambdas:
-        if lam == 1.0:  # the tail is kept as it is: W_I exactly, not W_B + (W_I − W_B)
-            outputs.append(instruct_out)
-        else:
-            # apply() returns a fresh buffer: W_B is added in place (same bits as W_B + D').
-            outputs.append(split.apply(lam).reshape(base.shape).add_(base32).to(base.dtype))
-    return outputs
-
-
-def _split_or_warn(
-    matrix: torch.Tensor, *, exponent: float, solver: str, name: str
-) -> SpectralSplit | None:
-    """``split_delta``, or None with a warning naming the matrix when every SVD failed."""
-    try:
-        return split_delta(matrix, exponent=exponent, solver=solver, name=name)
-    except SVDFailure as failure:
-        warnings.warn(
-            f"{NAME}: the SVD of tensor {name} did not converge ({failure}); "
-            "keeping the Instruct weights for it.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return None
-
-
-def _stacked_timber(
-    delta: torch.Tensor,
-    base32: torch.Tensor,
-    instruct_out: torch.Tensor,
-    lambdas: Sequence[float],
-    matrices: list[ExpertMatrix],
-    exponent: float,
-    solver: str,
-) -> list[torch.Tensor]:
-    """Timber per expert matrix of a stacked tensor: one buffer per λ, filled matrix by matrix.
-
-    Each matrix is decomposed once and dropped before the next, so memory stays at one
-    output per λ plus one matrix's decomposition. A matrix whose SVD fails keeps its delta
-    (W_I), with a warning naming it by its per-expert name.
-    """
-    outputs = {lam: torch.empty_like(delta) for lam in lambdas if lam != 1.0}
-    for matrix in matrices:
-        part = delta[matrix.index]
-        split = _split_or_warn(part, exponent=exponent, solver=solver, name=matrix.name)
-        for lam, output in outputs.items():
-            output[matrix.index] = part if split is None else split.apply(lam)
-    finished = {lam: output.add_(base32).to(instruct_out.dtype) for lam, output in outputs.items()}
-    return [instruct_out if lam == 1.0 else finished[lam] for lam in lambdas]
-
-
-def timber_spectral(
-    base: torch.Tensor,
-    instruct: torch.Tensor,
-    *,
-    lam: float = 0.2,
-    exponent: float = 1.0,
-    solver: str = "auto",
-    name: str = "tensor",
-    keep_instruct: bool = False,
-) -> torch.Tensor:
-    """Timber's W = W_B + D' for one tensor, in ``base``'s dtype."""
-    (merged,) = timber_tensors(
-        base,
-        instruct,
-        [lam],
-        exponent=exponent,
-        solver=solver,
-        name=name,
-        keep_instruct=keep_instruct,
-    )
-    return merged
-
-
-def is_embedding_group(group: TensorGroup) -> bool:
-    """Embeddings / lm_head: mergekit's vocabulary axis, or their names (``tensor_names``:
-    token and position embeddings, output heads) when it is unset or does not apply."""
-    if group.metadata.vocabulary_axis is not None:
-        return True
-    return is_embedding(group.metadata.name or "")
-
-
-# ----------------------------------------------------------------------------- mergekit method
-
-
-class TimberSpectralMerge(WeightLevelMethod):
-    """W_B + (top-eRank directions of W_I − W_B) + λ·(the rest): Timber's partial revert."""
-
-    spec = MergeMethodSpec(
-        name=NAME,
-        pretty_name="Timber",
-        reference_url="https://arxiv.org/abs/2509.23595",
-        contract=InputContract(base=BasePolicy.REQUIRED, min_non_base=1, max_non_base=1),
-        parameters=(
-            ParameterSpec(
-                "lambda",
-                bounded_float(NAME, "lambda", ge=0.0),
-                ParameterScope.SHARED,
-                default=0.2,
-                description="scale of the delta's tail beyond ⌈eRank⌉ (1: Instruct, 0: hard truncation)",
-            ),
-            ParameterSpec(
-                "scope",
-                choice(NAME, "scope", SCOPES),
-                ParameterScope.SHARED,
-                default="all",
-                description="`all` ≥2-D tensors (official), or `linear`: embeddings / lm_head keep Instruct",
-            ),
-            ParameterSpec(
-                "erank_exponent",
-                bounded_float(NAME, "erank_exponent", ge=0.01, le=10.0),
-                ParameterScope.SHARED,
-                default=1.0,
-                description="γ in p_i = σ_i^γ / Σσ^γ for the effective rank (official code: 1)",
-            ),
-            ParameterSpec(
-                "solver",
-                choice(NAME, "solver", SOLVERS),
-                ParameterScope.SHARED,
-                default="auto",
-                description="`auto`: Gram fast path where exact to float32, else SVD; `svd`: always the full SVD",
-            ),
-        ),
-    )
-    usage = (
-        "timber_spectral needs `base_model:` W_B (the Base) and exactly one other model, "
-        "W_I (the Instruct model post-trained from it)."
-    )
-
-    def merge_group(self, group: TensorGroup, /, **parameters: Any) -> torch.Tensor:
-        base, instruct = group.base, group.non_base[0]
-        if base is None:  # the contract requires one; kept for type checkers
-            raise WeightLevelConfigError(f"{NAME}: no base_model. {self.usage}")
-        name = group.metadata.name or "<tensor>"
-        keep = parameters["scope"] == "linear" and is_embedding_group(group)
-        lam = float(parameters["lambda"])
-        from mergekit_weightlevel import timber_sweep  # the sweep's hook, when one runs
-
-        lambdas = timber_sweep.lambdas_for(name, lam)
-        outputs = timber_tensors(
-            base.tensor,
-            instruct.tensor,
-            lambdas,
-            exponent=float(parameters["erank_exponent"]),
-            solver=parameters["solver"],
-            name=name,
-            keep_instruct=keep,
-        )
-        timber_sweep.stash(name, outputs)
-        return outputs[0]
-
-
-timber_spectral_method = TimberSpectralMerge()
