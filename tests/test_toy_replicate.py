@@ -73,3 +73,44 @@ def test_demo_runs_on_a_trained_family_and_keeps_its_adapter(tmp_path):
         assert merge.max_abs_error < 1e-4, merge.method
     with pytest.raises(FileNotFoundError, match="demo: .* no checkpoint for"):
         run_demo(tmp_path / "demo2", family_root=tmp_path / "demo")
+
+
+def test_toy_modules_import_each_other_one_way_only():
+    """No import cycle among the toy's modules, counting imports inside functions."""
+    import ast
+    from pathlib import Path
+
+    import mergekit_weightlevel.toy as toy
+
+    root = Path(toy.__file__).parent
+    modules = {
+        "mergekit_weightlevel.toy." + ".".join(path.relative_to(root).with_suffix("").parts): path
+        for path in root.rglob("*.py")
+    }
+    modules = {name.removesuffix(".__init__"): path for name, path in modules.items()}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            imported |= {t for t in targets if t in modules and t != name}
+        graph[name] = imported
+    assert "mergekit_weightlevel.toy.report.paramdelta" in graph  # one module per paper
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for child in sorted(graph[node]):
+            assert state.get(child) != 1, " -> ".join([*path, node, child])
+            if child not in state:
+                visit(child, [*path, node])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
