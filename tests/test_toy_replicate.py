@@ -5,14 +5,14 @@ from __future__ import annotations
 from mergekit_weightlevel.toy.__main__ import main
 from mergekit_weightlevel.toy.family import MEMBER_FILE, Recipe, build_toy_family
 
+#: The sections with a table and a reading, in page order.
 SECTIONS = (
     "## The family",
+    "## The regime: analyze on the family",
     "## ParamΔ",
     "## Shadow-FT",
     "## Instruct ↔ Thinking interpolation",
     "## Timber",
-    "## analyze on the family",
-    "## In short",
 )
 
 
@@ -20,9 +20,15 @@ def test_smoke_run_writes_every_section_and_the_plot(tmp_path):
     doc = tmp_path / "docs" / "toy.md"
     main(["--smoke", "--work", str(tmp_path / "work"), "--doc", str(doc)])
     text = doc.read_text(encoding="utf-8")
-    for heading in SECTIONS:
-        assert heading in text
-    assert text.count("**Reading.**") == len(SECTIONS) - 1
+    positions = [text.index(heading) for heading in SECTIONS]
+    assert positions == sorted(positions)
+    assert text.count("**Reading.**") == len(SECTIONS)
+    for heading in ("## In short", "## What changed", "## Choices"):
+        assert text.index(heading) > positions[-1]
+    # The regime table has one row per member compared with base, each with its σ.
+    regime = text.split("## The regime")[1].split("## ParamΔ")[0]
+    for member in ("instruct", "thinking", "base_v2", "base_tuned", "instruct_loud"):
+        assert f"| `{member}` | 0." in regime
     assert "**Machine:**" in text and "**Date:**" in text
     assert "python -m mergekit_weightlevel.toy --smoke" in text
     assert (tmp_path / "docs" / "toy-interpolation.png").stat().st_size > 1000

@@ -24,7 +24,7 @@ from mergekit_weightlevel.toy.report.evaluator import Evaluator
 from mergekit_weightlevel.toy.report.family import family_section
 from mergekit_weightlevel.toy.report.interpolation import interp_section
 from mergekit_weightlevel.toy.report.paramdelta import paramdelta_section
-from mergekit_weightlevel.toy.report.regime import analyze_section
+from mergekit_weightlevel.toy.report.regime import Regime, analyze_section
 from mergekit_weightlevel.toy.report.render import render
 from mergekit_weightlevel.toy.report.section import Section
 from mergekit_weightlevel.toy.report.shadow_ft import shadow_section
@@ -37,6 +37,8 @@ __all__ = ["Replication", "Settings", "replicate"]
 @dataclass
 class Replication:
     sections: list[Section]
+    #: analyze's distance of each compared member from ``base`` (``report.regime``).
+    regime: dict[str, Regime]
     timings: dict[str, float]
     doc: Path
 
@@ -92,9 +94,13 @@ def replicate(
         for lam in settings.timber_lambdas
     ]
     lap("merge")
+    # The regime first: it is the premise of every paper's table below.
+    regime_section, regime = analyze_section(paths, settings.analyze_metrics)
+    lap("analyze")
     plot = doc.with_name(doc.stem + "-interpolation.png")
     sections = [
         family_section(paths, ev, data),
+        regime_section,
         paramdelta_section(paths, ev, pd),
         shadow_section(paths, ev, graft, graft_lora),
         interp_section(sweep, ev, plot),
@@ -102,10 +108,8 @@ def replicate(
     lap("evaluate")
     sections.append(timber_section(paths, ev, timber, settings, data))
     lap("timber pass@k")
-    sections.append(analyze_section(paths, settings.analyze_metrics))
-    lap("analyze")
     timings["total"] = time.perf_counter() - start
     doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(render(sections, members, settings, timings, command), encoding="utf-8")
+    doc.write_text(render(sections, regime, members, settings, timings, command), encoding="utf-8")
     log(f"wrote {doc} ({timings['total']:.0f} s in all)")
-    return Replication(sections, timings, doc)
+    return Replication(sections, regime, timings, doc)

@@ -133,3 +133,14 @@ def qa_examples(problems: list[Problem]) -> list[Example]:
 
 def thinking_examples(problems: list[Problem]) -> list[Example]:
     return [Example(p.prompt(), p.thinking_completion()) for p in problems]
+
+
+def qa_documents(problems: list[Problem]) -> list[Example]:
+    """Q/A text as pre-training sees it (web pages with questions and answers): every token
+    in the loss, the question included."""
+    return [Example("", p.prompt() + p.direct_completion()) for p in problems]
+
+
+def thinking_documents(problems: list[Problem]) -> list[Example]:
+    """Worked solutions as pre-training sees them: question, steps and answer, all in the loss."""
+    return [Example("", p.prompt() + p.thinking_completion()) for p in problems]

@@ -53,4 +53,5 @@ def family_section(paths: dict[str, Path], ev: Evaluator, data: Data) -> Section
         "(no paper: what each trained member knows; held-out add3 = 300 sums never trained on)",
         rows,
         reading,
+        key="family",
     )

@@ -38,6 +38,7 @@ def interp_section(
         rows,
         _interp_reading(points),
         extra,
+        key="interpolation",
     )
 
 

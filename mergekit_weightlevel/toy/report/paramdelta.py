@@ -56,6 +56,7 @@ def paramdelta_section(paths: dict[str, Path], ev: Evaluator, merged: Path) -> S
         rows,
         reading,
         verdict=verdict,
+        key="paramdelta",
     )
 
 

@@ -14,6 +14,8 @@ class Section:
     extra: str = ""
     #: One sentence for the closing summary (default: the last reading sentence).
     verdict: str = ""
+    #: Which paper (``FIRST_FAMILY`` in ``render``): family, regime, paramdelta, shadow_ft, ...
+    key: str = ""
 
     def markdown(self) -> str:
         header, *rows = self.table

@@ -55,6 +55,7 @@ def shadow_section(
         "tuning the Instruct directly, with full weights and with LoRA.",
         rows,
         reading,
+        key="shadow_ft",
     )
 
 

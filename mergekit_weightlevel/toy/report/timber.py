@@ -60,6 +60,7 @@ def timber_section(
         "(0.2 best) raises pass@k (exploration) while pass@1 stays about the same, training-free.",
         rows,
         reading,
+        key="timber",
     )
 
 
