@@ -56,7 +56,7 @@ class Recipe:
     pretrain_steps: int = 3000
     sft_steps: int = 100
     thinking_steps: int = 100
-    continued_steps: int = 600
+    continued_steps: int = 400
     tune_steps: int = 300
     lora_rank: int = 8
     # Learning rates (AdamW, warm-up then cosine to 10 %): pre-training from scratch is
@@ -65,7 +65,7 @@ class Recipe:
     pretrain_lr: float = 3e-3
     sft_lr: float = 1e-4
     thinking_lr: float = 1e-4
-    continued_lr: float = 1e-4
+    continued_lr: float = 5e-5
     tune_lr: float = 3e-4
     lora_lr: float = 3e-3
     #: The first family's SFT (issue 7: 300 steps at 1e-3), rerun on this base as a

@@ -39,14 +39,25 @@ def family_section(paths: dict[str, Path], ev: Evaluator, data: Data) -> Section
                 pct(ev(paths[name], "mod", model).accuracy),
             ]
         )
-    base_plain = float(rows[1][1].split()[0]) / 100
-    gap = ev(paths["thinking"], "add3").accuracy - ev(paths["instruct"], "add3").accuracy
+    base_plain = plain_accuracy(load_model(paths["base"]), ev.sets["add3"])
+    base, instruct, thinking = (ev(paths[n], "add3") for n in ("base", "instruct", "thinking"))
+    gap = thinking.accuracy - instruct.accuracy
+    if base.format_followed < 0.05:
+        asked = "but does not answer questions (format 0 %): knowledge without the format."
+    else:
+        asked = (
+            f"and, asked `Q:…?A:`, already answers {pct(base.accuracy)} of them in the format "
+            f"(directly or by steps: reasoning in {pct(base.reasoning_share)}), from the "
+            "Q/A pages of its corpus: SFT has a behaviour to amplify, not to create."
+        )
     reading = [
         f"`base` completes {pct(base_plain)} of the held-out three-term sums in plain text "
-        "but does not answer questions (format 0 %): knowledge without the format.",
-        f"SFT gives the format; answering by steps is {abs(100 * gap):.1f} points "
-        f"{'more' if gap >= 0 else 'less'} accurate than answering directly on problems "
-        "no model was trained on.",
+        + asked,
+        f"SFT settles the format: `instruct` answers directly ({pct(instruct.accuracy)}, "
+        f"reasoning {pct(instruct.reasoning_share)}), `thinking` by steps "
+        f"({pct(thinking.accuracy)}, reasoning {pct(thinking.reasoning_share)}); answering by "
+        f"steps is {abs(100 * gap):.1f} points {'more' if gap >= 0 else 'less'} accurate than "
+        "answering directly on problems no model was trained on.",
     ]
     return Section(
         "The family",

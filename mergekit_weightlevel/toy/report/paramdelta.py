@@ -7,6 +7,9 @@ from pathlib import Path
 from mergekit_weightlevel.toy.report.evaluator import Evaluator
 from mergekit_weightlevel.toy.report.section import Section, pct
 
+#: A share of the direct SFT from which the effect is called shown (the paper: ≈ 95 %).
+SHOWN = 0.90
+
 
 def paramdelta_section(paths: dict[str, Path], ev: Evaluator, merged: Path) -> Section:
     tasks = ("mul", "add3", "add2", "sub")
@@ -36,18 +39,42 @@ def paramdelta_section(paths: dict[str, Path], ev: Evaluator, merged: Path) -> S
             + [pct(x) for x in scores[1:]]
             + [pct(means[path])]
         )
-    pd, direct = ev(merged, "mul").accuracy, ev(paths["base_v2_sft"], "mul").accuracy
-    ratio = means[merged] / means[paths["base_v2_sft"]] if means[paths["base_v2_sft"]] else 0.0
+    v2, direct = means[paths["base_v2"]], means[paths["base_v2_sft"]]
+    ratio = means[merged] / direct if direct else 0.0
+    # This base already answers questions, so also read the share of the SFT's gain over
+    # base_v2 that ParamΔ recovers (on real LLMs the two agree: a base scores ≈ 0 there).
+    gain = (means[merged] - v2) / (direct - v2) if direct > v2 else float("nan")
+    mul = {name: ev(paths[name], "mul").accuracy for name in ("instruct", "base_v2_sft")}
+    pd_mul = ev(merged, "mul").accuracy
     reading = [
         f"Averaged over the four Q/A sets, ParamΔ reaches {100 * ratio:.0f} % of the direct SFT "
-        f"of `base_v2` (the paper: ≈ 95 %). On the new knowledge alone: {pct(pd)} vs {pct(direct)}.",
-        _paramdelta_verdict(ev, paths, merged),
+        f"of `base_v2` (the paper: ≈ 95 %)"
+        + (
+            f", and recovers {100 * gain:.0f} % of what that SFT adds to `base_v2` "
+            f"({pct(v2)} → {pct(direct)}; ParamΔ {pct(means[merged])})."
+            if direct > v2
+            else f"; the SFT adds nothing to `base_v2` ({pct(v2)} → {pct(direct)})."
+        ),
+        f"On the new knowledge alone (Q/A mul): ParamΔ {pct(pd_mul)}, `instruct` "
+        f"{pct(mul['instruct'])}, the direct SFT {pct(mul['base_v2_sft'])}.",
     ]
-    verdict = (
-        f"ParamΔ keeps {100 * ratio:.0f} % of the direct SFT's mean Q/A accuracy (the paper: "
-        f"≈ 95 %) and {'does' if pd > ev(paths['instruct'], 'mul').accuracy else 'does not'} "
-        "answer more of the new knowledge than `instruct`."
-    )
+    shown_ratio, shown_gain = ratio >= SHOWN, gain >= SHOWN
+    knows_more = pd_mul > mul["instruct"]
+    if shown_ratio and shown_gain and knows_more:
+        verdict = "Shown: ParamΔ is within reach of the direct SFT and knows the newer facts."
+    elif shown_ratio and knows_more:
+        verdict = (
+            f"Shown in part: by the paper's measure (≥ {pct(SHOWN)} of the direct SFT) and on "
+            f"the new knowledge, not by the share of the SFT's gain ({100 * gain:.0f} %)."
+        )
+    else:
+        verdict = (
+            f"Not shown: ParamΔ reaches {100 * ratio:.0f} % of the direct SFT "
+            f"(shown from {pct(SHOWN)}) and "
+            f"{'knows more' if knows_more else 'does not know more'} of the new facts than "
+            "`instruct`."
+        )
+    reading.append(verdict)
     return Section(
         "ParamΔ (arXiv 2504.21023)",
         "adding the post-training delta (instruct − base) to a newer base gives a model that "
@@ -58,23 +85,3 @@ def paramdelta_section(paths: dict[str, Path], ev: Evaluator, merged: Path) -> S
         verdict=verdict,
         key="paramdelta",
     )
-
-
-def _paramdelta_verdict(ev: Evaluator, paths: dict[str, Path], merged: Path) -> str:
-    fmt_v2 = ev(paths["base_v2"], "mul").format_followed
-    fmt_pd = ev(merged, "mul").format_followed
-    mul_i, mul_pd = ev(paths["instruct"], "mul").accuracy, ev(merged, "mul").accuracy
-    direct = ev(paths["base_v2_sft"], "mul").accuracy
-    if fmt_pd > fmt_v2 and mul_pd > mul_i:
-        return (
-            f"The delta carries the format ({pct(fmt_v2)} → {pct(fmt_pd)} answers in format) "
-            f"and the merge knows more mul than `instruct` ({pct(mul_i)} → {pct(mul_pd)})."
-        )
-    if direct < 0.5:
-        return (
-            "The toy does not show the effect on the new knowledge: even the direct SFT of "
-            "`base_v2` answers few new products, because in models this small the knowledge "
-            "learned in plain text (`7*8=56.`) is not reached from the Q/A prompt: an SFT on "
-            "the products the base knew (a, b < 5) does not carry over to the new ones."
-        )
-    return "The toy does not show the paper's effect here; see the numbers above."

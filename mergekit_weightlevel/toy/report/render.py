@@ -104,7 +104,8 @@ def summary(
         "between real Base and Instruct checkpoints. "
         + (
             "This family is in that regime by the measures above, so where a table still does "
-            "not show a paper's effect, distance in weight space is not the reason."
+            "not show a paper's effect, distance in weight space as σ measures it no longer "
+            "explains it (our reading)."
             if met
             else "This family misses some of the regime targets above; the tables should be "
             "read with that in mind."
@@ -177,7 +178,7 @@ def choices(regime: dict[str, Regime], recipe: Recipe, members: dict) -> list[st
     yardstick = (
         f" To see which lever does what, the first family's SFT ({r.loud_sft_steps} steps at "
         f"{rate(r.loud_sft_lr)}) is also run on this base (`instruct_loud`): σ "
-        f"{FIRST_SIGMA:.3f} (first family) → {loud.sigma:.4f} with this base and the old "
+        f"{FIRST_SIGMA:.4f} (first family) → {loud.sigma:.4f} with this base and the old "
         f"post-training → {regime['instruct'].sigma:.4f} with the new post-training."
         if loud is not None
         else ""
@@ -198,8 +199,8 @@ def choices(regime: dict[str, Regime], recipe: Recipe, members: dict) -> list[st
         f"{rate(r.tune_lr)}." + yardstick + " The model "
         "keeps its size (3 layers, hidden 96): the longer pre-training already uses the "
         "2-core time budget, and a 192-wide model was 2.3× slower per step when the first "
-        "family was built. Development runs also tried SFT at 3e-4 and for 300 steps on this "
-        "base: σ stayed under the target; 100 steps at 1e-4 moved the weights least while "
+        "family was built. Development runs also tried SFT at 3e-4 and for 300 steps on a base "
+        "trained the same way: σ stayed under the target; 100 steps at 1e-4 moved the weights least while "
         "already giving the format.",
         "- **Short and long sequences are batched apart** (`train.batch_loss`): worked "
         "solutions are three times as long as plain facts, and padding every batch to the "

@@ -62,7 +62,16 @@ def shadow_section(
 def _shadow_verdict(shadow, usual, shadow_l, usual_l) -> str:
     wins = sum(s[0] + s[1] > u[0] + u[1] for s, u in ((shadow, usual), (shadow_l, usual_l)))
     if wins == 2:
-        return "Counting new skill plus kept skill, grafting wins in both settings, as the paper reports."
+        return (
+            "Shown: counting new skill plus kept skill, grafting wins in both settings, as "
+            "the paper reports."
+        )
     if wins == 1:
-        return "Counting new skill plus kept skill, grafting wins in one of the two settings only."
-    return "Counting new skill plus kept skill, the toy does not show Shadow-FT's advantage."
+        return (
+            "Shown in part: counting new skill plus kept skill, grafting wins in one of the "
+            "two settings only."
+        )
+    return (
+        "Not shown: counting new skill plus kept skill, the toy does not show Shadow-FT's "
+        "advantage."
+    )

@@ -25,7 +25,7 @@ def timber_section(
 ) -> Section:
     ks = list(settings.pass_ks)
     problems = data.add3_test[: settings.pass_problems]
-    rows = [["model", "greedy add3"] + [f"pass@{k}" for k in ks] + ["σ(model, base)"]]
+    rows = [["model", "greedy add3"] + [f"pass@{k}" for k in ks] + ["σ(model, base), all weights"]]
     base_flat = _flat(read_state(paths["base"]))
     named = [("`instruct`", paths["instruct"])] + [
         (f"**Timber** λ = {lam:g}", path) for lam, path in outputs
@@ -73,12 +73,12 @@ def _timber_verdict(results: dict[str, dict[int, float]], ks: list[int]) -> str:
     if gains[top] > 0.005:
         delta1 = results[top][ks[0]] - inst[ks[0]]
         return (
-            f"{top} raises pass@{ks[-1]} by {100 * gains[top]:.1f} points "
+            f"Shown: {top} raises pass@{ks[-1]} by {100 * gains[top]:.1f} points "
             f"(pass@1 {'+' if delta1 >= 0 else '−'}{abs(100 * delta1):.1f} points)."
         )
     return (
-        f"No λ raises pass@{ks[-1]} above `instruct` here: the toy does not show Timber's "
-        "exploration gain."
+        f"Not shown: no λ raises pass@{ks[-1]} above `instruct` here, the toy does not show "
+        "Timber's exploration gain."
     )
 
 
