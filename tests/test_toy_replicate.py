@@ -120,3 +120,20 @@ def test_toy_modules_import_each_other_one_way_only():
     for node in sorted(graph):
         if node not in state:
             visit(node, [])
+
+
+def test_regime_targets_are_checked_only_where_a_member_has_them():
+    from mergekit_weightlevel.toy.report.regime import ERANK_TARGET, SIGMA_TARGET, Regime
+
+    near, far = SIGMA_TARGET / 2, SIGMA_TARGET * 2
+    assert Regime("instruct", near, ERANK_TARGET / 2, True, True).met
+    assert not Regime("instruct", far, ERANK_TARGET / 2, True, True).met
+    assert not Regime("instruct", near, ERANK_TARGET * 2, True, True).met
+    assert Regime("base_v2", near, ERANK_TARGET * 2, True, False).met  # eRank free to change
+    assert not Regime("base_tuned", far, 1.0, False, False).targeted
+
+
+def test_learning_rates_are_written_as_in_the_recipe():
+    from mergekit_weightlevel.toy.report.render import rate
+
+    assert [rate(x) for x in (1e-4, 3e-3, 5e-5, 1e-3)] == ["1e-4", "3e-3", "5e-5", "1e-3"]

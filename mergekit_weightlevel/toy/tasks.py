@@ -15,6 +15,10 @@ Formats of one fact:
 - Q/A (instruct):      prompt ``Q:3+5+8?A:``  completion ``16``
 - thinking:            prompt ``Q:3+5+8?A:``  completion ``[3+5=8,8+8=16]16``
 
+Pre-training also sees the two Q/A formats now and then as whole documents
+(``qa_documents``, ``thinking_documents``: every token in the loss), as web text holds
+pages of questions and answers; the SFTs then amplify a format the base has seen.
+
 Every thinking step is an ``add2`` fact, so a model that knows ``add2`` well can answer
 ``add3`` by steps even where it cannot answer it in one shot.
 """
