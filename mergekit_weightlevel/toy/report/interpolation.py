@@ -89,6 +89,7 @@ def _interp_reading(points: list[tuple[float, Summary]]) -> list[str]:
         )
     rises = ends[1].accuracy > ends[0].accuracy
     width = f"{min(high) - max(low):.1f}" if low and high else "?"
+    step = points[1][0] - points[0][0] if len(points) > 1 else 1.0
     if stages and rises and not collapse:
         sentences.append(
             "Shown: the three stages (Instruct-like, a narrow switch, a Thinking-like plateau) "
@@ -108,7 +109,7 @@ def _interp_reading(points: list[tuple[float, Summary]]) -> list[str]:
     else:
         sentences.append(
             f"Not shown as three stages: the switch from ≤ 5 % to ≥ 95 % reasoning takes "
-            f"{width} of the λ range (we call it narrow up to {NARROW}); "
+            f"{width} of the λ range (we call it narrow up to {NARROW}; λ step {step:g}); "
             + (
                 "accuracy rises from `instruct` to `thinking`."
                 if rises

@@ -64,13 +64,14 @@ def paramdelta_section(paths: dict[str, Path], ev: Evaluator, merged: Path) -> S
         verdict = "Shown: ParamΔ is within reach of the direct SFT and knows the newer facts."
     elif shown_ratio and knows_more:
         verdict = (
-            f"Shown in part: by the paper's measure (≥ {pct(SHOWN)} of the direct SFT) and on "
-            f"the new knowledge, not by the share of the SFT's gain ({100 * gain:.0f} %)."
+            f"Shown in part: by the paper's measure ({100 * ratio:.0f} % of the direct SFT; "
+            f"we call it shown from {100 * SHOWN:.0f} %) and on the new knowledge, not by the "
+            f"share of the SFT's gain ({100 * gain:.0f} %)."
         )
     else:
         verdict = (
             f"Not shown: ParamΔ reaches {100 * ratio:.0f} % of the direct SFT "
-            f"(shown from {pct(SHOWN)}) and "
+            f"(shown from {100 * SHOWN:.0f} %) and "
             f"{'knows more' if knows_more else 'does not know more'} of the new facts than "
             "`instruct`."
         )

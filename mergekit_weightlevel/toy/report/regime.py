@@ -102,7 +102,8 @@ def analyze_section(
         "`thinking` (real LLMs: σ(Base, Instruct) 0.004–0.027 in Shadow-FT; eRank almost "
         "unchanged in Timber).",
         (
-            "All are met: the toy's post-training barely moves the weights, as in the papers."
+            "All targets are met: the toy's post-training barely moves the weights, as in the "
+            "papers."
             if not missed
             else f"Missed by {', '.join(missed)}: see the table and the attempts under Choices."
         ),

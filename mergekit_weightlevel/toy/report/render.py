@@ -8,7 +8,7 @@ import datetime
 from mergekit_weightlevel.toy.family import Recipe
 from mergekit_weightlevel.toy.report.machine import machine_description
 from mergekit_weightlevel.toy.report.regime import Regime
-from mergekit_weightlevel.toy.report.section import Section, pct
+from mergekit_weightlevel.toy.report.section import Section
 from mergekit_weightlevel.toy.settings import Settings
 from mergekit_weightlevel.toy.tokenizer import vocab_size
 from mergekit_weightlevel.toy.train import load_model
@@ -23,10 +23,10 @@ YAML path, and evaluated. Questions are asked as `Q:3+5+8?A:`; `instruct` answer
 `thinking` answers `[3+5=8,8+8=16]16`. Pre-training ({r.pretrain_steps} steps) is mostly
 plain text (`3+5+8=16.`): add2 (a+b, a<20, b<10), sub (a−b), {r.seen_add3} of the 1000
 three-term sums (add3) and the products a*b with a, b < 5; now and then
-({pct(r.pretrain_format_share)} of the documents) the same facts appear as questions and
+({100 * r.pretrain_format_share:g} % of the documents) the same facts appear as questions and
 answers, half answered directly and half with worked steps, as web text holds Q&A pages.
-The SFTs ({r.sft_steps} and {r.thinking_steps} steps at learning rate {r.sft_lr:g}) ask
-about the same problems. {r.held_out_add3} other add3 sums are never trained on by any
+The SFTs (`instruct` {r.sft_steps} steps at learning rate {rate(r.sft_lr)}, `thinking`
+{r.thinking_steps} at {rate(r.thinking_lr)}) ask about the same problems. {r.held_out_add3} other add3 sums are never trained on by any
 model and are the held-out benchmark. `base_v2` continues pre-training
 ({r.continued_steps} steps) with the rest of the multiplication table (75 products with a
 factor ≥ 5, "mul (new)") in the same kind of text; the Shadow-FT skill is a%b (mod),
@@ -200,8 +200,14 @@ def choices(regime: dict[str, Regime], recipe: Recipe, members: dict) -> list[st
         "keeps its size (3 layers, hidden 96): the longer pre-training already uses the "
         "2-core time budget, and a 192-wide model was 2.3× slower per step when the first "
         "family was built. Development runs also tried SFT at 3e-4 and for 300 steps on a base "
-        "trained the same way: σ stayed under the target; 100 steps at 1e-4 moved the weights least while "
-        "already giving the format.",
+        "trained the same way: σ stayed under the target; 100 steps at 1e-4 moved the weights "
+        "least while already giving the format. They also tried what might bring the effects "
+        "that do not show: Shadow-FT tunes at 1e-4 (300 and 600 steps; grafting still "
+        "scored below tuning `instruct` on the new skill), a 200-step thinking SFT (still "
+        "less accurate than `instruct`), and continued pre-training at several rates and "
+        "lengths: at 1e-4 for 300 or 600 steps, 7e-5 for 400 and 5e-5 for 600, σ(base, "
+        "base_v2) was at or over the target; 5e-5 for 400 (kept) and 3e-5 for 600 were "
+        "under it, and learned fewer of the new facts.",
         "- **Short and long sequences are batched apart** (`train.batch_loss`): worked "
         "solutions are three times as long as plain facts, and padding every batch to the "
         "longest would triple the cost of pre-training; the loss is the token-weighted "

@@ -25,8 +25,15 @@ def timber_section(
 ) -> Section:
     ks = list(settings.pass_ks)
     problems = data.add3_test[: settings.pass_problems]
-    rows = [["model", "greedy add3"] + [f"pass@{k}" for k in ks] + ["σ(model, base), all weights"]]
+    rows = [
+        ["model", "greedy add3"]
+        + [f"pass@{k}" for k in ks]
+        + ["σ(model, base), all weights", "‖model − instruct‖ / ‖instruct − base‖"]
+    ]
     base_flat = _flat(read_state(paths["base"]))
+    instruct_flat = _flat(read_state(paths["instruct"]))
+    delta_norm = float(torch.linalg.vector_norm(instruct_flat - base_flat))
+    removed = {}
     named = [("`instruct`", paths["instruct"])] + [
         (f"**Timber** λ = {lam:g}", path) for lam, path in outputs
     ]
@@ -42,16 +49,21 @@ def timber_section(
             max_new_tokens=token_budget("add3"),
         )
         results[label] = passes
+        flat = _flat(read_state(path))
+        # How much of the post-training delta the merge takes away (0 for instruct itself).
+        removed[label] = float(torch.linalg.vector_norm(flat - instruct_flat)) / delta_norm
         rows.append(
             [label, pct(ev(path, "add3").accuracy)]
             + [pct(passes[k]) for k in ks]
-            + [f"{sigma(_flat(read_state(path)), base_flat):.4f}"]
+            + [f"{sigma(flat, base_flat):.4f}", pct(removed[label])]
         )
     inst = results["`instruct`"]
     reading = [
         f"Sampling at temperature {settings.temperature:g}, {settings.pass_samples} samples on "
         f"{len(problems)} held-out sums: `instruct` has pass@1 {pct(inst[ks[0]])} and "
         f"pass@{ks[-1]} {pct(inst[ks[-1]])}.",
+        f"Timber changes the delta by at most {pct(max(removed.values()))} of its norm: the "
+        "tail beyond the top-⌈eRank⌉ directions of each matrix's delta holds little of it.",
         _timber_verdict(results, ks),
     ]
     return Section(
