@@ -5,14 +5,14 @@ from __future__ import annotations
 from mergekit_weightlevel.toy.__main__ import main
 from mergekit_weightlevel.toy.family import MEMBER_FILE, Recipe, build_toy_family
 
+#: The sections with a table and a reading, in page order.
 SECTIONS = (
     "## The family",
+    "## The regime: analyze on the family",
     "## ParamΔ",
     "## Shadow-FT",
     "## Instruct ↔ Thinking interpolation",
     "## Timber",
-    "## analyze on the family",
-    "## In short",
 )
 
 
@@ -20,9 +20,15 @@ def test_smoke_run_writes_every_section_and_the_plot(tmp_path):
     doc = tmp_path / "docs" / "toy.md"
     main(["--smoke", "--work", str(tmp_path / "work"), "--doc", str(doc)])
     text = doc.read_text(encoding="utf-8")
-    for heading in SECTIONS:
-        assert heading in text
-    assert text.count("**Reading.**") == len(SECTIONS) - 1
+    positions = [text.index(heading) for heading in SECTIONS]
+    assert positions == sorted(positions)
+    assert text.count("**Reading.**") == len(SECTIONS)
+    for heading in ("## In short", "## What changed", "## Choices"):
+        assert text.index(heading) > positions[-1]
+    # The regime table has one row per member compared with base, each with its σ.
+    regime = text.split("## The regime")[1].split("## ParamΔ")[0]
+    for member in ("instruct", "thinking", "base_v2", "base_tuned", "instruct_loud"):
+        assert f"| `{member}` | 0." in regime
     assert "**Machine:**" in text and "**Date:**" in text
     assert "python -m mergekit_weightlevel.toy --smoke" in text
     assert (tmp_path / "docs" / "toy-interpolation.png").stat().st_size > 1000
@@ -73,3 +79,61 @@ def test_demo_runs_on_a_trained_family_and_keeps_its_adapter(tmp_path):
         assert merge.max_abs_error < 1e-4, merge.method
     with pytest.raises(FileNotFoundError, match="demo: .* no checkpoint for"):
         run_demo(tmp_path / "demo2", family_root=tmp_path / "demo")
+
+
+def test_toy_modules_import_each_other_one_way_only():
+    """No import cycle among the toy's modules, counting imports inside functions."""
+    import ast
+    from pathlib import Path
+
+    import mergekit_weightlevel.toy as toy
+
+    root = Path(toy.__file__).parent
+    modules = {
+        "mergekit_weightlevel.toy." + ".".join(path.relative_to(root).with_suffix("").parts): path
+        for path in root.rglob("*.py")
+    }
+    modules = {name.removesuffix(".__init__"): path for name, path in modules.items()}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            imported |= {t for t in targets if t in modules and t != name}
+        graph[name] = imported
+    assert "mergekit_weightlevel.toy.report.paramdelta" in graph  # one module per paper
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for child in sorted(graph[node]):
+            assert state.get(child) != 1, " -> ".join([*path, node, child])
+            if child not in state:
+                visit(child, [*path, node])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+
+
+def test_regime_targets_are_checked_only_where_a_member_has_them():
+    from mergekit_weightlevel.toy.report.regime import ERANK_TARGET, SIGMA_TARGET, Regime
+
+    near, far = SIGMA_TARGET / 2, SIGMA_TARGET * 2
+    assert Regime("instruct", near, ERANK_TARGET / 2, True, True).met
+    assert not Regime("instruct", far, ERANK_TARGET / 2, True, True).met
+    assert not Regime("instruct", near, ERANK_TARGET * 2, True, True).met
+    assert Regime("base_v2", near, ERANK_TARGET * 2, True, False).met  # eRank free to change
+    assert not Regime("base_tuned", far, 1.0, False, False).targeted
+
+
+def test_learning_rates_are_written_as_in_the_recipe():
+    from mergekit_weightlevel.toy.report.render import rate
+
+    assert [rate(x) for x in (1e-4, 3e-3, 5e-5, 1e-3)] == ["1e-4", "3e-3", "5e-5", "1e-3"]

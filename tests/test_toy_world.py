@@ -168,3 +168,51 @@ def test_training_is_deterministic():
         model = new_model(shape, 0)
         runs.append(train(model, [(examples, 1.0)], TrainSpec(steps=5, batch_size=8)))
     assert runs[0] == runs[1]
+
+
+def test_bucketed_loss_equals_the_loss_of_one_padded_batch():
+    """Short and long sequences run apart give the same loss (and gradient) as one batch."""
+    from mergekit_weightlevel.toy.train import SHORT, batch_loss, encode_batch
+
+    model = new_model(ModelShape(hidden_size=32, intermediate_size=64, num_hidden_layers=1), 0)
+    problems = tasks.add3()[:6]
+    batch = [*tasks.plain_examples(problems), *tasks.thinking_documents(problems)]
+    batch += tasks.thinking_examples(problems)  # prompt off the loss, long completion
+    lengths = [len(e.prompt) + len(e.completion) + 2 for e in batch]
+    assert min(lengths) <= SHORT < max(lengths)  # both buckets are used
+    codec = CharCodec()
+    ids, mask, labels = encode_batch(batch, codec)
+    whole = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    whole.backward()
+    expected = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    bucketed = batch_loss(model, batch, codec)
+    bucketed.backward()
+    assert float(bucketed.detach()) == pytest.approx(float(whole.detach()), rel=1e-5)
+    for got, want in zip((p.grad for p in model.parameters()), expected):
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_documents_put_the_whole_question_and_answer_in_the_loss():
+    problem = tasks.Problem((3, 5, 8), "+")
+    (direct,) = tasks.qa_documents([problem])
+    (worked,) = tasks.thinking_documents([problem])
+    assert (direct.prompt, direct.completion) == ("", "Q:3+5+8?A:16")
+    assert (worked.prompt, worked.completion) == ("", "Q:3+5+8?A:[3+5=8,8+8=16]16")
+
+
+def test_pretraining_corpus_holds_the_format_share_of_qa_documents():
+    from mergekit_weightlevel.toy.family import Data, Recipe
+
+    data = Data.make(Recipe.smoke())
+    corpus = data.pretrain(0.1)
+    total = sum(weight for _, weight in corpus)
+    qa = sum(w for examples, w in corpus if examples[0].completion.startswith("Q:"))
+    assert total == pytest.approx(1.0) and qa == pytest.approx(0.1)
+    assert all(not e.prompt for examples, _ in corpus for e in examples)  # all plain text
+    assert (
+        sum(w for examples, w in data.pretrain(0.0) if examples[0].completion.startswith("Q:")) == 0
+    )
+    continued = data.continued(0.1)
+    new = {p.plain() for p in data.mul_new}
+    assert sum(w for ex, w in continued if ex[0].completion in new) == pytest.approx(0.45)

@@ -5,7 +5,7 @@ Members (every one a normal ``transformers`` Llama checkpoint with the char toke
 ==================  =========================================================  ===========
 member              how it is made                                             from
 ==================  =========================================================  ===========
-``base``            pre-training on plain add2, sub, some add3, small products  scratch
+``base``            pre-training on add2, sub, some add3, small products        scratch
 ``instruct``        SFT into the Q/A format (direct answers), same problems     ``base``
 ``thinking``        SFT into the Q/A format with ``[steps]`` before the answer  ``base``
 ``base_v2``         continued pre-training: the other products, with replay     ``base``
@@ -14,6 +14,7 @@ member              how it is made                                             f
 ``base_lora``       LoRA (PEFT adapter) on Q/A ``mod``                         ``base``
 ``instruct_tuned``  the same full SFT run on ``instruct`` (the usual way)       ``instruct``
 ``instruct_lora``   the same LoRA run on ``instruct``                           ``instruct``
+``instruct_loud``   the instruct SFT at the first family's steps and rate       ``base``
 ==================  =========================================================  ===========
 
 A folder holding ``toy-member.json`` with the same key (this member's training run and
@@ -44,7 +45,7 @@ from mergekit_weightlevel.toy.train import (
 MEMBER_FILE = "toy-member.json"
 
 #: Bump when the tasks, formats or data mixtures change: cached members are then retrained.
-WORLD_VERSION = 1
+WORLD_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -52,20 +53,27 @@ class Recipe:
     """Step counts and sizes of the whole family (``smoke`` shrinks them for tests)."""
 
     shape: ModelShape = field(default_factory=ModelShape)
-    pretrain_steps: int = 1500
-    sft_steps: int = 300
-    thinking_steps: int = 600
-    continued_steps: int = 600
+    pretrain_steps: int = 3000
+    sft_steps: int = 100
+    thinking_steps: int = 100
+    continued_steps: int = 400
     tune_steps: int = 300
     lora_rank: int = 8
     # Learning rates (AdamW, warm-up then cosine to 10 %): pre-training from scratch is
-    # fast; post-training gentler, so that its deltas stay small enough to add and subtract.
+    # fast; post-training gentle and short, so that it moves the weights as little as
+    # real post-training does (σ ≤ 0.03, see the page's "Choices").
     pretrain_lr: float = 3e-3
-    sft_lr: float = 1e-3
-    thinking_lr: float = 1e-3
-    continued_lr: float = 2e-4
-    tune_lr: float = 1e-3
+    sft_lr: float = 1e-4
+    thinking_lr: float = 1e-4
+    continued_lr: float = 5e-5
+    tune_lr: float = 3e-4
     lora_lr: float = 3e-3
+    #: The first family's SFT (issue 7: 300 steps at 1e-3), rerun on this base as a
+    #: yardstick: how far the same data moves the weights with the old post-training.
+    loud_sft_steps: int = 300
+    loud_sft_lr: float = 1e-3
+    #: Share of pre-training documents in the Q/A formats (see ``Data.pretrain``).
+    pretrain_format_share: float = 0.1
     #: add3 problems seen in pre-training and SFT; the other ones are never trained on.
     seen_add3: int = 400
     #: add3 problems never trained on: the reasoning benchmark.
@@ -82,6 +90,7 @@ class Recipe:
             continued_steps=2,
             tune_steps=2,
             lora_rank=2,
+            loud_sft_steps=2,
             held_out_add3=20,
         )
 
@@ -116,12 +125,31 @@ class Data:
         )
 
     def _mix(self, render) -> list[tuple[list[Example], float]]:
-        problems = (self.add2, self.sub, self.add3_seen, self.mul_seen)
-        return [(render(p), w) for p, w in zip(problems, (0.3, 0.25, 0.35, 0.1))]
+        return [(render(p), w) for p, w in self._known()]
 
-    def pretrain(self) -> list[tuple[list[Example], float]]:
-        """Plain statements of add2, sub, the seen add3 and a little mul (knowledge, no format)."""
-        return self._mix(tasks.plain_examples)
+    @staticmethod
+    def _corpus(
+        facts: list[tuple[list, float]], format_share: float
+    ) -> list[tuple[list[Example], float]]:
+        """Pre-training text on ``facts`` [(problems, weight)]: plain statements, and now
+        and then the same facts as questions and answers (``format_share`` of the documents:
+        half with a direct answer, half with worked steps), as web text holds Q&A pages."""
+        renders = [(tasks.plain_examples, 1 - format_share)]
+        if format_share:
+            renders += [
+                (tasks.qa_documents, format_share / 2),
+                (tasks.thinking_documents, format_share / 2),
+            ]
+        return [(render(p), w * share) for render, share in renders for p, w in facts]
+
+    def _known(self) -> list[tuple[list, float]]:
+        return list(
+            zip((self.add2, self.sub, self.add3_seen, self.mul_seen), (0.3, 0.25, 0.35, 0.1))
+        )
+
+    def pretrain(self, format_share: float = 0.0) -> list[tuple[list[Example], float]]:
+        """add2, sub, the seen add3 and a little mul as text (see ``_corpus``)."""
+        return self._corpus(self._known(), format_share)
 
     def instruct_sft(self) -> list[tuple[list[Example], float]]:
         """The same problems, asked and answered directly in the Q/A format."""
@@ -131,10 +159,11 @@ class Data:
         """The same problems, answered with ``[steps]`` before the answer."""
         return self._mix(tasks.thinking_examples)
 
-    def continued(self) -> list[tuple[list[Example], float]]:
-        """New knowledge (the rest of the multiplication table, plain) with replay."""
-        replay = [(examples, 0.5 * w) for examples, w in self.pretrain()]
-        return [(tasks.plain_examples(self.mul_new), 0.5), *replay]
+    def continued(self, format_share: float = 0.0) -> list[tuple[list[Example], float]]:
+        """New knowledge (the rest of the multiplication table) with replay, as text."""
+        return self._corpus(
+            [(self.mul_new, 0.5)] + [(p, 0.5 * w) for p, w in self._known()], format_share
+        )
 
     def new_skill(self) -> list[tuple[list[Example], float]]:
         """Shadow-FT's task: Q/A on mod, never seen before."""
@@ -161,6 +190,7 @@ def _member_key(name: str, recipe: Recipe, steps: int, lr: float, parent: dict |
         "shape": asdict(recipe.shape),
         "seed": recipe.seed,
         "data": [recipe.seen_add3, recipe.held_out_add3, recipe.lora_rank],
+        "format_share": recipe.pretrain_format_share,
         "steps": steps,
         "lr": lr,
         "parent": parent,
@@ -258,13 +288,21 @@ def build_toy_family(
         return member.path
 
     r = recipe
-    add("base", None, data.pretrain(), r.pretrain_steps, r.pretrain_lr, 0)
+    add("base", None, data.pretrain(r.pretrain_format_share), r.pretrain_steps, r.pretrain_lr, 0)
     add("instruct", "base", data.instruct_sft(), r.sft_steps, r.sft_lr, 1)
     add("thinking", "base", data.thinking_sft(), r.thinking_steps, r.thinking_lr, 2)
-    add("base_v2", "base", data.continued(), r.continued_steps, r.continued_lr, 3)
+    add(
+        "base_v2",
+        "base",
+        data.continued(r.pretrain_format_share),
+        r.continued_steps,
+        r.continued_lr,
+        3,
+    )
     add("base_v2_sft", "base_v2", data.instruct_sft(), r.sft_steps, r.sft_lr, 1)
     add("base_tuned", "base", data.new_skill(), r.tune_steps, r.tune_lr, 4)
     add("instruct_tuned", "instruct", data.new_skill(), r.tune_steps, r.tune_lr, 4)
     add("base_lora", "base", data.new_skill(), r.tune_steps, r.lora_lr, 5, lora=True)
     add("instruct_lora", "instruct", data.new_skill(), r.tune_steps, r.lora_lr, 5, lora=True)
+    add("instruct_loud", "base", data.instruct_sft(), r.loud_sft_steps, r.loud_sft_lr, 1)
     return members

@@ -15,6 +15,10 @@ Formats of one fact:
 - Q/A (instruct):      prompt ``Q:3+5+8?A:``  completion ``16``
 - thinking:            prompt ``Q:3+5+8?A:``  completion ``[3+5=8,8+8=16]16``
 
+Pre-training also sees the two Q/A formats now and then as whole documents
+(``qa_documents``, ``thinking_documents``: every token in the loss), as web text holds
+pages of questions and answers; the SFTs then amplify a format the base has seen.
+
 Every thinking step is an ``add2`` fact, so a model that knows ``add2`` well can answer
 ``add3`` by steps even where it cannot answer it in one shot.
 """
@@ -133,3 +137,14 @@ def qa_examples(problems: list[Problem]) -> list[Example]:
 
 def thinking_examples(problems: list[Problem]) -> list[Example]:
     return [Example(p.prompt(), p.thinking_completion()) for p in problems]
+
+
+def qa_documents(problems: list[Problem]) -> list[Example]:
+    """Q/A text as pre-training sees it (web pages with questions and answers): every token
+    in the loss, the question included."""
+    return [Example("", p.prompt() + p.direct_completion()) for p in problems]
+
+
+def thinking_documents(problems: list[Problem]) -> list[Example]:
+    """Worked solutions as pre-training sees them: question, steps and answer, all in the loss."""
+    return [Example("", p.prompt() + p.thinking_completion()) for p in problems]

@@ -135,8 +135,7 @@ def train(
         batch = [
             rng.choice(pools[i]) for i in rng.choices(range(len(pools)), weights, k=spec.batch_size)
         ]
-        ids, mask, labels = encode_batch(batch, codec)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss = batch_loss(model, batch, codec)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -145,6 +144,31 @@ def train(
         losses.append(float(loss.detach()))
     model.eval()
     return losses
+
+
+#: Sequences up to this many tokens are run apart from longer ones (see ``batch_loss``).
+SHORT = 16
+
+
+def batch_loss(model, batch: Sequence[Example], codec: CharCodec) -> torch.Tensor:
+    """The mean loss over the completion tokens of ``batch``, computed per length bucket.
+
+    Short sequences (plain facts, direct answers) and long ones (worked steps) are run as
+    separate sub-batches, so the short ones are not padded to the long ones' width; the
+    token-weighted mean of the buckets' losses is the loss of the whole batch (right
+    padding changes nothing before it under a causal mask).
+    """
+    buckets: dict[bool, list[Example]] = {}
+    for example in batch:
+        long = len(example.prompt) + len(example.completion) + 2 > SHORT
+        buckets.setdefault(long, []).append(example)
+    total, tokens = torch.zeros(()), 0
+    for examples in buckets.values():
+        ids, mask, labels = encode_batch(examples, codec)
+        count = int((labels[:, 1:] != IGNORE).sum())
+        total = total + count * model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        tokens += count
+    return total / tokens
 
 
 def _lr_factor(step: int, spec: TrainSpec) -> float:
