@@ -282,7 +282,15 @@ def worker_build(root: str, layers: str) -> None:
     build_family(root, arch="llama", layers=int(layers), shape=BENCH_SHAPE, shard_size="200MB")
 
 
+def worker_burn(seconds: str) -> None:
+    """Other work for the "contended" case: one CPU kept busy, stopping by itself."""
+    end = time.monotonic() + float(seconds)
+    while time.monotonic() < end:
+        pass
+
+
 WORKERS = {
+    "burn": worker_burn,
     "diff": worker_diff,
     "build": worker_build,
     "merge": worker_merge,
@@ -327,10 +335,10 @@ def rss_anon_kb(pid: int) -> int:
 REPEAT = 1
 
 
-def measure(label: str, argv: list[str]) -> Measurement:
+def measure(label: str, argv: list[str], env: dict[str, str] | None = None) -> Measurement:
     """``run_once`` REPEAT times: the best time (least disturbed by other load) and the
-    worst memory of the runs."""
-    runs = [run_once(label, argv) for _ in range(REPEAT)]
+    worst memory of the runs. ``env`` adds variables to the child's environment."""
+    runs = [run_once(label, argv, env) for _ in range(REPEAT)]
     return Measurement(
         label,
         min(run.seconds for run in runs),
@@ -339,9 +347,9 @@ def measure(label: str, argv: list[str]) -> Measurement:
     )
 
 
-def run_once(label: str, argv: list[str]) -> Measurement:
+def run_once(label: str, argv: list[str], extra_env: dict[str, str] | None = None) -> Measurement:
     """Run argv in a child process: wall time, peak RssAnon (sampled) and ru_maxrss."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     start = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     stderr_chunks: list[bytes] = []
@@ -586,7 +594,58 @@ def run_cases(
             "load-everything σ + eRank", worker_argv("analyze_baseline", f.base, f.instruct)
         )
         rows.append(("analyze sigma,erank vs load-everything", ours, alt, "n/a"))
+
+    if "contended" in only:
+        rows += contended_rows(f, workdir, out)
     return rows
+
+
+#: The "contended" case's other work: one busy process per CPU, each stopping by itself
+#: after this many seconds, and killed as soon as the measured run ends.
+BURN_SECONDS = 600
+#: The thread settings compared there (environment of the merge process).
+THREAD_SETTINGS = {
+    "our thread policy (the default)": {},
+    "torch's default threads (MERGEKIT_WEIGHTLEVEL_THREADS=off)": {
+        "MERGEKIT_WEIGHTLEVEL_THREADS": "off"
+    },
+    "one thread (OMP_NUM_THREADS=1)": {"OMP_NUM_THREADS": "1"},
+}
+
+
+def contended_rows(f, workdir: Path, out: Path) -> list:
+    """The Timber merge while every CPU is busy with other work, under each thread setting;
+    each setting against one thread (a merge on a busy machine should never be slower)."""
+    config = write_config(
+        workdir / "timber_contended.yml",
+        {
+            "merge_method": "timber_spectral",
+            "base_model": str(f.base),
+            "dtype": "float32",
+            "parameters": {"lambda": TIMBER_LAMBDA},
+            "models": [{"model": str(f.instruct)}],
+        },
+    )
+    measured = {}
+    for label, env in THREAD_SETTINGS.items():
+        burners = [
+            subprocess.Popen(worker_argv("burn", BURN_SECONDS)) for _ in range(os.cpu_count() or 1)
+        ]
+        try:
+            measured[label] = measure(
+                f"timber beside {len(burners)} busy CPUs, {label}",
+                worker_argv("merge", config, out / "timber_contended"),
+                env,
+            )
+        finally:
+            for burner in burners:
+                burner.kill()
+                burner.wait()
+    single = measured.pop("one thread (OMP_NUM_THREADS=1)")
+    return [
+        (f"timber_spectral, every CPU busy: {label} vs one thread", ours, single, "n/a")
+        for label, ours in measured.items()
+    ]
 
 
 def machine() -> str:
@@ -633,6 +692,9 @@ METHOD_TEXT = (
     "  `analyze --metrics sigma,erank` vs a load-everything script computing the same numbers",
     "  the straightforward way (whole state dicts, `torch.linalg.svdvals` in float32 per matrix",
     "  for A, B and ΔW);",
+    "- `contended`: the Timber merge while one busy-looping process per CPU runs beside it,",
+    "  with our thread policy (the default), torch's default threads and one thread; each",
+    "  against one thread, which a merge on a busy machine should never be slower than;",
     "- all of it at two model sizes (`--layers`, `--small-layers`), to show that our peak",
     "  memory does not grow with the model;",
     "- the best speed-up our Gram route could reach at the family's shapes (`floor`: its",
@@ -662,7 +724,7 @@ METHOD_TEXT = (
     "",
     "Run it on a quiet machine (nothing else using the CPU): `python",
     "benchmarks/run_benchmarks.py` (all cases, 8 and 4 layers, about 30 minutes on 2 cores);",
-    "`--only paramdelta,interp,shadow,timber,analyze,floor,kernels`, `--layers N --small-layers M` (0 skips",
+    "`--only paramdelta,interp,shadow,timber,analyze,contended,floor,kernels`, `--layers N --small-layers M` (0 skips",
     "the second size) and `--workdir DIR` (default benchmarks/out, git-ignored; the families",
     "are built once and reused) narrow it; `--out` (default docs/benchmarks.md) and `--notes`",
     "(default benchmarks/notes.md, appended under the tables) set the page.",
@@ -859,7 +921,9 @@ def main() -> None:
         default=4,
         help="layers of the second family, for the RSS-vs-size check (0: skip)",
     )
-    parser.add_argument("--only", default="paramdelta,interp,shadow,timber,analyze,floor,kernels")
+    parser.add_argument(
+        "--only", default="paramdelta,interp,shadow,timber,analyze,contended,floor,kernels"
+    )
     parser.add_argument(
         "--repeat",
         type=int,

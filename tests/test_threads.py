@@ -115,5 +115,5 @@ def test_a_merge_on_a_busy_machine_runs_its_kernels_on_one_thread(
         "models": [{"model": str(llama_family.instruct)}],
     }
     run_yaml_merge(config, tmp_path / "out")
-    assert seen and set(seen[1:]) == {1}
+    assert seen and set(seen) == {1}  # from the first tensor on: the first look decided
     assert torch.get_num_threads() == 2

@@ -9,7 +9,8 @@ processes running (docs/benchmarks.md, "Threads on a busy machine").
 So during a merge with one of our methods, the kernels measure how much CPU the *other*
 processes used since the last check (the whole machine's busy time from /proc/stat minus
 this process's own CPU time) and use the CPUs left: ``round(cpus − others)``, at least 1,
-at most the CPUs this process may run on. The check is two small reads every few seconds.
+at most the CPUs this process may run on. The first look takes 0.25 s before the merge
+starts; then the check is two small reads every few seconds, between tensors.
 
 The user's choice always wins: mergekit's ``--num-threads`` / ``-j``, ``OMP_NUM_THREADS``
 or ``MKL_NUM_THREADS`` switch the policy off, and so does ``MERGEKIT_WEIGHTLEVEL_THREADS=off``
@@ -32,6 +33,8 @@ THREADS_ENV = "MERGEKIT_WEIGHTLEVEL_THREADS"
 USER_THREAD_SETTINGS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", THREADS_ENV)
 #: Seconds between two measurements (each is two small file reads).
 RECHECK_SECONDS = 2.0
+#: How long a merge looks at the machine before it starts (its own process idle meanwhile).
+FIRST_LOOK_SECONDS = 0.25
 _PROC_STAT = "/proc/stat"
 
 
@@ -70,20 +73,26 @@ def user_chose_threads(num_threads: int | None, environ: Mapping[str, str] = os.
 class ThreadPolicy:
     """Sets torch's thread count from the CPUs that other processes leave free."""
 
-    def __init__(self, cpus: int | None = None) -> None:
+    def __init__(self, cpus: int | None = None, first_look: float = 0.0) -> None:
         self.cpus = cpus or cpus_available()
         self.initial = torch.get_num_threads()
         self._last = self._sample()
+        if first_look > 0:
+            # A first measurement before the merge starts, while this process sleeps: the
+            # loading and planning then already run on the CPUs the others leave free.
+            time.sleep(first_look)
+            self.update(min_interval=0.0)
 
     @staticmethod
     def _sample() -> tuple[float, float | None, float]:
         return time.monotonic(), system_busy_seconds(), time.process_time()
 
-    def update(self) -> int:
+    def update(self, min_interval: float | None = None) -> int:
         """Re-measure if the last measurement is old enough; return the threads in use."""
         now = self._sample()
         wall = now[0] - self._last[0]
-        if wall < RECHECK_SECONDS or now[1] is None or self._last[1] is None:
+        interval = RECHECK_SECONDS if min_interval is None else min_interval
+        if wall <= 0 or wall < interval or now[1] is None or self._last[1] is None:
             return torch.get_num_threads()
         others = max(0.0, (now[1] - self._last[1]) - (now[2] - self._last[2])) / wall
         self._last = now
@@ -110,7 +119,7 @@ def start(num_threads: int | None) -> None:
     global _active
     if user_chose_threads(num_threads) or _active is not None:
         return
-    _active = ThreadPolicy()
+    _active = ThreadPolicy(first_look=FIRST_LOOK_SECONDS)
 
 
 def update() -> None:
