@@ -51,7 +51,7 @@ class TensorHeader:
     file: Path
 
 
-def local_folder(model: Hashable) -> Path | None:
+def local_folder(model: Hashable, cache_dir: str | None = None) -> Path | None:
     """The local folder of a mergekit ``ModelReference`` (or a path), if there is one.
 
     Hub ids are resolved from the local Hugging Face cache only; models with a LoRA
@@ -71,7 +71,10 @@ def local_folder(model: Hashable) -> Path | None:
 
         return Path(
             snapshot_download(
-                str(path), revision=getattr(path_spec, "revision", None), local_files_only=True
+                str(path),
+                revision=getattr(path_spec, "revision", None),
+                local_files_only=True,
+                cache_dir=cache_dir,
             )
         )
     except Exception:  # noqa: BLE001 - not cached (or not an id): mergekit will fetch it

@@ -201,10 +201,11 @@ def remove_stale_weights(
 
 
 def local_folder_of(model: ModelReference, options: MergeOptions) -> Path | None:
-    """A model's local folder (its base model's for ``model+adapter``), without network."""
+    """A model's local folder (its base model's for ``model+adapter``), without network;
+    Hub ids from the cache mergekit downloads them to (``--transformers-cache``)."""
     from mergekit_weightlevel.checks.headers import local_folder
 
-    return local_folder(ModelReference(model=model.model))
+    return local_folder(ModelReference(model=model.model), cache_dir=options.transformers_cache)
 
 
 def tokenizer_donor(run: _Run, options: MergeOptions) -> ModelReference:
