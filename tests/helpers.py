@@ -26,7 +26,7 @@ def run_yaml_merge(config: dict[str, Any], out_path: Path, **options: Any) -> di
     run_merge(
         merge_config,
         str(out_path),
-        options=MergeOptions(quiet=True, copy_tokenizer=False, **options),
+        options=MergeOptions(**{"quiet": True, "copy_tokenizer": False, **options}),
         config_source=yaml.safe_dump(config, sort_keys=False),
     )
     return read_state(out_path)

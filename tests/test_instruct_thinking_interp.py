@@ -170,7 +170,8 @@ def chat_template(variant: str) -> str:
 
 
 def run_example(name: str, family: TinyFamily, out: Path) -> dict[str, torch.Tensor]:
-    return run_yaml_merge(load_example(name, family.root.parent.parent), out)
+    """An example config merged as users run it (tokenizer copying on)."""
+    return run_yaml_merge(load_example(name, family.root.parent.parent), out, copy_tokenizer=True)
 
 
 def example_states(family):
@@ -184,7 +185,8 @@ def test_example_whole_model(demo_with_chat_templates, tmp_path):
     assert set(out) == set(instruct)
     for name in out:
         assert_interpolated(out[name], instruct[name], thinking[name], 0.8, name)
-    # Tokenizer and chat template come from the Thinking model, as the official script does.
+    # Tokenizer and chat template come from the Thinking model, as the official script does,
+    # with no `tokenizer:` section in the example (output_files' default).
     from transformers import AutoTokenizer
 
     merged = AutoTokenizer.from_pretrained(tmp_path / "out")

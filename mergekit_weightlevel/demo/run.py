@@ -179,8 +179,6 @@ def _interp_demo(family: TinyFamily, directory: Path, options: MergeOptions) -> 
         "base_model": str(family.instruct),
         "models": [{"model": str(family.thinking)}],
         "parameters": {"lambda": lam},
-        # Tokenizer (and chat template) from the Thinking model, as the official mi.py does.
-        "tokenizer": {"source": str(family.thinking)},
         "dtype": "float32",
     }
     config_path, output = _write_and_merge(config, "instruct_thinking_interp", directory, options)
