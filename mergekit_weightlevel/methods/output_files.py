@@ -177,7 +177,8 @@ def file_sources(merge_config: MergeConfiguration) -> FileSources | None:
     chosen, config_reason, tokenizer_reason = _default_sources(merge_config)
     config_model = tokenizer_model = chosen
     if merge_config.merge_method == "paramdelta":
-        donors = [m for m in _non_base(merge_config) if m not in _with_role(merge_config, "target")]
+        targets = _with_role(merge_config, "target")
+        donors = [m for m in _non_base(merge_config) if m not in targets]
         if donors:
             tokenizer_model, tokenizer_reason = donors[0], "the (first) donor Θ_post"
     override = _override(merge_config, CONFIG_FROM)
@@ -201,8 +202,9 @@ def first_with(
     candidates: list[ModelReference],
     folder_of: Any,
     has_file: Any,
-) -> ModelReference | None:
-    """``preferred`` if its folder has the file(s), else the next candidate that does.
+) -> tuple[ModelReference, Path] | None:
+    """``preferred`` and its folder if that has the file(s), else the next candidate that
+    does; None when none does.
 
     ``folder_of(model)`` gives a model's local folder (or None); ``has_file(folder)``
     says whether the folder qualifies.
@@ -210,7 +212,7 @@ def first_with(
     for model in [preferred] + [m for m in candidates if m != preferred]:
         folder = folder_of(model)
         if folder is not None and has_file(Path(folder)):
-            return model
+            return model, Path(folder)
     return None
 
 

@@ -213,15 +213,14 @@ def tokenizer_donor(run: _Run, options: MergeOptions) -> ModelReference:
     if run.tokenizer_donor is not None:
         return run.tokenizer_donor
     chosen = run.sources.tokenizer
-    donor = first_with(
+    found = first_with(
         chosen,
         models_in_order(run.config),
         lambda m: local_folder_of(m, options),
         has_tokenizer,
     )
-    if donor is None:
-        donor = chosen  # nobody has one: mergekit's own message says so
-    elif donor != chosen:
+    donor = chosen if found is None else found[0]  # none has one: mergekit's message says so
+    if donor != chosen:
         LOG.warning(
             "%s: %s (%s) has no tokenizer; the output's tokenizer, chat template and "
             "generation config come from %s instead.",
@@ -239,15 +238,16 @@ def copy_missing_generation_config(run: _Run, out_path: str, options: MergeOptio
     if not options.copy_tokenizer or (Path(out_path) / GENERATION_CONFIG).exists():
         return
     chosen = run.tokenizer_donor or run.sources.tokenizer
-    donor = first_with(
+    found = first_with(
         chosen,
         models_in_order(run.config),
         lambda m: local_folder_of(m, options),
         lambda folder: (folder / GENERATION_CONFIG).exists(),
     )
-    if donor is None:
+    if found is None:
         return
-    shutil.copy(local_folder_of(donor, options) / GENERATION_CONFIG, Path(out_path))
+    donor, folder = found
+    shutil.copy(folder / GENERATION_CONFIG, Path(out_path))
     if donor != chosen:
         LOG.warning(
             "%s: %s has no %s; the output's comes from %s.",
@@ -336,7 +336,8 @@ def _checked(check: Callable[..., Any], *args: Any) -> Any:
 
 
 def _run_for(merge_config: MergeConfiguration) -> _Run | None:
-    """The run in progress if ``merge_config`` is its config (or a copy mergekit made)."""
+    """The run in progress if ``merge_config`` is its config; otherwise (a caller that went
+    around the wrapped ``run_merge``) a fresh decision for that config."""
     run = _current.get()
     if run is not None and run.config is merge_config:
         return run
