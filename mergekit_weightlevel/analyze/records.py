@@ -10,8 +10,11 @@ import torch
 from mergekit_weightlevel.analyze.names import layer_index, module_type
 from mergekit_weightlevel.errors import WeightLevelInputError
 from mergekit_weightlevel.numerics.metrics import (
+    STRUCTURE_GRAM_TOLERANCE,
+    SpectralStructure,
     as_matrix,
     effective_rank,
+    gram_spectral_structure,
     matrix_effective_rank,
     pair_statistics,
     spectral_structure,
@@ -26,7 +29,8 @@ DEFAULT_METRICS = ("sigma", "erank")
 METRIC_COSTS = {
     "sigma": "read-bound: one pass over both tensors (also the Frobenius gap, cosine and sparsity)",
     "erank": "singular values of A, B and ΔW = B − A for every matrix (float64 Gram eigenvalues, no vectors)",
-    "structure": "full thin SVDs of A and B for every matrix (the most expensive)",
+    "structure": "singular values and vectors of A and B for every matrix: float64 Gram "
+    "eigendecompositions, thin SVDs where those are not accurate enough (the most expensive)",
 }
 
 #: Flat column names of a record, in CSV order (metrics that do not apply stay empty).
@@ -145,6 +149,31 @@ def cheap_record(name: str, a: torch.Tensor, b: torch.Tensor) -> TensorRecord:
     )
 
 
+def matrix_structure(
+    matrix_a: torch.Tensor,
+    matrix_b: torch.Tensor,
+    *,
+    precision: torch.dtype = torch.float32,
+    name: str = "matrix",
+) -> tuple[SpectralStructure, torch.Tensor, torch.Tensor]:
+    """The structure fields and A's and B's singular values of one pair of matrices.
+
+    The float64 Gram route first (no singular vectors of the long side, no SVD), kept where
+    its error estimate is within ``STRUCTURE_GRAM_TOLERANCE``; otherwise (ill-conditioned
+    or rank-deficient matrices), or where an eigendecomposition fails, the thin SVDs of A
+    and B in ``precision``.
+    """
+    try:
+        gram = gram_spectral_structure(matrix_a, matrix_b)
+    except (RuntimeError, torch.linalg.LinAlgError):  # non-convergence: the SVDs decide
+        gram = None
+    if gram is not None and gram.error_estimate <= STRUCTURE_GRAM_TOLERANCE:
+        return gram.structure, gram.s_a, gram.s_b
+    svd_a = thin_svd(matrix_a, precision=precision, name=f"{name} (model A)")
+    svd_b = thin_svd(matrix_b, precision=precision, name=f"{name} (model B)")
+    return spectral_structure(*svd_a, *svd_b), svd_a.S, svd_b.S
+
+
 def tensor_record(
     name: str,
     a: torch.Tensor,
@@ -169,10 +198,9 @@ def tensor_record(
     record.rank = min(matrix_a.shape)
     erank: dict[str, float] = {}
     if wants_structure:
-        svd_a = thin_svd(matrix_a, precision=precision, name=f"{name} (model A)")
-        svd_b = thin_svd(matrix_b, precision=precision, name=f"{name} (model B)")
-        record.structure = spectral_structure(*svd_a, *svd_b).as_dict()
-        erank = {"a": effective_rank(svd_a.S), "b": effective_rank(svd_b.S)}
+        structure, s_a, s_b = matrix_structure(matrix_a, matrix_b, precision=precision, name=name)
+        record.structure = structure.as_dict()
+        erank = {"a": effective_rank(s_a), "b": effective_rank(s_b)}
     if wants_erank:
         # Singular values only: the float64 Gram route where its error is provably small
         # (see ``matrix_effective_rank``), so no singular vectors are ever computed here.

@@ -132,6 +132,20 @@ def gram_matrix(matrix: torch.Tensor) -> tuple[torch.Tensor, bool]:
     return gram, right
 
 
+def cross_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """AᵀB in float64 for two matrices of the same shape, ``FLOAT64_BLOCK`` rows at a time.
+
+    The cross-term of the Gram route for a pair (``analyze``'s structure level): like
+    ``gram_matrix`` it never makes a float64 copy of a whole matrix, and products of
+    float32 entries are exact in float64.
+    """
+    product = torch.zeros(a.shape[1], b.shape[1], dtype=torch.float64, device=a.device)
+    for start in range(0, a.shape[0], FLOAT64_BLOCK):
+        stop = start + FLOAT64_BLOCK
+        product.addmm_(a[start:stop].to(torch.float64).T, b[start:stop].to(torch.float64))
+    return product
+
+
 # --------------------------------------------------------------------------------------
 # Large Gram matrices on the CPU: one tridiagonal reduction, eigenvectors only where needed
 # --------------------------------------------------------------------------------------
