@@ -57,17 +57,11 @@ SWEEP_LAMBDAS = (0.0, 0.1, 0.2, 0.4)
 
 
 def load_state(folder: str, *, in_memory: bool = False) -> dict:
-    """Every tensor of a checkpoint. safetensors ≥ 0.8 maps them from the file (page cache,
-    zero-copy); ``in_memory`` copies them into the process, as a script that loads whole
-    models with transformers or torch.load holds them."""
-    from safetensors.torch import load_file
+    """The package's checkpoint reader (``in_memory`` copies the zero-copy-mapped tensors
+    into the process, as the load-everything baselines must)."""
+    from mergekit_weightlevel.checkpoints import read_state
 
-    state = {}
-    for shard in sorted(Path(folder).glob("*.safetensors")):
-        state.update(load_file(shard))
-    if in_memory:
-        state = {name: tensor.clone() for name, tensor in state.items()}
-    return state
+    return read_state(folder, in_memory=in_memory)
 
 
 def save_state(state: dict, folder: str, like: str) -> None:

@@ -17,6 +17,7 @@ ALLOWED = {
     "about": set(),
     "errors": set(),
     "tensor_names": set(),
+    "checkpoints": set(),
     "numerics": {"errors"},
     "checks": {"errors", "tensor_names"},
     "methods": {"about", "errors", "tensor_names", "numerics", "checks", "registry"},
@@ -25,8 +26,8 @@ ALLOWED = {
     "publishing": {"about", "errors", "checks", "methods", "registry", "analyze"},
     "running": {"about", "errors", "checks", "methods", "numerics", "registry", "publishing"},
     "timber_sweep": {"running"},
-    "demo": {"errors", "analyze", "methods", "numerics", "running"},
-    "toy": {"about", "errors", "analyze", "demo", "methods", "numerics", "running"},
+    "demo": {"errors", "checkpoints", "analyze", "methods", "numerics", "running"},
+    "toy": {"about", "errors", "checkpoints", "analyze", "demo", "methods", "numerics", "running"},
     "cli": {"about", "errors", "analyze", "demo", "publishing", "registry", "running"},
     "__init__": {"about", "registry", "running"},
 }

@@ -18,20 +18,11 @@ import yaml
 from mergekit.options import MergeOptions
 
 from mergekit_weightlevel.analyze import AnalysisReport, analyze_models
+from mergekit_weightlevel.checkpoints import read_state
 from mergekit_weightlevel.demo.tiny_models import TinyFamily, build_family
 from mergekit_weightlevel.errors import ModelFolderError
 from mergekit_weightlevel.numerics.metrics import sigma
 from mergekit_weightlevel.running.merging import merge_yaml
-
-
-def read_state(folder: str | Path) -> dict[str, torch.Tensor]:
-    """Every tensor of a (small) safetensors checkpoint; for the demo and tests only."""
-    from safetensors.torch import load_file
-
-    state: dict[str, torch.Tensor] = {}
-    for shard in sorted(Path(folder).glob("*.safetensors")):
-        state.update(load_file(shard))
-    return state
 
 
 @dataclass
