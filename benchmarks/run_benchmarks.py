@@ -28,7 +28,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -38,6 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from mergekit_weightlevel.method_configs import (
+    interp_config,
+    paramdelta_config,
+    shadow_graft_config,
+    timber_config,
+)
 
 BENCH_SHAPE = {
     "hidden_size": 1024,
@@ -437,15 +443,7 @@ def run_cases(
         ours, ours_out = merge(
             "paramdelta (mergekit-yaml)",
             "paramdelta",
-            {
-                "merge_method": "paramdelta",
-                "base_model": str(f.base),
-                "dtype": "float32",
-                "models": [
-                    {"model": str(f.instruct)},
-                    {"model": str(f.base_v2), "parameters": {"role": "target"}},
-                ],
-            },
+            paramdelta_config(f.base, f.instruct, f.base_v2, dtype="float32"),
         )
         alt, alt_out = merge(
             "task_arithmetic, same arithmetic (mergekit-yaml)",
@@ -474,13 +472,7 @@ def run_cases(
         ours, ours_out = merge(
             "instruct_thinking_interp λ=0.8 (mergekit-yaml)",
             "interp",
-            {
-                "merge_method": "instruct_thinking_interp",
-                "base_model": str(f.instruct),
-                "dtype": "float32",
-                "parameters": {"lambda": 0.8},
-                "models": [{"model": str(f.thinking)}],
-            },
+            interp_config(f.instruct, f.thinking, 0.8, dtype="float32"),
         )
         alt, alt_out = merge(
             "linear (0.2, 0.8) (mergekit-yaml)",
@@ -507,15 +499,7 @@ def run_cases(
         ours, ours_out = merge(
             "shadow_graft (mergekit-yaml)",
             "shadow",
-            {
-                "merge_method": "shadow_graft",
-                "base_model": str(f.base),
-                "dtype": "float32",
-                "models": [
-                    {"model": str(f.base_tuned)},
-                    {"model": str(f.instruct), "parameters": {"role": "target"}},
-                ],
-            },
+            shadow_graft_config(f.base, f.base_tuned, f.instruct, dtype="float32"),
         )
         alt = measure(
             "load-everything apply_diff-style",
@@ -536,13 +520,7 @@ def run_cases(
         ours, ours_out = merge(
             f"timber_spectral λ={TIMBER_LAMBDA} (mergekit-yaml)",
             "timber",
-            {
-                "merge_method": "timber_spectral",
-                "base_model": str(f.base),
-                "dtype": "float32",
-                "parameters": {"lambda": TIMBER_LAMBDA},
-                "models": [{"model": str(f.instruct)}],
-            },
+            timber_config(f.base, f.instruct, TIMBER_LAMBDA, dtype="float32"),
         )
         alt = measure(
             "timber.py-style float64 full SVD + SVD cache, all in RAM",
@@ -612,13 +590,7 @@ def contended_rows(f, workdir: Path, out: Path) -> list:
     each setting against one thread (a merge on a busy machine should never be slower)."""
     config = write_config(
         workdir / "timber_contended.yml",
-        {
-            "merge_method": "timber_spectral",
-            "base_model": str(f.base),
-            "dtype": "float32",
-            "parameters": {"lambda": TIMBER_LAMBDA},
-            "models": [{"model": str(f.instruct)}],
-        },
+        timber_config(f.base, f.instruct, TIMBER_LAMBDA, dtype="float32"),
     )
     measured = {}
     for label, env in THREAD_SETTINGS.items():
@@ -643,23 +615,19 @@ def contended_rows(f, workdir: Path, out: Path) -> list:
 
 
 def machine() -> str:
-    versions = subprocess.run(
+    """The package's machine description, asked of a child process: the driver itself never
+    imports torch or mergekit, so that its own memory stays small."""
+    return subprocess.run(
         [
             sys.executable,
             "-c",
-            "import torch, importlib.metadata as m; print(torch.__version__, m.version('mergekit'))",
+            "from mergekit_weightlevel.machine import machine_description; "
+            "print(machine_description())",
         ],
         capture_output=True,
         text=True,
         check=True,
-    ).stdout.split()
-
-    mem = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 1024**3:.0f} GiB RAM"
-    cpu = platform.processor() or platform.machine()
-    return (
-        f"{platform.system()} {cpu}, {os.cpu_count()} CPU cores{mem}, no GPU used; "
-        f"Python {platform.python_version()}, torch {versions[0]}, mergekit {versions[1]}"
-    )
+    ).stdout.strip()
 
 
 METHOD_TEXT = (

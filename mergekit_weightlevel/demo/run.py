@@ -21,6 +21,13 @@ from mergekit_weightlevel.analyze import AnalysisReport, analyze_models
 from mergekit_weightlevel.checkpoints import read_state
 from mergekit_weightlevel.demo.tiny_models import TinyFamily, build_family
 from mergekit_weightlevel.errors import ModelFolderError
+from mergekit_weightlevel.method_configs import (
+    interp_config,
+    paramdelta_config,
+    shadow_graft_adapter_config,
+    shadow_graft_config,
+    timber_config,
+)
 from mergekit_weightlevel.numerics.metrics import sigma
 from mergekit_weightlevel.running.merging import merge_yaml
 
@@ -86,15 +93,7 @@ def _write_and_merge(
 
 
 def _paramdelta_demo(family: TinyFamily, directory: Path, options: MergeOptions) -> MergeResult:
-    config: dict[str, Any] = {
-        "merge_method": "paramdelta",
-        "base_model": str(family.base),
-        "models": [
-            {"model": str(family.instruct)},
-            {"model": str(family.base_v2), "parameters": {"role": "target"}},
-        ],
-        "dtype": "float32",
-    }
+    config = paramdelta_config(family.base, family.instruct, family.base_v2, dtype="float32")
     config_path, output = _write_and_merge(config, "paramdelta", directory, options)
 
     base, post, new_base = (read_state(p) for p in (family.base, family.instruct, family.base_v2))
@@ -127,15 +126,7 @@ def _flat(state: dict[str, torch.Tensor]) -> torch.Tensor:
 def _shadow_graft_demo(family: TinyFamily, directory: Path, options: MergeOptions) -> MergeResult:
     from mergekit_weightlevel.methods.shadow_graft.method import DEFAULT_INCLUDE
 
-    config: dict[str, Any] = {
-        "merge_method": "shadow_graft",
-        "base_model": str(family.base),
-        "models": [
-            {"model": str(family.base_tuned)},
-            {"model": str(family.instruct), "parameters": {"role": "target"}},
-        ],
-        "dtype": "float32",
-    }
+    config = shadow_graft_config(family.base, family.base_tuned, family.instruct, dtype="float32")
     config_path, output = _write_and_merge(config, "shadow_graft", directory, options)
 
     base, tuned, instruct = (
@@ -165,13 +156,7 @@ def _shadow_graft_demo(family: TinyFamily, directory: Path, options: MergeOption
 
 def _interp_demo(family: TinyFamily, directory: Path, options: MergeOptions) -> MergeResult:
     lam = 0.8  # the paper's best setting on Qwen3-4B
-    config: dict[str, Any] = {
-        "merge_method": "instruct_thinking_interp",
-        "base_model": str(family.instruct),
-        "models": [{"model": str(family.thinking)}],
-        "parameters": {"lambda": lam},
-        "dtype": "float32",
-    }
+    config = interp_config(family.instruct, family.thinking, lam, dtype="float32")
     config_path, output = _write_and_merge(config, "instruct_thinking_interp", directory, options)
 
     instruct, thinking = (read_state(p) for p in (family.instruct, family.thinking))
@@ -231,12 +216,7 @@ def _shadow_graft_lora_demo(
     adapter_path = family.root / "base_lora"
     if not (adapter_path / "adapter_config.json").exists():  # a trained one (toy family) wins
         adapter_path = demo_lora_adapter(family, adapter_path)
-    config: dict[str, Any] = {
-        "merge_method": "shadow_graft",
-        "models": [{"model": str(family.instruct), "parameters": {"role": "target"}}],
-        "parameters": {"adapter": str(adapter_path)},
-        "dtype": "float32",
-    }
+    config = shadow_graft_adapter_config(adapter_path, family.instruct, dtype="float32")
     config_path, output = _write_and_merge(config, "shadow_graft_lora", directory, options)
 
     from safetensors import safe_open
@@ -277,13 +257,7 @@ def _float64_timber(base: torch.Tensor, instruct: torch.Tensor, lam: float) -> t
 
 def _timber_demo(family: TinyFamily, directory: Path, options: MergeOptions) -> MergeResult:
     lam = 0.2
-    config: dict[str, Any] = {
-        "merge_method": "timber_spectral",
-        "base_model": str(family.base),
-        "models": [{"model": str(family.instruct)}],
-        "parameters": {"lambda": lam},
-        "dtype": "float32",
-    }
+    config = timber_config(family.base, family.instruct, lam, dtype="float32")
     config_path, output = _write_and_merge(config, "timber_spectral", directory, options)
 
     base, instruct = read_state(family.base), read_state(family.instruct)
