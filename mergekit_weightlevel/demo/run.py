@@ -17,6 +17,7 @@ import torch
 import yaml
 from mergekit.options import MergeOptions
 
+import mergekit_weightlevel.reference as reference
 from mergekit_weightlevel.analyze import AnalysisReport, analyze_models
 from mergekit_weightlevel.checkpoints import read_state
 from mergekit_weightlevel.demo.tiny_models import TinyFamily, build_family
@@ -98,10 +99,7 @@ def _paramdelta_demo(family: TinyFamily, directory: Path, options: MergeOptions)
 
     base, post, new_base = (read_state(p) for p in (family.base, family.instruct, family.base_v2))
     merged = read_state(output)
-    expected = {
-        name: new_base[name].double() + post[name].double() - base[name].double()
-        for name in new_base
-    }
+    expected = reference.paramdelta_state(base, post, new_base)
     return MergeResult(
         method="paramdelta",
         formula="output = base_v2 + (instruct − base)   [ParamΔ, arXiv 2504.21023]",
@@ -133,11 +131,7 @@ def _shadow_graft_demo(family: TinyFamily, directory: Path, options: MergeOption
         read_state(p) for p in (family.base, family.base_tuned, family.instruct)
     )
     merged = read_state(output)
-    expected = {
-        name: instruct[name].double()
-        + (tuned[name].double() - base[name].double() if re.search(DEFAULT_INCLUDE, name) else 0.0)
-        for name in instruct
-    }
+    expected = reference.shadow_graft_state(base, tuned, instruct, DEFAULT_INCLUDE)
     return MergeResult(
         method="shadow_graft",
         formula=(
@@ -161,17 +155,7 @@ def _interp_demo(family: TinyFamily, directory: Path, options: MergeOptions) -> 
 
     instruct, thinking = (read_state(p) for p in (family.instruct, family.thinking))
     merged = read_state(output)
-    error = max(
-        float(
-            (
-                merged[name].double()
-                - (lam * thinking[name].double() + (1 - lam) * instruct[name].double())
-            )
-            .abs()
-            .max()
-        )
-        for name in merged
-    )
+    error = _max_error(merged, reference.interp_state(instruct, thinking, lam))
     flat = {
         name: torch.cat([t.flatten() for t in state.values()])
         for name, state in {"output": merged, "instruct": instruct, "thinking": thinking}.items()
@@ -241,20 +225,6 @@ def _shadow_graft_lora_demo(
     )
 
 
-def _float64_timber(base: torch.Tensor, instruct: torch.Tensor, lam: float) -> torch.Tensor:
-    """Timber recomputed independently in float64 (SVD, eRank, tail × λ), for the demo's check."""
-    import math
-
-    delta = instruct.float() - base.float()
-    if delta.ndim < 2:
-        return instruct.double()
-    U, S, Vh = torch.linalg.svd(delta.reshape(delta.shape[0], -1).double(), full_matrices=False)
-    p = S / S.sum()
-    k = math.ceil(float(torch.exp(-(p * torch.log(p + 1e-9)).sum())))
-    scaled = torch.cat([S[:k], lam * S[k:]])
-    return base.double() + ((U * scaled) @ Vh).reshape(delta.shape)
-
-
 def _timber_demo(family: TinyFamily, directory: Path, options: MergeOptions) -> MergeResult:
     lam = 0.2
     config = timber_config(family.base, family.instruct, lam, dtype="float32")
@@ -262,12 +232,7 @@ def _timber_demo(family: TinyFamily, directory: Path, options: MergeOptions) -> 
 
     base, instruct = read_state(family.base), read_state(family.instruct)
     merged = read_state(output)
-    error = max(
-        float(
-            (merged[name].double() - _float64_timber(base[name], instruct[name], lam)).abs().max()
-        )
-        for name in merged
-    )
+    error = _max_error(merged, reference.timber_state(base, instruct, lam))
     flat = {
         name: torch.cat([t.flatten() for t in state.values()])
         for name, state in {"output": merged, "base": base, "instruct": instruct}.items()
