@@ -10,7 +10,7 @@ from mergekit.config import MergeConfiguration
 from mergekit.merge import run_merge
 from mergekit.options import MergeOptions
 
-from mergekit_weightlevel.demo import read_state
+from mergekit_weightlevel.checkpoints import read_state
 
 __all__ = ["load_example", "read_state", "rewrite_demo_paths", "run_yaml_merge", "write_config"]
 

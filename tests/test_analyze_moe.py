@@ -16,6 +16,7 @@ from helpers import read_state, run_yaml_merge
 
 from mergekit_weightlevel.analyze import analyze_models
 from mergekit_weightlevel.analyze.schema import validate_report
+from mergekit_weightlevel.method_configs import interp_config, timber_config
 from mergekit_weightlevel.tensor_names import MODULE_ORDER, module_type
 
 
@@ -30,13 +31,7 @@ def moe_output(request, arch_family, tmp_path_factory):
     """(family, a merge output of it with experts stacked: Timber at λ = 1, i.e. W_I)."""
     family = arch_family(request.param)
     out = tmp_path_factory.mktemp(f"{request.param}-merged")
-    config = {
-        "merge_method": "timber_spectral",
-        "base_model": str(family.base),
-        "models": [{"model": str(family.instruct)}],
-        "parameters": {"lambda": 1.0},
-        "dtype": "float32",
-    }
+    config = timber_config(family.base, family.instruct, 1.0, dtype="float32")
     run_yaml_merge(config, out)
     return family, out
 
@@ -122,13 +117,7 @@ def test_qwen2_moe_without_a_mergekit_definition_is_read_as_mergekit_infers_it(
 ):
     """No JSON architecture in mergekit 0.1.5: its layout comes from the transformers model."""
     family = arch_family("qwen2_moe")
-    config = {
-        "merge_method": "instruct_thinking_interp",
-        "base_model": str(family.instruct),
-        "models": [{"model": str(family.tuned)}],
-        "parameters": {"lambda": 0.5},
-        "dtype": "float32",
-    }
+    config = interp_config(family.instruct, family.tuned, 0.5, dtype="float32")
     run_yaml_merge(config, tmp_path / "out")
     pair = analyze_models([family.base, tmp_path / "out"], metrics="sigma", quiet=True).pairs[0]
     assert pair.only_in_a == [] and pair.only_in_b == []

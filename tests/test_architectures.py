@@ -25,6 +25,8 @@ from architectures import FAMILIES, MOE_FAMILIES, timber_py_tensor
 from helpers import read_state, run_yaml_merge
 from mergekit.architecture.conversion import convert_checkpoint_tensors
 
+from mergekit_weightlevel import method_configs
+
 ALL = list(FAMILIES)
 
 #: The module names Shadow-FT's graft must touch, per family (weights and biases).
@@ -94,11 +96,7 @@ def test_timber_equals_timber_py_per_checkpoint_matrix(arch_family, tmp_path, na
     per-expert checkpoint; the output loads in transformers and runs."""
     family = arch_family(name)
     base, instruct = inputs(family, "base", "instruct")
-    config = {
-        "merge_method": "timber_spectral",
-        "base_model": str(family.base),
-        "models": [{"model": str(family.instruct)}],
-    }
+    config = method_configs.timber_config(family.base, family.instruct)
     out = merge(config, tmp_path, "timber")
     official = {n: timber_py_tensor(base[n], instruct[n], 0.2) for n in base if n in instruct}
     expected = in_merge_layout(official, family.model_type, out)
@@ -122,14 +120,7 @@ def test_timber_equals_timber_py_per_checkpoint_matrix(arch_family, tmp_path, na
 @pytest.mark.parametrize("name", ALL)
 def test_shadow_graft_default_grafts_every_projection(arch_family, tmp_path, name):
     family = arch_family(name)
-    config = {
-        "merge_method": "shadow_graft",
-        "base_model": str(family.base),
-        "models": [
-            {"model": str(family.tuned)},
-            {"model": str(family.instruct), "parameters": {"role": "target"}},
-        ],
-    }
+    config = method_configs.shadow_graft_config(family.base, family.tuned, family.instruct)
     out = merge(config, tmp_path, "graft")
     base, tuned, instruct = (
         in_merge_layout(state, family.model_type, out)
@@ -154,20 +145,8 @@ def test_shadow_graft_default_grafts_every_projection(arch_family, tmp_path, nam
 @pytest.mark.parametrize("name", ["llama_tied", "gpt2", "starcoder2", *MOE_FAMILIES])
 def test_paramdelta_and_interpolation_on_every_tensor(arch_family, tmp_path, name):
     family = arch_family(name)
-    delta_config = {
-        "merge_method": "paramdelta",
-        "base_model": str(family.base),
-        "models": [
-            {"model": str(family.instruct)},
-            {"model": str(family.tuned), "parameters": {"role": "target"}},
-        ],
-    }
-    interp_config = {
-        "merge_method": "instruct_thinking_interp",
-        "base_model": str(family.instruct),
-        "models": [{"model": str(family.tuned)}],
-        "parameters": {"lambda": 0.3},
-    }
+    delta_config = method_configs.paramdelta_config(family.base, family.instruct, family.tuned)
+    interp_config = method_configs.interp_config(family.instruct, family.tuned, 0.3)
     delta_out = merge(delta_config, tmp_path, "paramdelta")
     interp_out = merge(interp_config, tmp_path, "interp")
     base, instruct, tuned = (
@@ -185,13 +164,7 @@ def test_paramdelta_and_interpolation_on_every_tensor(arch_family, tmp_path, nam
 def test_stock_mergekit_yaml_runs_timber_per_expert(arch_family, tmp_path):
     """The stock `mergekit-yaml` command (plugin loaded by the start-up hook) on qwen3_moe."""
     family = arch_family("qwen3_moe")
-    config = {
-        "merge_method": "timber_spectral",
-        "base_model": str(family.base),
-        "models": [{"model": str(family.instruct)}],
-        "parameters": {"lambda": 0.0},
-        "dtype": "float32",
-    }
+    config = method_configs.timber_config(family.base, family.instruct, 0.0, dtype="float32")
     (tmp_path / "timber.yml").write_text(yaml.safe_dump(config))
     command = Path(sys.executable).with_name("mergekit-yaml")
     result = subprocess.run(
@@ -216,12 +189,9 @@ def test_stock_mergekit_yaml_runs_timber_per_expert(arch_family, tmp_path):
 )
 def test_timber_scope_linear_keeps_every_embedding(arch_family, tmp_path, name, embeddings):
     family = arch_family(name)
-    config = {
-        "merge_method": "timber_spectral",
-        "base_model": str(family.base),
-        "models": [{"model": str(family.instruct)}],
-        "parameters": {"scope": "linear"},
-    }
+    config = method_configs.timber_config(
+        family.base, family.instruct, parameters={"scope": "linear"}
+    )
     out = merge(config, tmp_path, "linear")
     instruct = in_merge_layout(read_state(family.instruct), family.model_type, out)
     for embedding in embeddings:  # W_I exactly (under scope: all, Timber changes them)
@@ -233,12 +203,11 @@ def test_timber_scope_linear_keeps_every_embedding(arch_family, tmp_path, name, 
 def test_a_lambda_filter_addresses_every_expert_of_the_stacked_tensor(arch_family, tmp_path):
     """docs: `filter: experts` matches the stacked name; λ = 1 there returns W_I exactly."""
     family = arch_family("mixtral")
-    config = {
-        "merge_method": "timber_spectral",
-        "base_model": str(family.base),
-        "models": [{"model": str(family.instruct)}],
-        "parameters": {"lambda": [{"filter": "experts", "value": 1.0}, {"value": 0.2}]},
-    }
+    config = method_configs.timber_config(
+        family.base,
+        family.instruct,
+        parameters={"lambda": [{"filter": "experts", "value": 1.0}, {"value": 0.2}]},
+    )
     out = merge(config, tmp_path, "filtered")
     instruct = in_merge_layout(read_state(family.instruct), family.model_type, out)
     experts = [n for n in out if ".experts." in n]
@@ -254,12 +223,7 @@ def test_per_expert_checkpoint_with_a_stacked_merge_output_as_input(arch_family,
     family = arch_family(name)
     restacked = tmp_path / "instruct-stacked"
     merge(  # λ = 1: the Instruct, written in mergekit's stacked layout
-        {
-            "merge_method": "timber_spectral",
-            "base_model": str(family.base),
-            "models": [{"model": str(family.instruct)}],
-            "parameters": {"lambda": 1.0},
-        },
+        method_configs.timber_config(family.base, family.instruct, 1.0),
         tmp_path,
         "instruct-stacked",
     )

@@ -15,6 +15,7 @@ from helpers import read_state, write_config
 
 from mergekit_weightlevel.about import __version__
 from mergekit_weightlevel.cli import main
+from mergekit_weightlevel.method_configs import paramdelta_config
 from mergekit_weightlevel.registry import METHOD_NAMES, METHODS
 
 
@@ -49,14 +50,7 @@ def test_demo_runs_and_reports(tmp_path):
 def test_merge_command_runs_a_yaml(llama_family, tmp_path):
     config = write_config(
         tmp_path / "c.yml",
-        {
-            "merge_method": "paramdelta",
-            "base_model": str(llama_family.base),
-            "models": [
-                {"model": str(llama_family.instruct)},
-                {"model": str(llama_family.base_v2), "parameters": {"role": "target"}},
-            ],
-        },
+        paramdelta_config(llama_family.base, llama_family.instruct, llama_family.base_v2),
     )
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["merge", str(config), str(out), "--no-copy-tokenizer"])

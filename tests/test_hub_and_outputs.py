@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 from helpers import write_config
 
+from mergekit_weightlevel import method_configs
 from mergekit_weightlevel.analyze.report import OutputNotWritableError, write_atomically
 from mergekit_weightlevel.checks import hub
 from mergekit_weightlevel.checks.hub import ModelNotAvailableError, check_models_available
@@ -24,14 +25,7 @@ MISSING_ID = "someorg/not-a-local-model"
 
 
 def paramdelta_config(family, donor: str) -> dict:
-    return {
-        "merge_method": "paramdelta",
-        "base_model": str(family.base),
-        "models": [
-            {"model": donor},
-            {"model": str(family.base_v2), "parameters": {"role": "target"}},
-        ],
-    }
+    return method_configs.paramdelta_config(family.base, donor, family.base_v2)
 
 
 def assert_explains_unavailable(text: str, model: str, why: str) -> None:

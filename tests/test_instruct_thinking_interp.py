@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mergekit.merge_methods import merge_state_dicts
 
+from mergekit_weightlevel import method_configs, reference
 from mergekit_weightlevel.demo.tiny_models import TinyFamily, build_family
 from mergekit_weightlevel.errors import WeightLevelConfigError
 from mergekit_weightlevel.methods.instruct_thinking_interp import interpolate
@@ -20,15 +21,7 @@ NAME = "instruct_thinking_interp"
 
 
 def interp_config(family, lam, dtype="float32"):
-    config = {
-        "merge_method": NAME,
-        "base_model": str(family.instruct),
-        "models": [{"model": str(family.thinking)}],
-        "dtype": dtype,
-    }
-    if lam is not None:
-        config["parameters"] = {"lambda": lam}
-    return config
+    return method_configs.interp_config(family.instruct, family.thinking, lam, dtype=dtype)
 
 
 def linear_config(family, lam, *, normalize, dtype="float32"):
@@ -43,9 +36,7 @@ def linear_config(family, lam, *, normalize, dtype="float32"):
     }
 
 
-def float64_interp(instruct, thinking, lam):
-    """Independent re-computation of the paper's formula in float64."""
-    return lam * thinking.double() + (1.0 - lam) * instruct.double()
+float64_interp = reference.interp_tensor  # the paper's formula in float64
 
 
 def fitted_lambda(out, instruct, thinking) -> float:

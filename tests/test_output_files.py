@@ -23,6 +23,12 @@ from mergekit.merge import run_merge
 from mergekit.options import MergeOptions
 
 from mergekit_weightlevel.demo.tiny_models import INSTRUCT_TEMPLATE, THINKING_TEMPLATE
+from mergekit_weightlevel.method_configs import (
+    interp_config,
+    paramdelta_config,
+    shadow_graft_config,
+    timber_config,
+)
 from mergekit_weightlevel.methods.output_files import config_disagreements, file_sources
 
 MESSAGES = [{"role": "user", "content": "w1 w2"}]
@@ -75,33 +81,10 @@ def configs(family) -> dict[str, dict]:
     """One config per method, as the docs write them."""
     f = {name: str(path) for name, path in family.paths().items()}
     return {
-        "timber_spectral": {
-            "merge_method": "timber_spectral",
-            "base_model": f["base"],
-            "models": [{"model": f["instruct"]}],
-        },
-        "shadow_graft": {
-            "merge_method": "shadow_graft",
-            "base_model": f["base"],
-            "models": [
-                {"model": f["base_tuned"]},
-                {"model": f["instruct"], "parameters": {"role": "target"}},
-            ],
-        },
-        "instruct_thinking_interp": {
-            "merge_method": "instruct_thinking_interp",
-            "base_model": f["instruct"],
-            "models": [{"model": f["thinking"]}],
-            "parameters": {"lambda": 0.5},
-        },
-        "paramdelta": {
-            "merge_method": "paramdelta",
-            "base_model": f["base"],
-            "models": [
-                {"model": f["instruct"]},
-                {"model": f["base_v2"], "parameters": {"role": "target"}},
-            ],
-        },
+        "timber_spectral": timber_config(f["base"], f["instruct"]),
+        "shadow_graft": shadow_graft_config(f["base"], f["base_tuned"], f["instruct"]),
+        "instruct_thinking_interp": interp_config(f["instruct"], f["thinking"], 0.5),
+        "paramdelta": paramdelta_config(f["base"], f["instruct"], f["base_v2"]),
     }
 
 
@@ -196,11 +179,7 @@ def test_a_missing_tokenizer_comes_from_the_next_input_with_one_warning(
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
         (bare / name).unlink()
     (bare / "generation_config.json").unlink()
-    config = {
-        "merge_method": "timber_spectral",
-        "base_model": str(llama_family.base),
-        "models": [{"model": str(bare)}],
-    }
+    config = timber_config(llama_family.base, bare)
     with caplog.at_level(logging.WARNING):
         out = merge(config, tmp_path / "fallback")
     assert_files_from(out, bare, llama_family.base)

@@ -7,15 +7,17 @@ import torch
 from helpers import read_state, run_yaml_merge
 from mergekit.merge_methods import merge_state_dicts
 
+from mergekit_weightlevel import reference
 from mergekit_weightlevel.errors import WeightLevelConfigError
 
 
 def float64_paramdelta(target, base, donors):
-    """Independent re-computation: Θ'_base + Σ w·(Θ_post − Θ_base) in float64."""
+    """The float64 reference, Θ'_base + Σ w·(Θ_post − Θ_base), of whole state dicts."""
     return {
-        name: target[name].double()
-        + sum(w * (donor[name].double() - base[name].double()) for donor, w in donors)
-        for name in target
+        name: reference.paramdelta_tensor(
+            base[name], tensor, [(donor[name], w) for donor, w in donors]
+        )
+        for name, tensor in target.items()
     }
 
 

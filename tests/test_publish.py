@@ -29,6 +29,12 @@ from mergekit.options import MergeOptions
 
 from mergekit_weightlevel.cli import main
 from mergekit_weightlevel.demo.tiny_models import build_family
+from mergekit_weightlevel.method_configs import (
+    interp_config,
+    paramdelta_config,
+    shadow_graft_config,
+    timber_config,
+)
 from mergekit_weightlevel.publishing import (
     FolderNotReadyError,
     PublishError,
@@ -57,34 +63,10 @@ HUB_NAMES = {
 def method_configs(family) -> dict[str, dict]:
     """One config per method over the tiny family, as the docs write them."""
     return {
-        "paramdelta": {
-            "merge_method": "paramdelta",
-            "base_model": str(family.base),
-            "models": [
-                {"model": str(family.instruct)},
-                {"model": str(family.base_v2), "parameters": {"role": "target"}},
-            ],
-        },
-        "shadow_graft": {
-            "merge_method": "shadow_graft",
-            "base_model": str(family.base),
-            "models": [
-                {"model": str(family.base_tuned)},
-                {"model": str(family.instruct), "parameters": {"role": "target"}},
-            ],
-        },
-        "timber_spectral": {
-            "merge_method": "timber_spectral",
-            "base_model": str(family.base),
-            "models": [{"model": str(family.instruct)}],
-            "parameters": {"lambda": 0.2},
-        },
-        "instruct_thinking_interp": {
-            "merge_method": "instruct_thinking_interp",
-            "base_model": str(family.instruct),
-            "models": [{"model": str(family.thinking)}],
-            "parameters": {"lambda": 0.8},
-        },
+        "paramdelta": paramdelta_config(family.base, family.instruct, family.base_v2),
+        "shadow_graft": shadow_graft_config(family.base, family.base_tuned, family.instruct),
+        "timber_spectral": timber_config(family.base, family.instruct, 0.2),
+        "instruct_thinking_interp": interp_config(family.instruct, family.thinking, 0.8),
     }
 
 
@@ -301,11 +283,7 @@ def test_card_names_the_input_a_fallback_file_came_from(family, tmp_path):
     root = Path(shutil.copytree(family.root, tmp_path / "family"))
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
         (root / "instruct" / name).unlink(missing_ok=True)
-    config = {
-        "merge_method": "timber_spectral",
-        "base_model": str(root / "base"),
-        "models": [{"model": str(root / "instruct")}],
-    }
+    config = timber_config(root / "base", root / "instruct")
     out = merge(config, tmp_path / "out")
     text = build_card(out).text
     assert (

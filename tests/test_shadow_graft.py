@@ -15,6 +15,7 @@ from mergekit.merge_methods import merge_state_dicts
 from safetensors.torch import load_file, save_file
 
 from mergekit_weightlevel.errors import WeightLevelConfigError
+from mergekit_weightlevel.method_configs import shadow_graft_adapter_config
 from mergekit_weightlevel.methods.shadow_graft.lora import open_adapter, save_lora_adapter
 from mergekit_weightlevel.methods.shadow_graft.method import DEFAULT_INCLUDE
 
@@ -175,17 +176,13 @@ def peft_merged(model_path: Path, adapter: Path) -> dict[str, torch.Tensor]:
 
 
 def adapter_config(family, adapter, *, base=True, weight=None):
-    config = {
-        "merge_method": "shadow_graft",
-        "models": [{"model": str(family.instruct), "parameters": {"role": "target"}}],
-        "parameters": {"adapter": str(adapter)},
-        "dtype": "float32",
-    }
-    if base:
-        config["base_model"] = str(family.base)
-    if weight is not None:
-        config["parameters"]["adapter_weight"] = weight
-    return config
+    return shadow_graft_adapter_config(
+        adapter,
+        family.instruct,
+        base=family.base if base else None,
+        parameters=None if weight is None else {"adapter_weight": weight},
+        dtype="float32",
+    )
 
 
 def assert_matches_peft(out, oracle, instruct, adapter_path):

@@ -8,21 +8,15 @@ import pytest
 from helpers import run_yaml_merge
 
 from mergekit_weightlevel.errors import WeightLevelConfigError
+from mergekit_weightlevel.method_configs import shadow_graft_config
 from mergekit_weightlevel.methods.shadow_graft import method as shadow_graft
 
 
 def graft(family, tmp_path, include=None):
-    config = {
-        "merge_method": "shadow_graft",
-        "base_model": str(family.base),
-        "models": [
-            {"model": str(family.tuned)},
-            {"model": str(family.instruct), "parameters": {"role": "target"}},
-        ],
-        "dtype": "float32",
-    }
-    if include is not None:
-        config["parameters"] = {"include": include}
+    parameters = None if include is None else {"include": include}
+    config = shadow_graft_config(
+        family.base, family.tuned, family.instruct, parameters=parameters, dtype="float32"
+    )
     return run_yaml_merge(config, tmp_path / "out")
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from helpers import run_yaml_merge
 
+from mergekit_weightlevel.method_configs import timber_config
 from mergekit_weightlevel.numerics import threads
 
 
@@ -109,11 +110,7 @@ def test_a_merge_on_a_busy_machine_runs_its_kernels_on_one_thread(
         return kernel(self, group, **parameters)
 
     monkeypatch.setattr(timber_spectral.TimberSpectralMerge, "merge_group", recording)
-    config = {
-        "merge_method": "timber_spectral",
-        "base_model": str(llama_family.base),
-        "models": [{"model": str(llama_family.instruct)}],
-    }
+    config = timber_config(llama_family.base, llama_family.instruct)
     run_yaml_merge(config, tmp_path / "out")
     assert seen and set(seen) == {1}  # from the first tensor on: the first look decided
     assert torch.get_num_threads() == 2

@@ -11,43 +11,27 @@ import torch
 from helpers import read_state, run_yaml_merge
 from mergekit.merge_methods import merge_tensors
 
+from mergekit_weightlevel import method_configs, reference
 from mergekit_weightlevel.methods import timber as ts
 
 # ----------------------------------------------------------------------------- oracles
 
 
 def numpy_erank(s: np.ndarray, exponent: float = 1.0) -> float:
-    """The official eRank, written out: exp(−Σ p log(p + 1e-9)), p = s^γ / Σ s^γ."""
-    t = s**exponent
-    if t.sum() == 0:
-        return 0.0
-    p = t / t.sum()
-    return float(np.exp(-np.sum(p * np.log(p + 1e-9))))
+    """The float64 eRank of the reference: exp(−Σ p log(p + 1e-9)), p = s^γ / Σ s^γ."""
+    return reference.effective_rank(torch.from_numpy(np.asarray(s, dtype=np.float64)), exponent)
 
 
 def numpy_timber(base: np.ndarray, instruct: np.ndarray, lam: float) -> np.ndarray:
-    """Independent float64 re-implementation of timber.py's per-tensor algorithm."""
-    delta = instruct.astype(np.float32) - base.astype(np.float32)  # float32, as timber.py
-    if delta.ndim < 2:
-        return instruct.astype(np.float64)
-    matrix = delta.reshape(delta.shape[0], -1).astype(np.float64)
-    U, S, Vh = np.linalg.svd(matrix, full_matrices=False)
-    k = math.ceil(numpy_erank(S))
-    scaled = S.copy()
-    scaled[k:] *= lam
-    return base.astype(np.float64) + ((U * scaled) @ Vh).reshape(delta.shape)
+    """The float64 reference of timber.py's per-tensor algorithm (ΔW in float32, float64
+    SVD, ⌈eRank⌉), on numpy arrays."""
+    return reference.timber_tensor(torch.from_numpy(base), torch.from_numpy(instruct), lam).numpy()
 
 
 def timber_config(family, dtype="float32", **parameters):
-    config = {
-        "merge_method": "timber_spectral",
-        "base_model": str(family.base),
-        "models": [{"model": str(family.instruct)}],
-        "dtype": dtype,
-    }
-    if parameters:
-        config["parameters"] = parameters
-    return config
+    return method_configs.timber_config(
+        family.base, family.instruct, parameters=parameters or None, dtype=dtype
+    )
 
 
 def with_spectrum(rows: int, cols: int, s: list[float], seed: int = 0):

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from helpers import read_state, run_yaml_merge, write_config
 from mergekit.options import MergeOptions
 
+from mergekit_weightlevel import method_configs
 from mergekit_weightlevel.cli import main
 from mergekit_weightlevel.errors import WeightLevelConfigError
 from mergekit_weightlevel.methods import timber as ts
@@ -18,13 +19,9 @@ LAMBDAS = [0.0, 0.2, 0.4, 1.0]
 
 
 def timber_config(family, dtype, **parameters):
-    return {
-        "merge_method": "timber_spectral",
-        "base_model": str(family.base),
-        "models": [{"model": str(family.instruct)}],
-        "parameters": parameters,
-        "dtype": dtype,
-    }
+    return method_configs.timber_config(
+        family.base, family.instruct, parameters=parameters, dtype=dtype
+    )
 
 
 @pytest.mark.parametrize(("arch", "dtype"), [("llama", "float32"), ("qwen3", "bfloat16")])

@@ -17,21 +17,20 @@ import torch
 import yaml
 from mergekit.options import MergeOptions
 
+import mergekit_weightlevel.reference as reference
 from mergekit_weightlevel.analyze import AnalysisReport, analyze_models
+from mergekit_weightlevel.checkpoints import read_state
 from mergekit_weightlevel.demo.tiny_models import TinyFamily, build_family
 from mergekit_weightlevel.errors import ModelFolderError
+from mergekit_weightlevel.method_configs import (
+    interp_config,
+    paramdelta_config,
+    shadow_graft_adapter_config,
+    shadow_graft_config,
+    timber_config,
+)
 from mergekit_weightlevel.numerics.metrics import sigma
 from mergekit_weightlevel.running.merging import merge_yaml
-
-
-def read_state(folder: str | Path) -> dict[str, torch.Tensor]:
-    """Every tensor of a (small) safetensors checkpoint; for the demo and tests only."""
-    from safetensors.torch import load_file
-
-    state: dict[str, torch.Tensor] = {}
-    for shard in sorted(Path(folder).glob("*.safetensors")):
-        state.update(load_file(shard))
-    return state
 
 
 @dataclass
@@ -95,23 +94,12 @@ def _write_and_merge(
 
 
 def _paramdelta_demo(family: TinyFamily, directory: Path, options: MergeOptions) -> MergeResult:
-    config: dict[str, Any] = {
-        "merge_method": "paramdelta",
-        "base_model": str(family.base),
-        "models": [
-            {"model": str(family.instruct)},
-            {"model": str(family.base_v2), "parameters": {"role": "target"}},
-        ],
-        "dtype": "float32",
-    }
+    config = paramdelta_config(family.base, family.instruct, family.base_v2, dtype="float32")
     config_path, output = _write_and_merge(config, "paramdelta", directory, options)
 
     base, post, new_base = (read_state(p) for p in (family.base, family.instruct, family.base_v2))
     merged = read_state(output)
-    expected = {
-        name: new_base[name].double() + post[name].double() - base[name].double()
-        for name in new_base
-    }
+    expected = reference.paramdelta_state(base, post, new_base)
     return MergeResult(
         method="paramdelta",
         formula="output = base_v2 + (instruct − base)   [ParamΔ, arXiv 2504.21023]",
@@ -136,26 +124,14 @@ def _flat(state: dict[str, torch.Tensor]) -> torch.Tensor:
 def _shadow_graft_demo(family: TinyFamily, directory: Path, options: MergeOptions) -> MergeResult:
     from mergekit_weightlevel.methods.shadow_graft.method import DEFAULT_INCLUDE
 
-    config: dict[str, Any] = {
-        "merge_method": "shadow_graft",
-        "base_model": str(family.base),
-        "models": [
-            {"model": str(family.base_tuned)},
-            {"model": str(family.instruct), "parameters": {"role": "target"}},
-        ],
-        "dtype": "float32",
-    }
+    config = shadow_graft_config(family.base, family.base_tuned, family.instruct, dtype="float32")
     config_path, output = _write_and_merge(config, "shadow_graft", directory, options)
 
     base, tuned, instruct = (
         read_state(p) for p in (family.base, family.base_tuned, family.instruct)
     )
     merged = read_state(output)
-    expected = {
-        name: instruct[name].double()
-        + (tuned[name].double() - base[name].double() if re.search(DEFAULT_INCLUDE, name) else 0.0)
-        for name in instruct
-    }
+    expected = reference.shadow_graft_state(base, tuned, instruct, DEFAULT_INCLUDE)
     return MergeResult(
         method="shadow_graft",
         formula=(
@@ -174,28 +150,12 @@ def _shadow_graft_demo(family: TinyFamily, directory: Path, options: MergeOption
 
 def _interp_demo(family: TinyFamily, directory: Path, options: MergeOptions) -> MergeResult:
     lam = 0.8  # the paper's best setting on Qwen3-4B
-    config: dict[str, Any] = {
-        "merge_method": "instruct_thinking_interp",
-        "base_model": str(family.instruct),
-        "models": [{"model": str(family.thinking)}],
-        "parameters": {"lambda": lam},
-        "dtype": "float32",
-    }
+    config = interp_config(family.instruct, family.thinking, lam, dtype="float32")
     config_path, output = _write_and_merge(config, "instruct_thinking_interp", directory, options)
 
     instruct, thinking = (read_state(p) for p in (family.instruct, family.thinking))
     merged = read_state(output)
-    error = max(
-        float(
-            (
-                merged[name].double()
-                - (lam * thinking[name].double() + (1 - lam) * instruct[name].double())
-            )
-            .abs()
-            .max()
-        )
-        for name in merged
-    )
+    error = _max_error(merged, reference.interp_state(instruct, thinking, lam))
     flat = {
         name: torch.cat([t.flatten() for t in state.values()])
         for name, state in {"output": merged, "instruct": instruct, "thinking": thinking}.items()
@@ -240,12 +200,7 @@ def _shadow_graft_lora_demo(
     adapter_path = family.root / "base_lora"
     if not (adapter_path / "adapter_config.json").exists():  # a trained one (toy family) wins
         adapter_path = demo_lora_adapter(family, adapter_path)
-    config: dict[str, Any] = {
-        "merge_method": "shadow_graft",
-        "models": [{"model": str(family.instruct), "parameters": {"role": "target"}}],
-        "parameters": {"adapter": str(adapter_path)},
-        "dtype": "float32",
-    }
+    config = shadow_graft_adapter_config(adapter_path, family.instruct, dtype="float32")
     config_path, output = _write_and_merge(config, "shadow_graft_lora", directory, options)
 
     from safetensors import safe_open
@@ -270,39 +225,14 @@ def _shadow_graft_lora_demo(
     )
 
 
-def _float64_timber(base: torch.Tensor, instruct: torch.Tensor, lam: float) -> torch.Tensor:
-    """Timber recomputed independently in float64 (SVD, eRank, tail × λ), for the demo's check."""
-    import math
-
-    delta = instruct.float() - base.float()
-    if delta.ndim < 2:
-        return instruct.double()
-    U, S, Vh = torch.linalg.svd(delta.reshape(delta.shape[0], -1).double(), full_matrices=False)
-    p = S / S.sum()
-    k = math.ceil(float(torch.exp(-(p * torch.log(p + 1e-9)).sum())))
-    scaled = torch.cat([S[:k], lam * S[k:]])
-    return base.double() + ((U * scaled) @ Vh).reshape(delta.shape)
-
-
 def _timber_demo(family: TinyFamily, directory: Path, options: MergeOptions) -> MergeResult:
     lam = 0.2
-    config: dict[str, Any] = {
-        "merge_method": "timber_spectral",
-        "base_model": str(family.base),
-        "models": [{"model": str(family.instruct)}],
-        "parameters": {"lambda": lam},
-        "dtype": "float32",
-    }
+    config = timber_config(family.base, family.instruct, lam, dtype="float32")
     config_path, output = _write_and_merge(config, "timber_spectral", directory, options)
 
     base, instruct = read_state(family.base), read_state(family.instruct)
     merged = read_state(output)
-    error = max(
-        float(
-            (merged[name].double() - _float64_timber(base[name], instruct[name], lam)).abs().max()
-        )
-        for name in merged
-    )
+    error = _max_error(merged, reference.timber_state(base, instruct, lam))
     flat = {
         name: torch.cat([t.flatten() for t in state.values()])
         for name, state in {"output": merged, "base": base, "instruct": instruct}.items()

@@ -34,6 +34,7 @@ from mergekit.options import MergeOptions
 
 import mergekit_weightlevel.methods.timber.sweep_hook as sweep_hook
 from mergekit_weightlevel.errors import WeightLevelConfigError
+from mergekit_weightlevel.method_configs import timber_config
 from mergekit_weightlevel.methods.timber.sweep_hook import SweepRequest
 from mergekit_weightlevel.running.stock_merge import (
     is_weight_file,
@@ -196,14 +197,7 @@ def timber_sweep(
     ``parameters`` are the other ``timber_spectral`` parameters (``scope``,
     ``erank_exponent``, ``solver``); ``dtype`` is mergekit's (default: the checkpoints').
     """
-    config: dict[str, Any] = {
-        "merge_method": METHOD,
-        "base_model": str(base),
-        "models": [{"model": str(instruct)}],
-        "parameters": dict(parameters or {}),
-    }
-    if dtype is not None:
-        config["dtype"] = dtype
+    config = timber_config(base, instruct, parameters=dict(parameters or {}), dtype=dtype)
     return sweep_config(config, lambdas, out_dirs, options)
 
 

@@ -8,82 +8,47 @@ Each merge is a plain mergekit configuration (a dict, kept verbatim as the outpu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from mergekit.options import MergeOptions
 
+from mergekit_weightlevel.method_configs import (
+    Config,
+    interp_config,
+    paramdelta_config,
+    shadow_graft_adapter_config,
+    shadow_graft_config,
+    timber_config,
+)
 from mergekit_weightlevel.running.merging import merge_yaml
 
+#: Every toy merge runs in float32, whatever the checkpoints' dtype.
+DTYPE = "float32"
 
-def _run(config: dict[str, Any], out: Path) -> Path:
-    config = {**config, "dtype": "float32"}
+
+def _run(config: Config, out: Path) -> Path:
     return merge_yaml(config, out, MergeOptions(quiet=True, copy_tokenizer=True))
 
 
 def paramdelta(base: Path, post: Path, new_base: Path, out: Path) -> Path:
     """base_v2 + (instruct − base)."""
-    return _run(
-        {
-            "merge_method": "paramdelta",
-            "base_model": str(base),
-            "models": [
-                {"model": str(post)},
-                {"model": str(new_base), "parameters": {"role": "target"}},
-            ],
-        },
-        out,
-    )
+    return _run(paramdelta_config(base, post, new_base, dtype=DTYPE), out)
 
 
 def shadow_graft_full(base: Path, tuned: Path, target: Path, out: Path) -> Path:
     """instruct + (base_tuned − base) on the projections (Shadow-FT's default include)."""
-    return _run(
-        {
-            "merge_method": "shadow_graft",
-            "base_model": str(base),
-            "models": [
-                {"model": str(tuned)},
-                {"model": str(target), "parameters": {"role": "target"}},
-            ],
-        },
-        out,
-    )
+    return _run(shadow_graft_config(base, tuned, target, dtype=DTYPE), out)
 
 
 def shadow_graft_adapter(base: Path, adapter: Path, target: Path, out: Path) -> Path:
     """instruct + (α/r)·B@A of a LoRA adapter trained on base (the ``adapter:`` route)."""
-    return _run(
-        {
-            "merge_method": "shadow_graft",
-            "base_model": str(base),
-            "models": [{"model": str(target), "parameters": {"role": "target"}}],
-            "parameters": {"adapter": str(adapter)},
-        },
-        out,
-    )
+    return _run(shadow_graft_adapter_config(adapter, target, base=base, dtype=DTYPE), out)
 
 
 def interpolate(instruct: Path, thinking: Path, lam: float, out: Path) -> Path:
     """λ·thinking + (1 − λ)·instruct."""
-    return _run(
-        {
-            "merge_method": "instruct_thinking_interp",
-            "base_model": str(instruct),
-            "models": [{"model": str(thinking)}],
-            "parameters": {"lambda": lam},
-        },
-        out,
-    )
+    return _run(interp_config(instruct, thinking, lam, dtype=DTYPE), out)
 
 
 def timber(base: Path, instruct: Path, lam: float, out: Path) -> Path:
     """base + top-⌈eRank⌉ directions of (instruct − base) + λ × the rest, per matrix."""
-    return _run(
-        {
-            "merge_method": "timber_spectral",
-            "base_model": str(base),
-            "models": [{"model": str(instruct)}],
-            "parameters": {"lambda": lam},
-        },
-        out,
-    )
+    return _run(timber_config(base, instruct, lam, dtype=DTYPE), out)

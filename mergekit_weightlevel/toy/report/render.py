@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import datetime
 
+from mergekit_weightlevel.machine import machine_description
 from mergekit_weightlevel.toy.family import Recipe
-from mergekit_weightlevel.toy.report.machine import machine_description
 from mergekit_weightlevel.toy.report.regime import Regime
 from mergekit_weightlevel.toy.report.section import Section
 from mergekit_weightlevel.toy.settings import Settings

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from mergekit_weightlevel.demo import read_state
+from mergekit_weightlevel.checkpoints import read_state
 from mergekit_weightlevel.numerics.metrics import sigma
 from mergekit_weightlevel.toy.evaluate import pass_at_ks
 from mergekit_weightlevel.toy.family import Data
