@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,6 +267,16 @@ def run_kernels() -> list:
     for label, m, n, _, ours_s, svd_s, diff, path in rows:
         print(f"  {label} {m}x{n}: {ours_s:.1f} s ({path}) vs {svd_s:.1f} s, diff {diff:.1e}")
     return rows
+
+
+def run_structure(workdir: Path) -> list[dict]:
+    """The per-matrix rows of analyze's structure level (``structure_kernels.py``), in a
+    child process: its own memory, and no torch in this driver."""
+    print("analyze structure per matrix at Llama-3-8B shapes (about 10 minutes):", flush=True)
+    rows_file = workdir / "structure_rows.json"
+    script = Path(__file__).with_name("structure_kernels.py")
+    subprocess.run([sys.executable, str(script), "--json", str(rows_file)], check=True)
+    return json.loads(rows_file.read_text())
 
 
 def run_floor(family) -> dict:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from measure import SAMPLE_PERIOD, Measurement
+from structure_kernels import structure_table
 
 
 def machine() -> str:
@@ -57,7 +58,9 @@ METHOD_TEXT = (
     "  memory does not grow with the model;",
     "- the best speed-up our Gram route could reach at the family's shapes (`floor`: its",
     "  Gram matrices and eigendecompositions alone, plus what every run pays anyway);",
-    "- Timber's linear algebra alone, per matrix, at Llama-3-8B shapes (`kernels`).",
+    "- Timber's linear algebra alone, per matrix, at Llama-3-8B shapes (`kernels`);",
+    "- `analyze --metrics structure` per matrix at Llama-3-8B shapes: the float64 Gram route",
+    "  against bare float32 SVDs and the SVD route, each checked against float64 SVDs (`structure`).",
     "",
     "Merges run through mergekit's YAML path (`mergekit-yaml`'s code, in-process) with",
     "`--out-shard-size 16M` (64 MB float32 shards; mergekit's default of 5B parameters would",
@@ -81,8 +84,8 @@ METHOD_TEXT = (
     "tensor by tensor (max ‖a − b‖_F / ‖b‖_F).",
     "",
     "Run it on a quiet machine (nothing else using the CPU): `python",
-    "benchmarks/run_benchmarks.py` (all cases, 8 and 4 layers, about 30 minutes on 2 cores);",
-    "`--only paramdelta,interp,shadow,timber,analyze,contended,floor,kernels`, `--layers N --small-layers M` (0 skips",
+    "benchmarks/run_benchmarks.py` (all cases, 8 and 4 layers, about 40 minutes on 2 cores);",
+    "`--only paramdelta,interp,shadow,timber,analyze,contended,floor,kernels,structure`, `--layers N --small-layers M` (0 skips",
     "the second size) and `--workdir DIR` (default benchmarks/out, git-ignored; the families",
     "are built once and reused) narrow it; `--out` (default docs/benchmarks.md) and `--notes`",
     "(default benchmarks/notes.md, appended under the tables) set the page.",
@@ -177,7 +180,11 @@ def floor_table(title: str, rows: list, floor: dict) -> list[str]:
 
 
 def render(
-    sections: dict[str, list], notes: str, kernels: list | None = None, floor: dict | None = None
+    sections: dict[str, list],
+    notes: str,
+    kernels: list | None = None,
+    floor: dict | None = None,
+    structure: list | None = None,
 ) -> str:
     lines = [
         "# Benchmarks",
@@ -209,6 +216,7 @@ def render(
         main_title = next(iter(sections))
         lines += floor_table(main_title, sections[main_title], floor)
     lines += kernel_table(kernels or [])
+    lines += structure_table(structure or [])
     lines.append(notes)
     return "\n".join(lines) + "\n"
 

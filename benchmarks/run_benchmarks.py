@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 
 import measure as measuring
-from cases import build, run_cases, run_floor, run_kernels, warm_page_cache
+from cases import build, run_cases, run_floor, run_kernels, run_structure, warm_page_cache
 from render import render
 
 
@@ -54,7 +54,8 @@ def main() -> None:
         help="layers of the second family, for the RSS-vs-size check (0: skip)",
     )
     parser.add_argument(
-        "--only", default="paramdelta,interp,shadow,timber,analyze,contended,floor,kernels"
+        "--only",
+        default="paramdelta,interp,shadow,timber,analyze,contended,floor,kernels,structure",
     )
     parser.add_argument(
         "--repeat",
@@ -91,15 +92,16 @@ def main() -> None:
         if "floor" in only and not floor:  # the main family only
             floor = run_floor(family)
     kernels = run_kernels() if "kernels" in only else []
+    structure = run_structure(args.workdir) if "structure" in only else []
     notes = args.notes.read_text() if args.notes and args.notes.exists() else ""
-    args.out.write_text(render(sections, notes, kernels, floor))
+    args.out.write_text(render(sections, notes, kernels, floor, structure))
     (args.workdir / "results.json").write_text(
         json.dumps(
             {
                 title: [(n, o.__dict__, a.__dict__, d) for n, o, a, d in rows]
                 for title, rows in sections.items()
             }
-            | {"kernels": kernels, "eigen_floor": floor},
+            | {"kernels": kernels, "eigen_floor": floor, "structure": structure},
             indent=2,
         )
     )

@@ -22,13 +22,7 @@ import json
 import time
 from pathlib import Path
 
-#: Llama-3-8B's decoder-layer matrices (rows × cols) and how many of each a layer has.
-LLAMA3_8B_LAYER = {
-    "q_proj, o_proj": ((4096, 4096), 2),
-    "k_proj, v_proj": ((1024, 4096), 2),
-    "gate_proj, up_proj": ((14336, 4096), 2),
-    "down_proj": ((4096, 14336), 1),
-}
+from settings import LLAMA3_8B_LAYER
 
 
 def timed(fn, *args, **kwargs):

@@ -13,7 +13,13 @@ import sys
 import time
 from pathlib import Path
 
-from settings import BENCH_SHAPE, OUT_SHARD_PARAMETERS, PROJECTIONS, TIMBER_LAMBDA
+from settings import (
+    BENCH_SHAPE,
+    LLAMA3_8B_LAYER,
+    OUT_SHARD_PARAMETERS,
+    PROJECTIONS,
+    TIMBER_LAMBDA,
+)
 
 
 def load_state(folder: str, *, in_memory: bool = False) -> dict:
@@ -181,15 +187,6 @@ def worker_eigen_floor(a: str, b: str) -> None:
     print(json.dumps(seconds | {"matrices": matrices}))
 
 
-#: Llama-3-8B's decoder-layer matrices (rows × cols) and how many of each a layer has.
-KERNEL_SHAPES = {
-    "q_proj, o_proj": ((4096, 4096), 2),
-    "k_proj, v_proj": ((1024, 4096), 2),
-    "gate_proj, up_proj": ((14336, 4096), 2),
-    "down_proj": ((4096, 14336), 1),
-}
-
-
 def worker_kernels() -> None:
     """Timber per matrix at 8B shapes: our split (auto) vs the official float64 SVD, timed
     back to back in this process on one post-training-like delta per shape; prints JSON."""
@@ -199,7 +196,7 @@ def worker_kernels() -> None:
     from mergekit_weightlevel.methods.timber import split_delta, svd_split
 
     rows = []
-    for label, ((m, n), count) in KERNEL_SHAPES.items():
+    for label, ((m, n), count) in LLAMA3_8B_LAYER.items():
         base = torch.randn(m, n, generator=torch.Generator().manual_seed(m + n)) * 0.02
         delta = post_training_delta(base, label, scale=0.05, seed=1, rank=16)
         start = time.perf_counter()
