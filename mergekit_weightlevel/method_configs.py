@@ -10,11 +10,14 @@ these dicts as its YAML files): ``merge_method``, ``base_model``, ``models``, ``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 Config = dict[str, Any]
 PathLike = str | Path
+#: One post-trained model, or several with their weights: ``[(path, weight), ...]``.
+Donors = PathLike | Sequence[tuple[PathLike, float]]
 
 
 def _config(
@@ -49,29 +52,40 @@ def _with_lambda(lam: float | None, parameters: dict[str, Any] | None) -> dict[s
     return {"lambda": lam, **(parameters or {})}
 
 
+def _donors(donors: Donors) -> list[dict[str, Any]]:
+    """One model entry (no parameters), or one ``weight``-ed entry per (path, weight)."""
+    if isinstance(donors, (str, Path)):
+        return [_model(donors)]
+    return [_model(path, weight=weight) for path, weight in donors]
+
+
 def paramdelta_config(
     base: PathLike,
-    post_trained: PathLike,
+    post_trained: Donors,
     new_base: PathLike,
     *,
     parameters: dict[str, Any] | None = None,
     dtype: str | None = None,
 ) -> Config:
-    """ParamΔ: ``new_base + (post_trained − base)``; the new base is the ``role: target``."""
-    models = [_model(post_trained), _model(new_base, role="target")]
+    """ParamΔ: ``new_base + Σ w·(post_trained − base)``; the new base is the ``role: target``.
+
+    ``post_trained`` is one model (weight 1) or ``[(path, weight), ...]``."""
+    models = [*_donors(post_trained), _model(new_base, role="target")]
     return _config("paramdelta", base, models, parameters, dtype)
 
 
 def shadow_graft_config(
     base: PathLike,
-    tuned: PathLike,
+    tuned: Donors,
     target: PathLike,
     *,
     parameters: dict[str, Any] | None = None,
     dtype: str | None = None,
 ) -> Config:
-    """Shadow-FT: ``target + (tuned − base)`` on the projections; ``target`` has the role."""
-    models = [_model(tuned), _model(target, role="target")]
+    """Shadow-FT: ``target + Σ w·(tuned − base)`` on the projections; ``target`` has the role.
+
+    ``tuned`` is one model (weight 1) or ``[(path, weight), ...]``."""
+    models = [*_donors(tuned), _model(target, role="target")]
     return _config("shadow_graft", base, models, parameters, dtype)
 
 

@@ -91,16 +91,12 @@ def test_stock_mergekit_yaml_console_script(qwen2_sharded_family, tmp_path):
     exe = shutil.which("mergekit-yaml") or str(Path(sys.executable).parent / "mergekit-yaml")
     config = write_config(
         tmp_path / "paramdelta.yml",
-        {
-            "merge_method": "paramdelta",
-            "base_model": str(family.base),
-            "models": [
-                {"model": str(family.instruct), "parameters": {"weight": 0.8}},
-                {"model": str(family.thinking), "parameters": {"weight": 0.3}},
-                {"model": str(family.base_v2), "parameters": {"role": "target"}},
-            ],
-            "dtype": "float32",
-        },
+        paramdelta_config(
+            family.base,
+            [(family.instruct, 0.8), (family.thinking, 0.3)],
+            family.base_v2,
+            dtype="float32",
+        ),
     )
     out = tmp_path / "out"
     proc = subprocess.run([exe, str(config), str(out)], capture_output=True, text=True, timeout=300)

@@ -36,6 +36,21 @@ def cases(family, adapter):
             },
         ),
         (
+            "paramdelta, weighted donors",
+            paramdelta_config(
+                family.base, [(family.instruct, 0.8), (family.thinking, 0.3)], family.base_v2
+            ),
+            {
+                "merge_method": "paramdelta",
+                "base_model": base,
+                "models": [
+                    {"model": instruct, "parameters": {"weight": 0.8}},
+                    {"model": str(family.thinking), "parameters": {"weight": 0.3}},
+                    {"model": str(family.base_v2), "parameters": {"role": "target"}},
+                ],
+            },
+        ),
+        (
             "shadow_graft",
             shadow_graft_config(family.base, family.base_tuned, family.instruct, dtype="float32"),
             {

@@ -7,7 +7,7 @@ import torch
 from helpers import read_state, run_yaml_merge
 from mergekit.merge_methods import merge_state_dicts
 
-from mergekit_weightlevel import reference
+from mergekit_weightlevel import method_configs, reference
 from mergekit_weightlevel.errors import WeightLevelConfigError
 
 
@@ -22,15 +22,9 @@ def float64_paramdelta(target, base, donors):
 
 
 def paramdelta_config(family, donors, dtype="float32", base=None):
-    return {
-        "merge_method": "paramdelta",
-        "base_model": str(base or family.base),
-        "models": [
-            *({"model": str(path), "parameters": {"weight": w}} for path, w in donors),
-            {"model": str(family.base_v2), "parameters": {"role": "target"}},
-        ],
-        "dtype": dtype,
-    }
+    return method_configs.paramdelta_config(
+        base or family.base, donors, family.base_v2, dtype=dtype
+    )
 
 
 def task_arithmetic_config(family, donors, dtype="float32"):

@@ -15,7 +15,7 @@ from mergekit.merge_methods import merge_state_dicts
 from safetensors.torch import load_file, save_file
 
 from mergekit_weightlevel.errors import WeightLevelConfigError
-from mergekit_weightlevel.method_configs import shadow_graft_adapter_config
+from mergekit_weightlevel.method_configs import shadow_graft_adapter_config, shadow_graft_config
 from mergekit_weightlevel.methods.shadow_graft.lora import open_adapter, save_lora_adapter
 from mergekit_weightlevel.methods.shadow_graft.method import DEFAULT_INCLUDE
 
@@ -33,18 +33,10 @@ def is_projection(name: str) -> bool:
 
 
 def graft_config(family, donors, *, include=None, dtype="float32"):
-    config = {
-        "merge_method": "shadow_graft",
-        "base_model": str(family.base),
-        "models": [
-            *({"model": str(path), "parameters": {"weight": w}} for path, w in donors),
-            {"model": str(family.instruct), "parameters": {"role": "target"}},
-        ],
-        "dtype": dtype,
-    }
-    if include is not None:
-        config["parameters"] = {"include": include}
-    return config
+    parameters = None if include is None else {"include": include}
+    return shadow_graft_config(
+        family.base, donors, family.instruct, parameters=parameters, dtype=dtype
+    )
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3"])

@@ -438,9 +438,10 @@ def gram_spectral_structure(
     values and the square side's vectors, so Q_V = V_Aᵀ V_B. The long side's vectors
     U = A V Σ⁻¹ are never formed: Q_U = U_Aᵀ U_B = Σ_A⁻¹ V_Aᵀ (AᵀB) V_B Σ_B⁻¹, from the
     float64 cross-term AᵀB; W_B's part outside span(U_A) (non-square pairs) is
-    B − A G_A⁻¹ AᵀB, formed block by block. Three or four m × n × n products (G_A, G_B,
-    AᵀB, that residual) and three n × n eigendecompositions (G_A, G_B, the polar factor)
-    replace two thin SVDs and their m × n factors, in float64 throughout.
+    Σ s_B² − ‖Q_U Σ_B‖², or the residual B − A G_A⁻¹ AᵀB where that part is too small for a
+    difference (``_outside_span``). Three (or four) m × n × n products and three n × n
+    eigendecompositions (G_A, G_B, the polar factor) replace two thin SVDs and their m × n
+    factors, in float64 throughout.
 
     The price is a division by s_A,i s_B,j: rounding of size eps·√m·s_A,0 s_B,0 in AᵀB
     (and δ = eps·√m·s_0² in each eigenvalue) is amplified where singular values are small.
@@ -448,7 +449,7 @@ def gram_spectral_structure(
     the result only below ``STRUCTURE_GRAM_TOLERANCE`` (``analyze`` falls back to the SVDs).
     None where A or B is rank-deficient on the short side (the route divides by every s_i).
     """
-    from mergekit_weightlevel.numerics.spectral import cross_product, factor_blocks, gram_matrix
+    from mergekit_weightlevel.numerics.spectral import cross_product, gram_matrix
 
     wide = a.shape[0] < a.shape[1]
     if wide:
@@ -472,14 +473,7 @@ def gram_spectral_structure(
     w_b_squared = float(s_b @ s_b)
     outside = 0.0
     if rows > cols:
-        # W_B off span(A): B − A X with X = G_A⁻¹ AᵀB, formed block by block; not
-        # ‖B‖² − ‖U_Aᵀ B‖², whose cancellation would leave √eps where the error is small.
-        projection = (v_a / lam_a) @ (v_a.T @ cross)
-        outside = sum(
-            float((block_b - block_a @ projection).square().sum())
-            for (_, block_a), (_, block_b) in zip(factor_blocks(a, True), factor_blocks(b, True))
-        )
-        del projection
+        outside = _outside_span(a, b, lam_a, v_a, cross, long_side, s_b, w_b_squared)
     error_squared = (inside + outside) / w_b_squared if w_b_squared > 0 else 0.0
     structure = SpectralStructure(
         **scaling,
@@ -488,6 +482,40 @@ def gram_spectral_structure(
     )
     estimate = _gram_structure_error(structure, s_a, s_b, q_u, (rows, cols), inside, cutoff)
     return GramStructure(structure, s_a, s_b, estimate)
+
+
+#: Below this share of ‖W_B‖², W_B's part outside span(A) is summed from the residual
+#: rather than taken as the difference ‖W_B‖² − ‖U_Aᵀ W_B‖² (as the SVD route does).
+OUTSIDE_DIFFERENCE_MIN_SHARE = 1e-6
+
+
+def _outside_span(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    lam_a: torch.Tensor,
+    v_a: torch.Tensor,
+    cross: torch.Tensor,
+    long_side: torch.Tensor,
+    s_b: torch.Tensor,
+    w_b_squared: float,
+) -> float:
+    """‖W_B − U_A U_Aᵀ W_B‖²_F of a tall pair, without U_A.
+
+    ‖W_B‖² − ‖U_Aᵀ W_B‖² = Σ s_B² − ‖Q_U Σ_B‖²: free, and exact enough where the part is not
+    small (its rounding, ~eps·√m·‖W_B‖², is then below 1e-8 of it). Where
+    it is below ``OUTSIDE_DIFFERENCE_MIN_SHARE`` of ‖W_B‖², cancellation would leave √eps, so
+    the residual W_B − A G_A⁻¹ AᵀB is formed block by block (one more m × n × n product).
+    """
+    from mergekit_weightlevel.numerics.spectral import factor_blocks
+
+    difference = w_b_squared - float(((long_side * s_b) ** 2).sum())
+    if difference > OUTSIDE_DIFFERENCE_MIN_SHARE * w_b_squared:
+        return difference
+    projection = (v_a / lam_a) @ (v_a.T @ cross)
+    return sum(
+        float((block_b - block_a @ projection).square().sum())
+        for (_, block_a), (_, block_b) in zip(factor_blocks(a, True), factor_blocks(b, True))
+    )
 
 
 def _scaling_error(s_a: torch.Tensor, s_b: torch.Tensor, eps: float, cutoff: float) -> float:
