@@ -20,6 +20,12 @@ from mergekit_weightlevel.checks.headers import PreflightError
 from mergekit_weightlevel.cli import main
 from mergekit_weightlevel.demo.tiny_models import build_family, build_tokenizer
 from mergekit_weightlevel.errors import WeightLevelConfigError
+from mergekit_weightlevel.method_configs import (
+    interp_config,
+    paramdelta_config,
+    shadow_graft_config,
+    timber_config,
+)
 from mergekit_weightlevel.methods.base import ALLOW_NONFINITE_ENV
 
 
@@ -34,15 +40,7 @@ def rewritten(source: Path, dest: Path, edit) -> Path:
 
 
 def paramdelta(family, donor, target=None, **extra):
-    return {
-        "merge_method": "paramdelta",
-        "base_model": str(family.base),
-        "models": [
-            {"model": str(donor)},
-            {"model": str(target or family.base_v2), "parameters": {"role": "target"}},
-        ],
-        **extra,
-    }
+    return paramdelta_config(family.base, donor, target or family.base_v2) | extra
 
 
 def assert_no_model_written(out: Path) -> None:
@@ -293,19 +291,11 @@ def test_analyze_stops_naming_the_tensor_when_every_attempt_fails(llama_family, 
 @pytest.mark.parametrize(
     "method, config",
     [
-        ("shadow_graft", lambda f, bad: paramdelta(f, bad) | {"merge_method": "shadow_graft"}),
-        (
-            "timber_spectral",
-            lambda f, bad: {"merge_method": "timber_spectral", "base_model": str(f.base),
-                            "models": [{"model": str(bad)}]},
-        ),
-        (
-            "instruct_thinking_interp",
-            lambda f, bad: {"merge_method": "instruct_thinking_interp", "base_model": str(bad),
-                            "models": [{"model": str(f.thinking)}], "parameters": {"lambda": 0.5}},
-        ),
+        ("shadow_graft", lambda f, bad: shadow_graft_config(f.base, bad, f.base_v2)),
+        ("timber_spectral", lambda f, bad: timber_config(f.base, bad)),
+        ("instruct_thinking_interp", lambda f, bad: interp_config(bad, f.thinking, 0.5)),
     ],
-)  # fmt: skip
+)
 def test_missing_tensor_policy_of_every_method(llama_family, tmp_path, method, config):
     """The documented policy (docs/reliability.md): an error naming tensor and models."""
     name = "model.layers.0.mlp.gate_proj.weight"
@@ -335,12 +325,7 @@ def merge_cli(config: dict, tmp_path: Path):
 
 
 def test_misspelt_parameter_is_an_error_not_a_silent_default(llama_family, tmp_path):
-    config = {
-        "merge_method": "timber_spectral",
-        "base_model": str(llama_family.base),
-        "models": [{"model": str(llama_family.instruct)}],
-        "parameters": {"lamda": 0.9},
-    }
+    config = timber_config(llama_family.base, llama_family.instruct, parameters={"lamda": 0.9})
     result = merge_cli(config, tmp_path)
     assert result.exit_code == 1
     assert (
@@ -438,12 +423,7 @@ def stock_mergekit_yaml(config: dict, tmp_path: Path) -> subprocess.CompletedPro
 
 
 def timber(family, **parameters):
-    return {
-        "merge_method": "timber_spectral",
-        "base_model": str(family.base),
-        "models": [{"model": str(family.instruct)}],
-        "parameters": parameters,
-    }
+    return timber_config(family.base, family.instruct, parameters=parameters)
 
 
 @pytest.mark.slow
