@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from mergekit.config import MergeConfiguration
 from mergekit.merge import run_merge
@@ -69,3 +70,26 @@ def load_example(name: str, demo_parent: Path) -> dict[str, Any]:
     """``examples/<name>`` parsed, its demo-family paths pointing under ``demo_parent``."""
     config = yaml.safe_load((EXAMPLES_DIR / name).read_text(encoding="utf-8"))
     return rewrite_demo_paths(config, demo_parent)
+
+
+def numpy_structure(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """Every field as docs/analyze.md defines it, from numpy float64 SVDs, every matrix formed."""
+    u_a, s_a, vh_a = np.linalg.svd(a, full_matrices=False)
+    u_b, s_b, vh_b = np.linalg.svd(b, full_matrices=False)
+    kept = s_a > 1e-6 * s_a[0]
+    ratios = s_b[kept] / s_a[kept]
+    alpha = float(s_b[kept] @ s_a[kept] / (s_a[kept] @ s_a[kept]))
+    q_u, q_v = u_a.T @ u_b, vh_a @ vh_b.T
+    x, _, yh = np.linalg.svd((q_u + q_v) / 2)
+    rotation = x @ yh
+    w_hat = (u_a @ rotation) @ np.diag(alpha * s_a) @ (vh_a.T @ rotation).T
+    return {
+        "alpha": alpha,
+        "cv": float(ratios.std() / ratios.mean()),
+        "median_ratio": float(np.median(ratios)),
+        "p5_ratio": float(np.percentile(ratios, 5)),
+        "p95_ratio": float(np.percentile(ratios, 95)),
+        "consistency_gap": float(np.linalg.norm(q_u - q_v) / np.linalg.norm(q_u)),
+        "alignment": float(np.abs(np.diag(q_u)).mean()),
+        "reconstruction_error": float(np.linalg.norm(b - w_hat) / np.linalg.norm(b)),
+    }

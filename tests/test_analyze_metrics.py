@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import read_state
+from helpers import numpy_structure, read_state
 
 from mergekit_weightlevel.analyze import analyze_models, layer_index, module_type, tensor_record
 from mergekit_weightlevel.analyze.aggregate import alpha_outliers
@@ -177,25 +177,6 @@ def test_sign_flips_of_singular_pairs_change_nothing():
     assert reference.reconstruction_error > 0.01  # a case where the numbers are not trivial
 
 
-def explicit_structure(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    """The structure fields the way docs/analyze.md defines them, in numpy float64 with every
-    matrix formed: Q_U, Q_V, the polar factor from an SVD, Ŵ and W_B as m × n matrices."""
-    u_a, s_a, vh_a = np.linalg.svd(a, full_matrices=False)
-    u_b, s_b, vh_b = np.linalg.svd(b, full_matrices=False)
-    kept = s_a > 1e-6 * s_a[0]
-    alpha = float(s_b[kept] @ s_a[kept] / (s_a[kept] @ s_a[kept]))
-    q_u, q_v = u_a.T @ u_b, vh_a @ vh_b.T
-    x, _, yh = np.linalg.svd((q_u + q_v) / 2)
-    rotation = x @ yh
-    w_hat = (u_a @ rotation) @ np.diag(alpha * s_a) @ (vh_a.T @ rotation).T
-    return {
-        "alpha": alpha,
-        "consistency_gap": float(np.linalg.norm(q_u - q_v) / np.linalg.norm(q_u)),
-        "alignment": float(np.abs(np.diag(q_u)).mean()),
-        "reconstruction_error": float(np.linalg.norm(b - w_hat) / np.linalg.norm(b)),
-    }
-
-
 @pytest.mark.parametrize(
     "rows, cols, noise",
     [(40, 24, 0.3), (24, 40, 0.3), (32, 32, 0.05), (32, 32, 1e-5), (40, 24, 1e-5), (24, 40, 0.0)],
@@ -207,7 +188,7 @@ def test_structure_equals_the_explicit_float64_computation(rows, cols, noise):
     a = (u * s) @ v.T
     b = 1.1 * a + noise * torch.randn(a.shape, generator=gen, dtype=torch.float64)
     got = spectral_structure(*thin_svd(a), *thin_svd(b)).as_dict()
-    for name, value in explicit_structure(a.numpy(), b.numpy()).items():
+    for name, value in numpy_structure(a.numpy(), b.numpy()).items():
         assert got[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
 
 

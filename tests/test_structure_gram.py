@@ -13,47 +13,17 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import numpy_structure
 
 import mergekit_weightlevel.analyze.records as records
 from mergekit_weightlevel.analyze.records import matrix_structure, tensor_record
 from mergekit_weightlevel.numerics.metrics import (
     STRUCTURE_GRAM_TOLERANCE,
+    SpectralStructure,
     gram_spectral_structure,
 )
 
-FIELDS = (
-    "alpha",
-    "cv",
-    "median_ratio",
-    "p5_ratio",
-    "p95_ratio",
-    "consistency_gap",
-    "alignment",
-    "reconstruction_error",
-)
-
-
-def numpy_structure(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    """Every field as docs/analyze.md defines it, from numpy float64 SVDs, every matrix formed."""
-    u_a, s_a, vh_a = np.linalg.svd(a, full_matrices=False)
-    u_b, s_b, vh_b = np.linalg.svd(b, full_matrices=False)
-    kept = s_a > 1e-6 * s_a[0]
-    ratios = s_b[kept] / s_a[kept]
-    alpha = float(s_b[kept] @ s_a[kept] / (s_a[kept] @ s_a[kept]))
-    q_u, q_v = u_a.T @ u_b, vh_a @ vh_b.T
-    x, _, yh = np.linalg.svd((q_u + q_v) / 2)
-    rotation = x @ yh
-    w_hat = (u_a @ rotation) @ np.diag(alpha * s_a) @ (vh_a.T @ rotation).T
-    return {
-        "alpha": alpha,
-        "cv": float(ratios.std() / ratios.mean()),
-        "median_ratio": float(np.median(ratios)),
-        "p5_ratio": float(np.percentile(ratios, 5)),
-        "p95_ratio": float(np.percentile(ratios, 95)),
-        "consistency_gap": float(np.linalg.norm(q_u - q_v) / np.linalg.norm(q_u)),
-        "alignment": float(np.abs(np.diag(q_u)).mean()),
-        "reconstruction_error": float(np.linalg.norm(b - w_hat) / np.linalg.norm(b)),
-    }
+FIELDS = tuple(SpectralStructure.__dataclass_fields__)
 
 
 def weight_pair(rows: int, cols: int, condition: float, change: float, seed: int):
