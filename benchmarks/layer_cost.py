@@ -20,11 +20,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import subprocess
+import os
 import sys
 import time
 from pathlib import Path
 
+from measure import rss_anon_kb
+from render import machine
 from settings import LLAMA3_8B_LAYER
 
 #: Decoder layers, hidden size, MLP width, key/value width, vocabulary (untied embeddings),
@@ -68,11 +70,8 @@ def parameters(model: dict) -> int:
 
 
 def anon_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    """This process's anonymous memory (MB), as the driver samples a child's."""
+    return rss_anon_kb(os.getpid()) / 1024
 
 
 # --------------------------------------------------------------------------- the child
@@ -190,13 +189,13 @@ def measure_shard_sizes(workdir: Path) -> list[tuple[str, float, float]]:
     return rows
 
 
-def cost_page(kinds: dict, shards: list, structure_rows: list | None, machine: str) -> str:
+def cost_page(kinds: dict, shards: list, structure_rows: list | None, machine_text: str) -> str:
     eight_b = MODELS["Llama-3-8B"]
     lines = [
         "# What a run costs: 8B to 70B",
         "",
         f"Produced by `python benchmarks/layer_cost.py` on {datetime.date.today().isoformat()}.",
-        f"Machine: {machine}. GPU: **not measured** (no GPU was lent to the session that made",
+        f"Machine: {machine_text}. GPU: **not measured** (no GPU was lent to the session that made",
         "this page; the CUDA column stays empty until one is).",
         "",
         "## Per Llama-3-8B decoder layer, measured",
@@ -300,15 +299,6 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def machine_line() -> str:
-    result = subprocess.run(
-        [sys.executable, "-c", "from mergekit_weightlevel.machine import machine_description as"
-         " m; print(m())"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return result.stdout.strip()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("docs/cost.md"))
@@ -327,7 +317,7 @@ def main() -> None:
     rows = None
     if args.structure_rows and args.structure_rows.exists():
         rows = json.loads(args.structure_rows.read_text())
-    page = cost_page(kinds, shards, rows, machine_line())
+    page = cost_page(kinds, shards, rows, machine())
     args.out.write_text(page + "\n")
     (args.workdir / "layer_cost.json").write_text(
         json.dumps({"kinds": kinds, "shards": shards}, indent=1)

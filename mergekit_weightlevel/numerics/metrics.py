@@ -239,6 +239,14 @@ def pair_statistics(
 
 #: Singular values of A below this fraction of the largest are left out of the ratios s_B / s_A.
 STRUCTURE_RELATIVE_CUTOFF = 1e-6
+#: The quantiles of the ratios reported: p5_ratio, median_ratio, p95_ratio.
+RATIO_QUANTILES = (0.05, 0.5, 0.95)
+
+
+def ratio_quantiles(ratios: torch.Tensor) -> torch.Tensor:
+    """The ``RATIO_QUANTILES`` of a float64 vector of ratios."""
+    levels = torch.tensor(RATIO_QUANTILES, dtype=torch.float64, device=ratios.device)
+    return torch.quantile(ratios, levels)
 
 
 @dataclass(frozen=True)
@@ -341,13 +349,7 @@ def scaling_fields(
     alpha = float((s_b_kept @ s_a_kept) / (s_a_kept @ s_a_kept)) if kept.any() else 0.0
     mean_ratio = float(ratios.mean()) if ratios.numel() else 0.0
     cv = float(ratios.std(correction=0)) / mean_ratio if mean_ratio > 0 else math.inf
-    quantiles = (
-        torch.quantile(
-            ratios, torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64, device=ratios.device)
-        ).tolist()
-        if ratios.numel()
-        else [0.0, 0.0, 0.0]
-    )
+    quantiles = ratio_quantiles(ratios).tolist() if ratios.numel() else [0.0, 0.0, 0.0]
     return {
         "alpha": alpha,
         "cv": cv,
@@ -532,10 +534,7 @@ def _scaling_error(s_a: torch.Tensor, s_b: torch.Tensor, eps: float, cutoff: flo
     error_b = eps * float(s_b[0]) ** 2 / (2 * s_b)
     ratios = s_b / s_a
     rho = ratios * (error_a / s_a + error_b / s_b)  # |Δr_i|
-    levels = torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64, device=ratios.device)
-    quantiles = float(
-        (torch.quantile(ratios + rho, levels) - torch.quantile(ratios - rho, levels)).max()
-    )
+    quantiles = float((ratio_quantiles(ratios + rho) - ratio_quantiles(ratios - rho)).max())
     mean, spread = float(ratios.mean()), float(ratios.std(correction=0))
     mean_error, std_error = float(rho.mean()), _rms(rho)
     cv = (std_error + spread / mean * mean_error) / max(mean - mean_error, 1e-300)
