@@ -205,6 +205,47 @@ def test_polar_factor_matches_the_svd_route_at_every_conditioning(condition):
     np.testing.assert_allclose((got.T @ got).numpy(), np.eye(30), atol=1e-9)
 
 
+@pytest.mark.parametrize("svd_beyond_qr", [True, False])
+def test_polar_factor_orthogonalises_the_few_small_columns(svd_beyond_qr):
+    """Well-conditioned but for three singular values (the structure level's usual M): the
+    columns of those three are orthogonalised rather than divided by s_i, and the factor
+    is the SVD's."""
+    from mergekit_weightlevel.numerics.metrics import POLAR_EIGH_MIN_RATIO, polar_orthogonal_factor
+
+    q1, q2 = random_orthogonal(40, 23), random_orthogonal(40, 24)
+    singular = torch.linspace(1.0, 0.6, 40, dtype=torch.float64)
+    singular[-3:] = torch.tensor([3e-3, 1e-4, 3e-5], dtype=torch.float64)
+    assert float(singular[-1] ** 2) < POLAR_EIGH_MIN_RATIO  # the direct route alone would not do
+    matrix = (q1 * singular) @ q2.T
+    x, _, yh = np.linalg.svd(matrix.numpy())
+    got = polar_orthogonal_factor(matrix, svd_beyond_qr=svd_beyond_qr)
+    np.testing.assert_allclose(got.numpy(), x @ yh, atol=1e-9)
+    np.testing.assert_allclose((got.T @ got).numpy(), np.eye(40), atol=1e-9)
+
+
+def test_polar_factor_of_a_nearly_singular_matrix_is_orthogonal():
+    """Where s_i is at rounding level, M y_i is noise: the column must still come out
+    orthogonal to the others (the Gram–Schmidt step), the factor agreeing with the SVD's
+    wherever it is determined (the well-conditioned columns)."""
+    from mergekit_weightlevel.numerics.metrics import polar_orthogonal_factor
+
+    q1, q2 = random_orthogonal(40, 25), random_orthogonal(40, 26)
+    singular = torch.linspace(1.0, 0.6, 40, dtype=torch.float64)
+    singular[-2:] = torch.tensor([1e-13, 1e-14], dtype=torch.float64)
+    matrix = (q1 * singular) @ q2.T
+    got = polar_orthogonal_factor(matrix, svd_beyond_qr=False)
+    np.testing.assert_allclose((got.T @ got).numpy(), np.eye(40), atol=1e-9)
+    well_determined = q2[:, :-2]  # R q2_i = q1_i for the 38 clear singular pairs
+    np.testing.assert_allclose((got @ well_determined).numpy(), q1[:, :-2].numpy(), atol=1e-9)
+
+
+def test_polar_factor_refuses_a_rectangular_matrix():
+    from mergekit_weightlevel.numerics.metrics import polar_orthogonal_factor
+
+    with pytest.raises(ValueError, match="square"):
+        polar_orthogonal_factor(torch.ones(3, 2, dtype=torch.float64))
+
+
 # ------------------------------------------------------------------------------- outliers
 
 
