@@ -227,12 +227,7 @@ def test_per_expert_checkpoint_with_a_stacked_merge_output_as_input(arch_family,
         tmp_path,
         "instruct-stacked",
     )
-    config = {
-        "merge_method": "timber_spectral",
-        "base_model": str(family.base),
-        "models": [{"model": str(restacked)}],
-    }
-    out = merge(config, tmp_path, "again")
+    out = merge(method_configs.timber_config(family.base, restacked), tmp_path, "again")
     base, instruct = inputs(family, "base", "instruct")
     official = {n: timber_py_tensor(base[n], instruct[n], 0.2) for n in base}
     assert_close(out, in_merge_layout(official, family.model_type, out))

@@ -32,6 +32,7 @@ from mergekit_weightlevel.demo.tiny_models import build_family
 from mergekit_weightlevel.method_configs import (
     interp_config,
     paramdelta_config,
+    shadow_graft_adapter_config,
     shadow_graft_config,
     timber_config,
 )
@@ -213,45 +214,25 @@ def test_card_round_trips_through_modelcard(method, family, merged, tmp_path):
     ("config", "expected"),
     [
         (
-            {
-                "merge_method": "paramdelta",
-                "base_model": "{base}",
-                "models": [
-                    {"model": "{instruct}", "parameters": {"weight": 0.5}},
-                    {"model": "{thinking}", "parameters": {"weight": 0.25}},
-                    {"model": "{base_v2}", "parameters": {"role": "target"}},
-                ],
-            },
+            paramdelta_config("{base}", [("{instruct}", 0.5), ("{thinking}", 0.25)], "{base_v2}"),
             "ParamΔ: the post-training of tiny-instruct (weight `0.5`) and tiny-thinking (weight "
             "`0.25`) transplanted onto Θ'_base (tiny-base-v2), Θ = Θ'_base + Σ weight·(Θ_post − "
             "Θ_base) with Θ_base = tiny-base.",
         ),
         (
-            {
-                "merge_method": "timber_spectral",
-                "base_model": "{base}",
-                "models": [{"model": "{instruct}"}],
-                "parameters": {"lambda": 0.0},
-            },
+            timber_config("{base}", "{instruct}", 0.0),
             "Timber: tiny-instruct with the spectral tail of its delta from tiny-base cut off "
             "(λ = 0, hard truncation beyond ⌈eRank⌉)",
         ),
         (
-            {
-                "merge_method": "timber_spectral",
-                "base_model": "{base}",
-                "models": [{"model": "{instruct}"}],
-            },
+            timber_config("{base}", "{instruct}"),
             "Timber: tiny-instruct with the spectral tail of its delta from tiny-base scaled by "
             "λ = 0.2;",  # the method's default, read from its spec
         ),
         (
-            {
-                "merge_method": "shadow_graft",
-                "base_model": "{base}",
-                "models": [{"model": "{instruct}", "parameters": {"role": "target"}}],
-                "parameters": {"adapter": "{root}/lora", "adapter_weight": 0.5},
-            },
+            shadow_graft_adapter_config(
+                "{root}/lora", "{instruct}", base="{base}", parameters={"adapter_weight": 0.5}
+            ),
             "Shadow-FT: the LoRA adapter lora, trained on W_B (tiny-base), grafted onto the "
             "Instruct W_I (tiny-instruct) with weight = 0.5.",
         ),
@@ -331,11 +312,7 @@ def test_card_leaves_license_out_when_inputs_disagree(family, merged, tmp_path):
 def test_card_of_hub_inputs_offline_is_written_in_seconds(merged, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     out = Path(shutil.copytree(merged["timber_spectral"], tmp_path / "t"))
-    config = {
-        "merge_method": "timber_spectral",
-        "base_model": "meta-llama/Llama-3.1-8B",
-        "models": [{"model": "meta-llama/Llama-3.1-8B-Instruct"}],
-    }
+    config = timber_config("meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.1-8B-Instruct")
     (out / "mergekit_config.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
     start = time.perf_counter()
     card = ModelCard.load(write_card(out))
@@ -355,11 +332,8 @@ def test_card_license_from_the_readable_cards_names_the_unchecked_ones(
 ):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     out = Path(shutil.copytree(merged["timber_spectral"], tmp_path / "t"))
-    config = {
-        "merge_method": "timber_spectral",
-        "base_model": str(family.base),  # local, its card says apache-2.0
-        "models": [{"model": "meta-llama/Llama-3.1-8B-Instruct"}],  # a Hub id, offline
-    }
+    # The base is local (its card says apache-2.0), the instruct model a Hub id, offline.
+    config = timber_config(family.base, "meta-llama/Llama-3.1-8B-Instruct")
     (out / "mergekit_config.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
     card = ModelCard.load(write_card(out))
     assert card.data.license == "apache-2.0"
@@ -376,11 +350,7 @@ def test_card_reads_hub_inputs_cards_from_the_hub(merged, tmp_path, hub):
         hub.repos[repo_id].card_data = {"license": license}
         hub.repos[repo_id].pipeline_tag = "text-generation"
     out = Path(shutil.copytree(merged["timber_spectral"], tmp_path / "t"))
-    config = {
-        "merge_method": "timber_spectral",
-        "base_model": "org/remote-base",
-        "models": [{"model": "org/remote-instruct"}],
-    }
+    config = timber_config("org/remote-base", "org/remote-instruct")
     (out / "mergekit_config.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
     card = ModelCard.load(write_card(out))
     assert card.data.license == "mit"
@@ -418,13 +388,7 @@ def test_publish_keeps_the_hub_ids_the_card_was_written_with(family, folder, hub
 
 def test_card_cli_says_when_no_license_is_set(folder):
     (folder / "mergekit_config.yml").write_text(
-        yaml.safe_dump(
-            {
-                "merge_method": "timber_spectral",
-                "base_model": "/nowhere/base",
-                "models": [{"model": "/nowhere/instruct"}],
-            }
-        ),
+        yaml.safe_dump(timber_config("/nowhere/base", "/nowhere/instruct")),
         encoding="utf-8",
     )
     result = CliRunner().invoke(main, ["card", str(folder)])
