@@ -114,6 +114,23 @@ MERGE_PAIRS = (
 )
 
 
+#: The analyze cases: (--metrics, the alternative's label, its worker, the table's row title).
+ANALYZE_PAIRS = (
+    (
+        "sigma",
+        "read both checkpoints, nothing else",
+        "read_only",
+        "analyze sigma vs reading both models",
+    ),
+    (
+        "sigma,erank",
+        "load-everything σ + eRank",
+        "analyze_baseline",
+        "analyze sigma,erank vs load-everything",
+    ),
+)
+
+
 def run_cases(
     family, workdir: Path, only: set[str]
 ) -> list[tuple[str, Measurement, Measurement, str]]:
@@ -193,22 +210,13 @@ def run_cases(
         )
 
     if "analyze" in only:
-        ours = measure(
-            "analyze --metrics sigma",
-            cli_argv("analyze", f.base, f.instruct, "--metrics", "sigma", "--quiet"),
-        )
-        alt = measure(
-            "read both checkpoints, nothing else", worker_argv("read_only", f.base, f.instruct)
-        )
-        rows.append(("analyze sigma vs reading both models", ours, alt, "n/a"))
-        ours = measure(
-            "analyze --metrics sigma,erank",
-            cli_argv("analyze", f.base, f.instruct, "--metrics", "sigma,erank", "--quiet"),
-        )
-        alt = measure(
-            "load-everything σ + eRank", worker_argv("analyze_baseline", f.base, f.instruct)
-        )
-        rows.append(("analyze sigma,erank vs load-everything", ours, alt, "n/a"))
+        for metrics, alternative_label, worker, title in ANALYZE_PAIRS:
+            ours = measure(
+                f"analyze --metrics {metrics}",
+                cli_argv("analyze", f.base, f.instruct, "--metrics", metrics, "--quiet"),
+            )
+            alt = measure(alternative_label, worker_argv(worker, f.base, f.instruct))
+            rows.append((title, ours, alt, "n/a"))
 
     if "contended" in only:
         rows += contended_rows(f, workdir, out)
