@@ -65,12 +65,12 @@ def structure_rows(shapes: dict = LLAMA3_8B_LAYER) -> list[dict]:
     import torch
 
     from mergekit_weightlevel.demo.tiny_models import post_training_delta
-    from mergekit_weightlevel.numerics.metrics import (
+    from mergekit_weightlevel.numerics.spectral import thin_svd
+    from mergekit_weightlevel.numerics.structure import spectral_structure
+    from mergekit_weightlevel.numerics.structure_gram import (
         STRUCTURE_GRAM_TOLERANCE,
         gram_spectral_structure,
-        spectral_structure,
     )
-    from mergekit_weightlevel.numerics.spectral import thin_svd
 
     def svds(a, b, precision):
         return thin_svd(a, precision=precision), thin_svd(b, precision=precision)

@@ -134,7 +134,8 @@ def worker_analyze_baseline(a: str, b: str) -> None:
     """σ and eRank (of A, B, ΔW) with both whole models in RAM, float32 singular values."""
     import torch
 
-    from mergekit_weightlevel.numerics.metrics import effective_rank, sigma
+    from mergekit_weightlevel.numerics.effective_rank import effective_rank
+    from mergekit_weightlevel.numerics.pair_statistics import sigma
 
     state_a, state_b = load_state(a, in_memory=True), load_state(b, in_memory=True)
     results = {}

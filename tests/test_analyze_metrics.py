@@ -12,8 +12,9 @@ from mergekit_weightlevel.analyze import analyze_models, layer_index, module_typ
 from mergekit_weightlevel.analyze.aggregate import alpha_outliers
 from mergekit_weightlevel.analyze.names import in_shadow_ft_mean, parse_layers
 from mergekit_weightlevel.analyze.records import TensorRecord, parse_metrics
-from mergekit_weightlevel.numerics.metrics import robust_z_scores, spectral_structure
+from mergekit_weightlevel.numerics.robust import robust_z_scores
 from mergekit_weightlevel.numerics.spectral import thin_svd
+from mergekit_weightlevel.numerics.structure import spectral_structure
 
 
 def numpy_sigma(a: np.ndarray, b: np.ndarray) -> float:
@@ -194,7 +195,7 @@ def test_structure_equals_the_explicit_float64_computation(rows, cols, noise):
 
 @pytest.mark.parametrize("condition", [10.0, 1e3, 1e6])
 def test_polar_factor_matches_the_svd_route_at_every_conditioning(condition):
-    from mergekit_weightlevel.numerics.metrics import polar_orthogonal_factor
+    from mergekit_weightlevel.numerics.structure import polar_orthogonal_factor
 
     q1, q2 = random_orthogonal(30, 21), random_orthogonal(30, 22)
     singular = torch.logspace(0, -np.log10(condition), 30, dtype=torch.float64)
@@ -210,7 +211,10 @@ def test_polar_factor_orthogonalises_the_few_small_columns(svd_beyond_qr):
     """Well-conditioned but for three singular values (the structure level's usual M): the
     columns of those three are orthogonalised rather than divided by s_i, and the factor
     is the SVD's."""
-    from mergekit_weightlevel.numerics.metrics import POLAR_EIGH_MIN_RATIO, polar_orthogonal_factor
+    from mergekit_weightlevel.numerics.structure import (
+        POLAR_EIGH_MIN_RATIO,
+        polar_orthogonal_factor,
+    )
 
     q1, q2 = random_orthogonal(40, 23), random_orthogonal(40, 24)
     singular = torch.linspace(1.0, 0.6, 40, dtype=torch.float64)
@@ -227,7 +231,7 @@ def test_polar_factor_of_a_nearly_singular_matrix_is_orthogonal():
     """Where s_i is at rounding level, M y_i is noise: the column must still come out
     orthogonal to the others (the Gram–Schmidt step), the factor agreeing with the SVD's
     wherever it is determined (the well-conditioned columns)."""
-    from mergekit_weightlevel.numerics.metrics import polar_orthogonal_factor
+    from mergekit_weightlevel.numerics.structure import polar_orthogonal_factor
 
     q1, q2 = random_orthogonal(40, 25), random_orthogonal(40, 26)
     singular = torch.linspace(1.0, 0.6, 40, dtype=torch.float64)
@@ -240,7 +244,7 @@ def test_polar_factor_of_a_nearly_singular_matrix_is_orthogonal():
 
 
 def test_polar_factor_refuses_a_rectangular_matrix():
-    from mergekit_weightlevel.numerics.metrics import polar_orthogonal_factor
+    from mergekit_weightlevel.numerics.structure import polar_orthogonal_factor
 
     with pytest.raises(ValueError, match="square"):
         polar_orthogonal_factor(torch.ones(3, 2, dtype=torch.float64))

@@ -22,7 +22,7 @@ from mergekit_weightlevel.analyze.core import NothingComparableError
 from mergekit_weightlevel.analyze.scales import ALPHA_MIN_HALF_WIDTH, scale_for
 from mergekit_weightlevel.cli import main
 from mergekit_weightlevel.demo.tiny_models import build_family
-from mergekit_weightlevel.numerics import metrics
+from mergekit_weightlevel.numerics import pair_statistics
 
 ANALYZE_PACKAGE = Path(__file__).resolve().parent.parent / "mergekit_weightlevel" / "analyze"
 
@@ -44,7 +44,7 @@ def sigma64(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
 def test_sparsity_counts_elements_below_1e_5_in_the_sigma_pass(dtype, monkeypatch):
-    monkeypatch.setattr(metrics, "PAIR_STATISTICS_BLOCK", 7)  # many ragged blocks
+    monkeypatch.setattr(pair_statistics, "PAIR_STATISTICS_BLOCK", 7)  # many ragged blocks
     generator = torch.Generator().manual_seed(3)
     a = torch.randn(23, 19, generator=generator).to(dtype)
     b = a.clone()
@@ -53,7 +53,7 @@ def test_sparsity_counts_elements_below_1e_5_in_the_sigma_pass(dtype, monkeypatc
     # Differences right at the threshold: some just below, some just above 1e-5.
     near = torch.rand(23, 19, generator=generator) < 0.2
     b[near & ~moved] = (a[near & ~moved].double() + 0.9e-5).to(dtype)
-    stats = metrics.pair_statistics(a, b)
+    stats = pair_statistics.pair_statistics(a, b)
     expected = timber_sparsity(a, b)
     assert 0.3 < expected < 0.8  # the case is not trivial
     assert stats.sparsity == expected

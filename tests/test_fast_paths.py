@@ -170,7 +170,7 @@ def test_fast_timber_matches_float64_svd_reference(shape, kind, eigensolver, mon
     with the eigenvectors from eigh and from the tridiagonal route of large Gram matrices."""
     from mergekit_weightlevel.methods import timber as ts
     from mergekit_weightlevel.numerics import spectral
-    from mergekit_weightlevel.numerics.metrics import effective_rank
+    from mergekit_weightlevel.numerics.effective_rank import effective_rank
 
     if eigensolver == "tridiagonal":
         monkeypatch.setattr(spectral, "TRIDIAGONAL_MIN_SIZE", 1)
@@ -244,23 +244,23 @@ def test_matrix_effective_rank_gram_route_matches_float64_svd(shape, kind, monke
     Spectra reaching 1e-6·σ_0 and below (steep, ill-conditioned) may fall back: the
     first-order bound counts √δ of error for each tiny σ, which is pessimistic but safe.
     """
-    from mergekit_weightlevel.numerics import metrics, spectral
+    from mergekit_weightlevel.numerics import effective_rank
 
     matrix = _with_spectrum(*shape, _spectra(min(shape))[kind]).float()
-    exact = metrics.effective_rank(torch.linalg.svdvals(matrix.double()))
-    float32_svd = metrics.effective_rank(torch.linalg.svdvals(matrix))
+    exact = effective_rank.effective_rank(torch.linalg.svdvals(matrix.double()))
+    float32_svd = effective_rank.effective_rank(torch.linalg.svdvals(matrix))
 
     def no_svd(*args, **kwargs):
         raise AssertionError("the SVD fallback was used")
 
     if kind in ("flat-ish (k > r/2)", "power-law 1"):
-        monkeypatch.setattr(spectral, "singular_values", no_svd)
-    fast = metrics.matrix_effective_rank(matrix, name=kind)
+        monkeypatch.setattr(effective_rank, "singular_values", no_svd)
+    fast = effective_rank.matrix_effective_rank(matrix, name=kind)
     assert abs(fast - exact) / exact <= max(1e-9, abs(float32_svd - exact) / exact)
 
 
 def test_matrix_effective_rank_falls_back_to_the_svd_where_the_bound_is_loose(monkeypatch):
-    from mergekit_weightlevel.numerics import metrics, spectral
+    from mergekit_weightlevel.numerics import effective_rank, spectral
 
     matrix = _with_spectrum(300, 200, _spectra(200)["steep (k < r/2)"]).float()
     calls = []
@@ -270,20 +270,20 @@ def test_matrix_effective_rank_falls_back_to_the_svd_where_the_bound_is_loose(mo
         calls.append(kwargs.get("precision"))
         return real(matrix, **kwargs)
 
-    monkeypatch.setattr(spectral, "singular_values", counting)
-    value = metrics.matrix_effective_rank(matrix, name="w")
+    monkeypatch.setattr(effective_rank, "singular_values", counting)
+    value = effective_rank.matrix_effective_rank(matrix, name="w")
     assert calls == [torch.float32]
-    assert value == metrics.effective_rank(torch.linalg.svdvals(matrix))
+    assert value == effective_rank.effective_rank(torch.linalg.svdvals(matrix))
     # float64 precision always takes the SVD, in float64
     calls.clear()
-    metrics.matrix_effective_rank(matrix.double(), precision=torch.float64, name="w")
+    effective_rank.matrix_effective_rank(matrix.double(), precision=torch.float64, name="w")
     assert calls == [torch.float64]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gram_routes_run_on_the_inputs_device():
     from mergekit_weightlevel.methods import timber as ts
-    from mergekit_weightlevel.numerics import metrics
+    from mergekit_weightlevel.numerics import effective_rank
 
     delta = _with_spectrum(160, 96, _spectra(96)["power-law 1"]).float()
     cpu = ts.gram_split(delta, exponent=1.0, name="w")
@@ -291,8 +291,9 @@ def test_gram_routes_run_on_the_inputs_device():
     assert gpu is not None and gpu.kept.device.type == "cuda"
     assert float((gpu.kept.cpu() - cpu.kept).norm() / cpu.kept.norm()) < 1e-6
     assert abs(
-        metrics.matrix_effective_rank(delta.cuda()) - metrics.matrix_effective_rank(delta)
-    ) < 1e-6 * metrics.matrix_effective_rank(delta)
+        effective_rank.matrix_effective_rank(delta.cuda())
+        - effective_rank.matrix_effective_rank(delta)
+    ) < 1e-6 * effective_rank.matrix_effective_rank(delta)
 
 
 # ----------------------------------------------------------------------------- analyze σ pass
@@ -319,52 +320,52 @@ def cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("block", [7, 1 << 18])
 def test_pair_statistics_match_the_separate_metrics(dtype, block, monkeypatch):
-    from mergekit_weightlevel.numerics import metrics
+    from mergekit_weightlevel.numerics import pair_statistics
 
-    monkeypatch.setattr(metrics, "PAIR_STATISTICS_BLOCK", block)  # 7: many ragged blocks
+    monkeypatch.setattr(pair_statistics, "PAIR_STATISTICS_BLOCK", block)  # 7: many ragged blocks
     a, noise = _tensors(dtype, 2, shape=(41, 29))
     b = (a.float() + 0.05 * noise.float()).to(dtype)
-    stats = metrics.pair_statistics(a, b)
-    numerator, denominator = metrics.sigma_parts(a, b)
+    stats = pair_statistics.pair_statistics(a, b)
+    numerator, denominator = pair_statistics.sigma_parts(a, b)
     # Each term is rounded at most once to float32 (2^-24 relative), sums are float64.
     rel = 2.0**-24
     assert stats.abs_diff == pytest.approx(numerator, rel=rel)
     assert stats.abs_a + stats.abs_b == pytest.approx(denominator, rel=rel)
-    assert stats.sigma == pytest.approx(metrics.sigma(a, b), rel=2 * rel)
+    assert stats.sigma == pytest.approx(pair_statistics.sigma(a, b), rel=2 * rel)
     assert stats.rel_frobenius == pytest.approx(relative_frobenius_gap(a, b), rel=2 * rel)
     assert stats.cosine == pytest.approx(cosine_similarity(a, b), rel=2 * rel)
 
 
 def test_pair_statistics_are_float64_exact_for_float64_inputs():
-    from mergekit_weightlevel.numerics import metrics
+    from mergekit_weightlevel.numerics import pair_statistics
 
     a, noise = _tensors(torch.float64, 2, shape=(37, 23))
     b = a + 1e-3 * noise
-    stats = metrics.pair_statistics(a, b)
-    assert stats.sigma == pytest.approx(metrics.sigma(a, b), rel=1e-13)
+    stats = pair_statistics.pair_statistics(a, b)
+    assert stats.sigma == pytest.approx(pair_statistics.sigma(a, b), rel=1e-13)
     assert stats.cosine == pytest.approx(cosine_similarity(a, b), rel=1e-13)
     assert stats.rel_frobenius == pytest.approx(relative_frobenius_gap(a, b), rel=1e-12)
 
 
 def test_pair_statistics_edge_cases():
-    from mergekit_weightlevel.numerics import metrics
+    from mergekit_weightlevel.numerics import pair_statistics
 
     zero, ones = torch.zeros(3, 4), torch.ones(3, 4)
-    both_zero = metrics.pair_statistics(zero, zero)
+    both_zero = pair_statistics.pair_statistics(zero, zero)
     assert (both_zero.sigma, both_zero.rel_frobenius, both_zero.cosine) == (0.0, 0.0, 0.0)
-    from_zero = metrics.pair_statistics(zero, ones)
+    from_zero = pair_statistics.pair_statistics(zero, ones)
     assert from_zero.rel_frobenius == math.inf and from_zero.cosine == 0.0
     assert from_zero.sigma == 1.0
     with pytest.raises(ValueError, match="one shape"):
-        metrics.pair_statistics(zero, torch.zeros(4, 3))
+        pair_statistics.pair_statistics(zero, torch.zeros(4, 3))
 
 
 def test_pair_statistics_leave_float64_inputs_untouched():
-    from mergekit_weightlevel.numerics import metrics
+    from mergekit_weightlevel.numerics import pair_statistics
 
     a = -torch.rand(5, 7, dtype=torch.float64)
     b = -torch.rand(5, 7, dtype=torch.float64)
     a_before, b_before = a.clone(), b.clone()
-    stats = metrics.pair_statistics(a, b)
+    stats = pair_statistics.pair_statistics(a, b)
     assert torch.equal(a, a_before) and torch.equal(b, b_before)
     assert stats.abs_a == pytest.approx(float(a.abs().sum()), rel=1e-14)

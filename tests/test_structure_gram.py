@@ -17,9 +17,9 @@ from helpers import numpy_structure
 
 import mergekit_weightlevel.analyze.records as records
 from mergekit_weightlevel.analyze.records import matrix_structure, tensor_record
-from mergekit_weightlevel.numerics.metrics import (
+from mergekit_weightlevel.numerics.structure import SpectralStructure
+from mergekit_weightlevel.numerics.structure_gram import (
     STRUCTURE_GRAM_TOLERANCE,
-    SpectralStructure,
     gram_spectral_structure,
 )
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from mergekit_weightlevel.analyze.names import in_shadow_ft_mean, module_sort_key
 from mergekit_weightlevel.analyze.records import RECORD_COLUMNS, TensorRecord
-from mergekit_weightlevel.numerics.metrics import ROBUST_Z_THRESHOLD, robust_z_scores
+from mergekit_weightlevel.numerics.robust import ROBUST_Z_THRESHOLD, robust_z_scores
 from mergekit_weightlevel.tensor_names import expert_index
 
 #: Columns averaged in the per-module and per-layer tables (the rank itself is not).

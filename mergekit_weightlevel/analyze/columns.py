@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mergekit_weightlevel.numerics.metrics import SPARSITY_THRESHOLD
+from mergekit_weightlevel.numerics.pair_statistics import SPARSITY_THRESHOLD
 
 #: Source papers, cited by the glossary and the HTML report: (citation, address or None).
 PAPERS: dict[str, tuple[str, str | None]] = {

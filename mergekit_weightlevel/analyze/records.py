@@ -9,17 +9,18 @@ import torch
 
 from mergekit_weightlevel.analyze.names import layer_index, module_type
 from mergekit_weightlevel.errors import WeightLevelInputError
-from mergekit_weightlevel.numerics.metrics import (
-    STRUCTURE_GRAM_TOLERANCE,
-    SpectralStructure,
+from mergekit_weightlevel.numerics.effective_rank import (
     as_matrix,
     effective_rank,
-    gram_spectral_structure,
     matrix_effective_rank,
-    pair_statistics,
-    spectral_structure,
 )
+from mergekit_weightlevel.numerics.pair_statistics import pair_statistics
 from mergekit_weightlevel.numerics.spectral import thin_svd
+from mergekit_weightlevel.numerics.structure import SpectralStructure, spectral_structure
+from mergekit_weightlevel.numerics.structure_gram import (
+    STRUCTURE_GRAM_TOLERANCE,
+    gram_spectral_structure,
+)
 
 #: Metric levels, cheapest first. ``sigma`` (with the Frobenius gap and cosine) is always computed.
 METRIC_LEVELS = ("sigma", "erank", "structure")

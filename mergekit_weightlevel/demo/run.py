@@ -29,7 +29,7 @@ from mergekit_weightlevel.method_configs import (
     shadow_graft_config,
     timber_config,
 )
-from mergekit_weightlevel.numerics.metrics import sigma
+from mergekit_weightlevel.numerics.pair_statistics import sigma
 from mergekit_weightlevel.running.merging import merge_yaml
 
 

@@ -28,7 +28,7 @@ from mergekit.merge_methods.base import (
 from mergekit_weightlevel.checks.headers import check_inputs
 from mergekit_weightlevel.errors import WeightLevelConfigError
 from mergekit_weightlevel.numerics import threads
-from mergekit_weightlevel.numerics.metrics import sigma
+from mergekit_weightlevel.numerics.pair_statistics import sigma
 
 LOG = logging.getLogger(__name__)
 

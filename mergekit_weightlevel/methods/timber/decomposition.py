@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mergekit_weightlevel.numerics.metrics import ERANK_LOG_EPS, gram_erank_uncertainty
+from mergekit_weightlevel.numerics.effective_rank import ERANK_LOG_EPS, gram_erank_uncertainty
 from mergekit_weightlevel.numerics.spectral import (
     TridiagonalGram,
     factor_blocks,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 
 from mergekit_weightlevel.methods.timber.decomposition import NAME, SpectralSplit, split_delta
-from mergekit_weightlevel.numerics.metrics import as_matrix
+from mergekit_weightlevel.numerics.effective_rank import as_matrix
 from mergekit_weightlevel.numerics.spectral import (
     SVDFailure,
 )

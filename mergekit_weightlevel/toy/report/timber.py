@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from mergekit_weightlevel.checkpoints import read_state
-from mergekit_weightlevel.numerics.metrics import sigma
+from mergekit_weightlevel.numerics.pair_statistics import sigma
 from mergekit_weightlevel.toy.evaluate import pass_at_ks
 from mergekit_weightlevel.toy.family import Data
 from mergekit_weightlevel.toy.report.evaluator import Evaluator, token_budget
