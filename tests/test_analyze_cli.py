@@ -236,6 +236,20 @@ def test_all_pairs_on_the_command_line(llama_family, tmp_path):
     assert "σ matrix" in result.stdout
 
 
+def test_the_summary_names_models_as_names_says(llama_family):
+    result = run(
+        llama_family.base, llama_family.instruct, "--metrics", "sigma", "--names",
+        "Tiny Base,Tiny Instruct", "--quiet",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"reference A = Tiny Base ({llama_family.base})" in result.stdout
+    assert f"A = Tiny Base ({llama_family.base})" in result.stdout
+    assert f"B = Tiny Instruct ({llama_family.instruct})" in result.stdout
+    # Without --names a model is shown as given, once.
+    plain = run(llama_family.base, llama_family.instruct, "--metrics", "sigma", "--quiet")
+    assert f"B = {llama_family.instruct}\n" in plain.stdout
+
+
 def test_missing_matplotlib_is_reported_before_the_analysis(llama_family, tmp_path, monkeypatch):
     import sys
 

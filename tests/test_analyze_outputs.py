@@ -266,6 +266,80 @@ def test_html_report_is_self_contained_and_complete(llama_family, tmp_path):
     assert "https://arxiv.org/abs/2509.17866" in page  # He & Cao, the source of α
 
 
+# ------------------------------------------------- glossaries, axes, σ matrix (issue 29)
+
+
+@pytest.mark.parametrize("metrics", ["sigma", "sigma,erank", "sigma,erank,structure"])
+def test_glossaries_list_each_levels_columns_once_in_sentences(llama_family, metrics):
+    """One definition of which columns a level has: the tables and both glossaries agree;
+    every glossary entry ends with exactly one full stop (the definitions may end with one)."""
+    report = analyze_models([llama_family.base, llama_family.instruct], metrics=metrics, quiet=True)
+    titles = [column.title for column in table_columns(report.metrics)]
+    page = report.to_html()
+    glossary = page[page.index('<section id="glossary">') :]
+    listed = [html.unescape(title) for title in re.findall(r"<dt>([^<]+)</dt>", glossary)]
+    assert listed[: len(titles)] == titles
+    assert listed[len(titles) :] == ["sigma_mean", "sigma_global", "sparsity_global"]
+    for entry in re.findall(r"<dd>(.*?)</dd>", glossary):
+        text = html.unescape(re.sub(r"<[^>]+>", "", entry))
+        assert ".." not in text and text.endswith("."), text
+    markdown = report.to_markdown()
+    entries = markdown[markdown.index("### Glossary") :].splitlines()[2:]
+    assert [re.match(r"- \*\*(.+?)\*\*", line).group(1) for line in entries[:-1]] == titles
+    for line in entries:
+        assert ".." not in line and line.endswith("."), line
+
+
+def test_html_heatmaps_name_their_row_axis(llama_family):
+    report = analyze_models(
+        [llama_family.base, llama_family.instruct], metrics="sigma,erank", quiet=True
+    )
+    page = report.to_html()
+    maps = re.findall(r'<svg class="hm".*?</svg>', page)
+    assert len(maps) == 2
+    for svg in maps:
+        # The corner above the layer numbers says what they are.
+        assert re.search(r'<text class="l axis"[^>]*>layer</text>', svg), svg[:300]
+    assert page.count("per layer (rows) and module type (columns)") == 2
+
+
+@pytest.mark.parametrize("all_pairs", [False, True])
+def test_sigma_matrix_figure_says_which_pairs_were_not_compared(
+    llama_family, tmp_path, monkeypatch, all_pairs
+):
+    """Without --all-pairs the two non-reference models were never compared: their cells say
+    so (the card's figure showed them blank, with no explanation)."""
+    pytest.importorskip("matplotlib")
+    from mergekit_weightlevel.analyze import plots
+
+    figures = {}
+    original = plots._save
+
+    def keep(figure, path):
+        figures[path.name] = figure
+        return original(figure, path)
+
+    models = [llama_family.base, llama_family.instruct, llama_family.thinking]
+    report = analyze_models(models, metrics="sigma", all_pairs=all_pairs, quiet=True)
+    monkeypatch.setattr(plots, "_save", keep)
+    report.plot(tmp_path)
+    axes = figures["sigma_matrix.png"].axes[0]
+    cells = {
+        (round(text.get_position()[1]), round(text.get_position()[0])): text.get_text()
+        for text in axes.texts
+    }
+    matrix = report.sigma_matrix()
+    if all_pairs:
+        assert cells[(1, 2)] == cells[(2, 1)] == SIGMA.cell(matrix[1][2])
+        assert plots.NOT_COMPUTED_NOTE not in axes.get_title()
+    else:
+        assert matrix[1][2] is None
+        assert cells[(1, 2)] == cells[(2, 1)] == "not\ncomputed"
+        assert cells[(0, 1)] == SIGMA.cell(matrix[0][1])  # computed pairs keep their value
+        assert plots.NOT_COMPUTED_NOTE in axes.get_title()
+        assert "--all-pairs" in plots.NOT_COMPUTED_NOTE
+
+
 # ----------------------------------------------------------------------- colour ranges
 
 

@@ -86,6 +86,12 @@ class Column:
     format: Callable[[float], str]
     glossary: str
     paper: str | None = None  # a key of PAPERS
+    definition: str | None = None  # its key in METRIC_DEFINITIONS, when not ``key``
+
+    @property
+    def definition_text(self) -> str:
+        """The longer definition the JSON report carries for this column."""
+        return METRIC_DEFINITIONS[self.definition or self.key]
 
     def cell(self, value: float | int | None) -> str:
         if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -113,9 +119,14 @@ SPARSITY = Column(
     "timber",
 )
 ERANK_A = Column(
-    "erank_a", "eRank A", fixed(1), "effective rank exp(entropy of s / Σs) of A", "roy_vetterli"
+    "erank_a",
+    "eRank A",
+    fixed(1),
+    "effective rank exp(entropy of s / Σs) of A",
+    "roy_vetterli",
+    "erank",
 )
-ERANK_B = Column("erank_b", "eRank B", fixed(1), "effective rank of B", "roy_vetterli")
+ERANK_B = Column("erank_b", "eRank B", fixed(1), "effective rank of B", "roy_vetterli", "erank")
 ERANK_DELTA_RATIO = Column(
     "erank_ratio_delta",
     "eRank ΔW/rank",
@@ -123,6 +134,7 @@ ERANK_DELTA_RATIO = Column(
     "effective rank of ΔW = B−A over its full rank min(m, n): low = a few directions, "
     "1 = spread over all",
     "timber",
+    "erank_ratio",
 )
 ALPHA = Column(
     "alpha",
@@ -156,8 +168,12 @@ RECONSTRUCTION = Column(
     "'scale + rotate' describes the matrix",
     "he_cao",
 )
-ERANK_RATIO_A = Column("erank_ratio_a", "eRank A/rank", fixed(3), "eRank(A) / rank", "timber")
-ERANK_RATIO_B = Column("erank_ratio_b", "eRank B/rank", fixed(3), "eRank(B) / rank", "timber")
+ERANK_RATIO_A = Column(
+    "erank_ratio_a", "eRank A/rank", fixed(3), "eRank(A) / rank", "timber", "erank_ratio"
+)
+ERANK_RATIO_B = Column(
+    "erank_ratio_b", "eRank B/rank", fixed(3), "eRank(B) / rank", "timber", "erank_ratio"
+)
 
 #: Every column by key.
 COLUMNS = {
@@ -181,14 +197,30 @@ COLUMNS = {
 }
 
 
+#: The table columns each metric level adds, cheapest level first: the one place that says
+#: which columns belong to which level (tables, glossaries, the stdout summary).
+LEVEL_COLUMNS: dict[str, tuple[Column, ...]] = {
+    "sigma": (SIGMA, REL_FROBENIUS, COSINE, SPARSITY),
+    "erank": (ERANK_A, ERANK_B, ERANK_DELTA_RATIO),
+    "structure": (ALPHA, CV, GAP, ALIGNMENT, RECONSTRUCTION),
+}
+
+
 def table_columns(metrics: tuple[str, ...] | list[str]) -> list[Column]:
-    """The columns of the per-module and per-layer tables for the computed metric levels."""
-    columns = [SIGMA, REL_FROBENIUS, COSINE, SPARSITY]
-    if "erank" in metrics:
-        columns += [ERANK_A, ERANK_B, ERANK_DELTA_RATIO]
-    if "structure" in metrics:
-        columns += [ALPHA, CV, GAP, ALIGNMENT, RECONSTRUCTION]
-    return columns
+    """The columns of the per-module and per-layer tables (and the glossary) for the computed
+    metric levels; ``sigma``'s are always there."""
+    return [
+        column
+        for level, columns in LEVEL_COLUMNS.items()
+        if level == "sigma" or level in metrics
+        for column in columns
+    ]
+
+
+def sentence(text: str) -> str:
+    """``text`` ending with exactly one full stop (definitions may end with one already)."""
+    text = text.rstrip()
+    return text if text.endswith(".") else text + "."
 
 
 def text_table(header: list[str], body: list[list[str]]) -> list[str]:

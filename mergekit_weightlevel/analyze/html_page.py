@@ -22,6 +22,7 @@ from mergekit_weightlevel.analyze.columns import (
     SIGMA,
     SPARSITY,
     Column,
+    sentence,
     table_columns,
 )
 from mergekit_weightlevel.analyze.heatmaps import Heatmap, pair_heatmaps
@@ -42,7 +43,7 @@ table{border-collapse:collapse;margin:6px 0 10px;font-variant-numeric:tabular-nu
 th,td{border:1px solid #ddd;padding:2px 7px}th{background:#f6f6f6}th[scope=row]{text-align:left}td.n{text-align:right}
 .maps{display:flex;flex-wrap:wrap;gap:22px}figure{margin:6px 0}figcaption{font-size:13px;color:#333;max-width:560px}
 svg.hm text{font:11px sans-serif;text-anchor:middle;dominant-baseline:central}
-svg.hm text.l{text-anchor:end}svg.hm g.c:hover rect{stroke:#000;stroke-width:2}
+svg.hm text.l{text-anchor:end}svg.hm text.axis{font-style:italic;fill:#555}svg.hm g.c:hover rect{stroke:#000;stroke-width:2}
 #tip{position:fixed;pointer-events:none;background:#222;color:#fff;padding:3px 7px;border-radius:4px;font-size:12px;white-space:nowrap}
 dt{font-weight:600;margin-top:8px}dd{margin-left:18px}
 """
@@ -98,6 +99,8 @@ def _heatmap_svg(heatmap: Heatmap, pair_number: int) -> str:
         f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="{escape(heatmap.label)} by layer and module type">'
     ]
+    # The corner above the row labels names the rows' axis, as a table's header cell would.
+    parts.append(f'<text class="l axis" x="{LEFT - 5}" y="{TOP // 2}">layer</text>')
     for index, kind in enumerate(heatmap.kinds):
         parts.append(
             f'<text x="{LEFT + CELL_WIDTH * index + CELL_WIDTH // 2}" y="{TOP // 2}">'
@@ -219,7 +222,7 @@ def _pair_section(pair: PairReport, number: int, shown: dict[str, str]) -> str:
     columns = table_columns(pair.metrics)
     maps = "".join(
         f"<figure>{_heatmap_svg(heatmap, number)}<figcaption><b>{escape(heatmap.label)}</b> "
-        f"per layer and module type; {escape(heatmap.scale.explanation)} "
+        f"per layer (rows) and module type (columns); {escape(heatmap.scale.explanation)} "
         f"({COLUMNS[heatmap.key].cell(heatmap.scale.low)} to "
         f"{COLUMNS[heatmap.key].cell(heatmap.scale.high)}). Hover a cell for its exact value."
         "</figcaption></figure>"
@@ -288,26 +291,21 @@ def _paper(key: str | None) -> str:
     if key is None:
         return ""
     citation, address = PAPERS[key]
+    stop = "" if citation.endswith(".") else "."  # "Wu et al." ends the sentence already
     if address:
-        return f' Source: <a href="{escape(address)}">{escape(citation)}</a>.'
-    return f" Source: {escape(citation)}."
+        return f' Source: <a href="{escape(address)}">{escape(citation)}</a>{stop}'
+    return f" Source: {escape(citation)}{stop}"
 
 
 def _glossary(metrics: tuple[str, ...]) -> str:
-    keys = ["sigma", "rel_frobenius", "cosine", "sparsity"]
-    if "erank" in metrics:
-        keys += ["erank_a", "erank_ratio_delta"]
-    if "structure" in metrics:
-        keys += ["alpha", "cv", "consistency_gap", "alignment", "reconstruction_error"]
-    definition_of = {"erank_a": "erank", "erank_ratio_delta": "erank_ratio"}
     items = "".join(
-        f"<dt>{escape(COLUMNS[key].title)}</dt><dd>{escape(COLUMNS[key].glossary)}. "
-        f"<i>Definition:</i> {escape(METRIC_DEFINITIONS[definition_of.get(key, key)])}."
-        f"{_paper(COLUMNS[key].paper)}</dd>"
-        for key in keys
+        f"<dt>{escape(column.title)}</dt><dd>{escape(sentence(column.glossary))} "
+        f"<i>Definition:</i> {escape(sentence(column.definition_text))}"
+        f"{_paper(column.paper)}</dd>"
+        for column in table_columns(metrics)
     )
     aggregates = "".join(
-        f"<dt>{key}</dt><dd>{escape(METRIC_DEFINITIONS[key])}.</dd>"
+        f"<dt>{key}</dt><dd>{escape(sentence(METRIC_DEFINITIONS[key]))}</dd>"
         for key in ("sigma_mean", "sigma_global", "sparsity_global")
     )
     return (

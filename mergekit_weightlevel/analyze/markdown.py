@@ -8,12 +8,12 @@ per-metric rounding, a glossary of every column, the per-layer table folded in a
 from __future__ import annotations
 
 from mergekit_weightlevel.analyze.columns import (
-    COLUMNS,
     PAPERS,
     SIGMA,
     SPARSITY,
     Column,
     markdown_table,
+    sentence,
     table_columns,
 )
 from mergekit_weightlevel.analyze.labels import display_names, hub_id, short_labels
@@ -168,21 +168,13 @@ def _sigma_matrix(report: ReportData, shown: dict[str, str]) -> list[str]:
 
 
 def _glossary(metrics: tuple[str, ...], sub: str) -> list[str]:
-    columns = [COLUMNS[key] for key in ("sigma", "rel_frobenius", "cosine", "sparsity")]
-    if "erank" in metrics:
-        columns += [COLUMNS[key] for key in ("erank_a", "erank_b", "erank_ratio_delta")]
-    if "structure" in metrics:
-        columns += [
-            COLUMNS[key]
-            for key in ("alpha", "cv", "consistency_gap", "alignment", "reconstruction_error")
-        ]
     lines = [f"{sub} Glossary", ""]
-    for column in columns:
+    for column in table_columns(metrics):
         source = ""
         if column.paper:
             citation, address = PAPERS[column.paper]
             source = f" ({f'[{citation}]({address})' if address else citation})"
-        lines.append(f"- **{column.title}**: {column.glossary}{source}.")
+        lines.append(f"- **{column.title}**: {sentence(column.glossary + source)}")
     lines.append(
         "- A is the reference model, B the other one, ΔW = B − A; spectral columns read a "
         "tensor as the matrix shape[0] × (the rest); — = does not apply (1-D tensors)."

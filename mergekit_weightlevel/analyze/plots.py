@@ -149,9 +149,16 @@ def _sigma_matrix(figure_class: type, report: ReportData, path: Path) -> Path:
     image = axes.imshow(matrix, cmap=scale.matplotlib_cmap, vmin=scale.low, vmax=scale.high)
     axes.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=LABEL_FONT)
     axes.set_yticks(range(len(names)), names, fontsize=LABEL_FONT)
+    missing = False
     for i, row in enumerate(matrix):
         for j, value in enumerate(row):
-            if not math.isnan(value):
+            if math.isnan(value):
+                # Pairs without the reference are compared only with --all-pairs: say so in
+                # the cell rather than leave a blank that reads as a rendering fault.
+                missing = True
+                axes.add_patch(_not_computed_patch(i, j))
+                axes.text(j, i, "not\ncomputed", ha="center", va="center", fontsize=CELL_FONT)
+            else:
                 axes.text(
                     j,
                     i,
@@ -161,13 +168,26 @@ def _sigma_matrix(figure_class: type, report: ReportData, path: Path) -> Path:
                     fontsize=CELL_FONT + 0.5,
                     color=scale.text_colour(value),
                 )
-    axes.set_title(
-        f"model σ (Shadow-FT mean) between every pair\n{scale.explanation}", fontsize=TITLE_FONT
-    )
+    title = f"model σ (Shadow-FT mean) between every pair\n{scale.explanation}"
+    if missing:
+        title += f"\n{NOT_COMPUTED_NOTE}"
+    axes.set_title(title, fontsize=TITLE_FONT)
     bar = figure.colorbar(image, ax=axes)
     bar.set_label("σ", fontsize=LABEL_FONT)
     bar.ax.tick_params(labelsize=LABEL_FONT - 1)
     return _save(figure, path)
+
+
+#: The σ matrix's note under its title when some pairs were not compared.
+NOT_COMPUTED_NOTE = "grey: pairs without the reference (A), compared only with --all-pairs"
+
+
+def _not_computed_patch(row: int, column: int):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle(
+        (column - 0.5, row - 0.5), 1, 1, facecolor="#e0e0e0", edgecolor="#9e9e9e", hatch="//"
+    )
 
 
 def plot_report(report: ReportData, directory: Path) -> list[Path]:

@@ -184,22 +184,30 @@ class AnalysisReport:
 
     def summary_text(self) -> str:
         """The stdout summary: model-level σ and sparsity, per-module means, α outliers."""
+        shown = self._summary_names()
         lines = [
-            f"Weight-level analysis, reference A = {self.reference}",
+            f"Weight-level analysis, reference A = {shown[self.reference]}",
             "σ = Σ|A−B| / (Σ|A|+Σ|B|), the relative weight gap (not WeightWatcher's sigma); "
             f"metrics: {', '.join(self.metrics)}",
         ]
         for pair in self.pairs:
-            lines += ["", *self._pair_text(pair)]
+            lines += ["", *self._pair_text(pair, shown)]
         if len(self.models) > 2 and self.settings.get("all_pairs"):
             lines += ["", "σ matrix (Shadow-FT mean):", *self._matrix_lines("sigma_mean")]
         return "\n".join(lines)
 
-    def _pair_text(self, pair: PairReport) -> list[str]:
+    def _summary_names(self) -> dict[str, str]:
+        """{model: its display name, followed by the model as given when they differ}."""
+        return {
+            model: name if name == model else f"{name} ({model})"
+            for model, name in self.display_names().items()
+        }
+
+    def _pair_text(self, pair: PairReport, shown: dict[str, str]) -> list[str]:
         s = pair.summary
         lines = [
-            f"A = {pair.a}",
-            f"B = {pair.b}",
+            f"A = {shown[pair.a]}",
+            f"B = {shown[pair.b]}",
             f"  {s['tensors']} tensors compared ({s['matrices']} matrices with spectral metrics)",
             f"  σ mean over {s['sigma_mean_scope']} tensors (Shadow-FT, {s['sigma_mean_tensors']} "
             f"tensors): {SIGMA.cell(s['sigma_mean'])}",
@@ -253,7 +261,8 @@ class AnalysisReport:
 
     def _matrix_lines(self, aggregate: str) -> list[str]:
         matrix = self.sigma_matrix(aggregate)
-        names = short_labels(self.models)
+        shown = self.display_names()
+        names = short_labels([shown[model] for model in self.models])
         header = ["", *names]
         body = [[label, *(SIGMA.cell(v) for v in row)] for label, row in zip(names, matrix)]
         return text_table(header, body)
