@@ -12,7 +12,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from mergekit_weightlevel.analyze import validate_report
+from mergekit_weightlevel.analyze import (
+    METRIC_COSTS,
+    OptionError,
+    analyze_models,
+    validate_report,
+)
 from mergekit_weightlevel.cli import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -28,9 +33,8 @@ def test_help_states_the_cost_of_each_metric_level():
     )
     assert result.exit_code == 0
     text = " ".join(result.output.split())
-    assert "sigma (read-bound" in text
-    assert "erank (singular values of A, B and ΔW" in text
-    assert "structure (full SVDs of A and B" in text
+    for level, cost in METRIC_COSTS.items():  # declared once, in the library
+        assert f"{level} ({' '.join(cost.split())})" in text
     assert "[default: sigma,erank]" in text
     for option in ("--lora-merge-cache", "--transformers-cache", "--trust-remote-code"):
         assert option in text
@@ -51,6 +55,24 @@ def test_usage_errors_exit_2(args, message):
     result = run(*args)
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"metrics": "sigma,entropy"}, "unknown metric"),
+        ({"layers": "x-1"}, "--layers"),
+        ({"include": "("}, "--include: '\\(' is not a valid regex"),
+        ({"exclude": "["}, "--exclude"),
+        ({"precision": "float16"}, "--precision"),
+        ({"names": ["only one"]}, "display name"),
+    ],
+)
+def test_the_library_checks_every_option_before_opening_a_model(options, message):
+    """The CLI declares the options and leaves their checks to analyze_models, which makes
+    them before any model is opened (these models do not exist)."""
+    with pytest.raises(OptionError, match=message):
+        analyze_models(["/no/such/model-a", "/no/such/model-b"], quiet=True, **options)
 
 
 def test_failures_exit_1_with_a_clear_message(llama_family, tmp_path):

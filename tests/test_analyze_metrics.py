@@ -11,7 +11,8 @@ from helpers import numpy_structure, read_state
 from mergekit_weightlevel.analyze import analyze_models, layer_index, module_type, tensor_record
 from mergekit_weightlevel.analyze.aggregate import alpha_outliers
 from mergekit_weightlevel.analyze.names import in_shadow_ft_mean, parse_layers
-from mergekit_weightlevel.analyze.records import TensorRecord, parse_metrics
+from mergekit_weightlevel.analyze.options import parse_metrics
+from mergekit_weightlevel.analyze.records import TensorRecord
 from mergekit_weightlevel.numerics.robust import robust_z_scores
 from mergekit_weightlevel.numerics.spectral import thin_svd
 from mergekit_weightlevel.numerics.structure import spectral_structure

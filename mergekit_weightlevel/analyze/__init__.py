@@ -9,50 +9,54 @@
 
 The CLI ``mergekit-weightlevel analyze`` is a thin layer over this. Metric definitions and
 the JSON schema are documented in docs/analyze.md.
+
+The names below are imported from their modules on first use (PEP 562), so that importing a
+light module of this package (``analyze.options``, which ``mergekit-weightlevel --help``
+reads) does not import torch and mergekit's loaders.
 """
 
-from mergekit_weightlevel.analyze.core import (
-    NothingComparableError,
-    analyze_models,
-    cuda_hint,
-    resolve_device,
-)
-from mergekit_weightlevel.analyze.labels import display_names, hub_id
-from mergekit_weightlevel.analyze.markdown import markdown_section
-from mergekit_weightlevel.analyze.names import layer_index, module_type, parse_layers
-from mergekit_weightlevel.analyze.reading import LoaderOptions
-from mergekit_weightlevel.analyze.records import (
-    DEFAULT_METRICS,
-    METRIC_COSTS,
-    METRIC_LEVELS,
-    TensorRecord,
-    parse_metrics,
-    tensor_record,
-)
-from mergekit_weightlevel.analyze.report import SCHEMA_VERSION, AnalysisReport, PairReport
-from mergekit_weightlevel.analyze.schema import report_schema, validate_report
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_METRICS",
-    "METRIC_COSTS",
-    "METRIC_LEVELS",
-    "SCHEMA_VERSION",
-    "AnalysisReport",
-    "LoaderOptions",
-    "NothingComparableError",
-    "PairReport",
-    "TensorRecord",
-    "analyze_models",
-    "cuda_hint",
-    "display_names",
-    "hub_id",
-    "layer_index",
-    "markdown_section",
-    "module_type",
-    "parse_layers",
-    "parse_metrics",
-    "report_schema",
-    "resolve_device",
-    "tensor_record",
-    "validate_report",
-]
+import importlib
+from typing import Any
+
+#: Each public name and the module of this package that defines it.
+_EXPORTS = {
+    "NothingComparableError": "core",
+    "analyze_models": "core",
+    "cuda_hint": "core",
+    "resolve_device": "core",
+    "display_names": "labels",
+    "hub_id": "labels",
+    "markdown_section": "markdown",
+    "layer_index": "names",
+    "module_type": "names",
+    "parse_layers": "names",
+    "DEFAULT_METRICS": "options",
+    "METRIC_COSTS": "options",
+    "METRIC_LEVELS": "options",
+    "OptionError": "options",
+    "parse_metrics": "options",
+    "LoaderOptions": "reading",
+    "TensorRecord": "records",
+    "tensor_record": "records",
+    "SCHEMA_VERSION": "report",
+    "AnalysisReport": "report",
+    "PairReport": "report",
+    "report_schema": "schema",
+    "validate_report": "schema",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -14,6 +14,12 @@ from tqdm.auto import tqdm
 from mergekit_weightlevel.about import __version__
 from mergekit_weightlevel.analyze.labels import DisplayNames, display_names
 from mergekit_weightlevel.analyze.names import parse_layers
+from mergekit_weightlevel.analyze.options import (
+    DEFAULT_METRICS,
+    OptionError,
+    parse_metrics,
+    parse_precision,
+)
 from mergekit_weightlevel.analyze.pair import PairReport
 from mergekit_weightlevel.analyze.reading import (
     AnyLoaderOptions,
@@ -23,16 +29,9 @@ from mergekit_weightlevel.analyze.reading import (
     common_names,
     open_models,
 )
-from mergekit_weightlevel.analyze.records import (
-    DEFAULT_METRICS,
-    cheap_record,
-    parse_metrics,
-    tensor_record,
-)
+from mergekit_weightlevel.analyze.records import cheap_record, tensor_record
 from mergekit_weightlevel.analyze.report import AnalysisReport
 from mergekit_weightlevel.errors import WeightLevelInputError, WeightLevelModelError
-
-PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 
 
 def resolve_device(device: str | None) -> str:
@@ -140,12 +139,9 @@ def analyze_models(
     """
     labels = [str(model) for model in models]
     if len(labels) < 2:
-        raise WeightLevelInputError(
-            "analyze needs at least two models: the reference A and a model B"
-        )
+        raise OptionError("analyze needs at least two models: the reference A and a model B")
     chosen = parse_metrics(metrics if isinstance(metrics, str) else list(metrics))
-    if precision not in PRECISIONS:
-        raise WeightLevelInputError(f"--precision must be float32 or float64, got {precision!r}")
+    dtype = parse_precision(precision)
     shown = display_names(labels, names)  # a wrong count fails before anything is read
     compute_device = resolve_device(device)
     layer_set = parse_layers(layers) if isinstance(layers, str) else layers
@@ -158,9 +154,7 @@ def analyze_models(
                 f"analyze: no tensor is common to {', '.join(labels)} after the filters "
                 f"(include={include!r}, exclude={exclude!r}, layers={layers!r}); loosen them"
             )
-        pairs = _run(
-            opened, names, keep, chosen, PRECISIONS[precision], compute_device, all_pairs, quiet
-        )
+        pairs = _run(opened, names, keep, chosen, dtype, compute_device, all_pairs, quiet)
     finally:
         close_models(opened)
     for pair in pairs:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from mergekit_weightlevel.errors import WeightLevelInputError
+from mergekit_weightlevel.analyze.options import OptionError
 
 #: ``org/name`` as the Hub spells repository ids.
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9._-]+$")
@@ -40,7 +40,7 @@ def display_names(models: Sequence[str], names: DisplayNames = None) -> dict[str
     elif isinstance(names, Mapping):
         unknown = [label for label in names if label not in models]
         if unknown:
-            raise WeightLevelInputError(
+            raise OptionError(
                 f"analyze: display names given for {', '.join(map(repr, unknown))}, which are not "
                 f"among the models ({', '.join(map(repr, models))}); key them by the model as given"
             )
@@ -48,7 +48,7 @@ def display_names(models: Sequence[str], names: DisplayNames = None) -> dict[str
     else:
         if isinstance(names, str) or len(names) != len(models):
             count = 1 if isinstance(names, str) else len(names)
-            raise WeightLevelInputError(
+            raise OptionError(
                 f"analyze: {count} display name(s) for {len(models)} models; give one name per "
                 "model, in the order of the models (e.g. --names Base,Instruct)"
             )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from mergekit_weightlevel.errors import WeightLevelInputError
+from mergekit_weightlevel.analyze.options import OptionError
 from mergekit_weightlevel.tensor_names import (
     LAYER_PATTERN,
     MODULE_ORDER,
@@ -41,13 +41,13 @@ def parse_layers(spec: str) -> frozenset[int]:
         part = part.strip()
         match = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)
         if not match:
-            raise WeightLevelInputError(
+            raise OptionError(
                 f"--layers: cannot read {part!r} in {spec!r}; use e.g. '0-11' or '0-3,8,10'"
             )
         first = int(match.group(1))
         last = int(match.group(2)) if match.group(2) is not None else first
         if last < first:
-            raise WeightLevelInputError(
+            raise OptionError(
                 f"--layers: range {part!r} goes backwards; write it as {last}-{first}"
             )
         layers.update(range(first, last + 1))

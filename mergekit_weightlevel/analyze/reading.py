@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Union
 import torch
 from mergekit.io.lazy_tensor_loader import LazyTensorLoader
 
+from mergekit_weightlevel.analyze.options import check_regex
 from mergekit_weightlevel.checks.headers import read_headers
-from mergekit_weightlevel.errors import WeightLevelInputError, WeightLevelModelError
+from mergekit_weightlevel.errors import WeightLevelModelError
 from mergekit_weightlevel.tensor_names import (
     expert_count,
     expert_matrices,
@@ -69,14 +70,8 @@ class TensorFilter:
     layers: frozenset[int] | None = None
 
     def __post_init__(self) -> None:
-        for option, pattern in (("--include", self.include), ("--exclude", self.exclude)):
-            if pattern is not None:
-                try:
-                    re.compile(pattern)
-                except re.error as error:
-                    raise WeightLevelInputError(
-                        f"{option}: {pattern!r} is not a valid regex ({error})"
-                    ) from None
+        check_regex("--include", self.include)
+        check_regex("--exclude", self.exclude)
 
     def keeps(self, name: str) -> bool:
         if self.include is not None and not re.search(self.include, name):

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from mergekit_weightlevel.analyze.names import layer_index, module_type
-from mergekit_weightlevel.errors import WeightLevelInputError
+from mergekit_weightlevel.analyze.options import DEFAULT_METRICS
 from mergekit_weightlevel.numerics.effective_rank import (
     as_matrix,
     effective_rank,
@@ -21,18 +21,6 @@ from mergekit_weightlevel.numerics.structure_gram import (
     STRUCTURE_GRAM_TOLERANCE,
     gram_spectral_structure,
 )
-
-#: Metric levels, cheapest first. ``sigma`` (with the Frobenius gap and cosine) is always computed.
-METRIC_LEVELS = ("sigma", "erank", "structure")
-DEFAULT_METRICS = ("sigma", "erank")
-
-#: What each level costs, for ``--help`` and the docs.
-METRIC_COSTS = {
-    "sigma": "read-bound: one pass over both tensors (also the Frobenius gap, cosine and sparsity)",
-    "erank": "singular values of A, B and ΔW = B − A for every matrix (float64 Gram eigenvalues, no vectors)",
-    "structure": "singular values and vectors of A and B for every matrix: float64 Gram "
-    "eigendecompositions, thin SVDs where those are not accurate enough (the most expensive)",
-}
 
 #: Flat column names of a record, in CSV order (metrics that do not apply stay empty).
 RECORD_COLUMNS = (
@@ -56,20 +44,6 @@ RECORD_COLUMNS = (
     "alignment",
     "reconstruction_error",
 )
-
-
-def parse_metrics(metrics: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """``"sigma,erank"`` or a sequence → the requested levels in canonical order (sigma always in)."""
-    requested = metrics.split(",") if isinstance(metrics, str) else list(metrics)
-    chosen = {item.strip().lower() for item in requested if item.strip()}
-    unknown = sorted(chosen - set(METRIC_LEVELS))
-    if unknown:
-        raise WeightLevelInputError(
-            f"--metrics: unknown metric(s) {', '.join(unknown)}; choose from "
-            f"{','.join(METRIC_LEVELS)} (e.g. --metrics sigma,erank,structure)"
-        )
-    chosen.add("sigma")
-    return tuple(level for level in METRIC_LEVELS if level in chosen)
 
 
 @dataclass

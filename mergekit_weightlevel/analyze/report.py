@@ -27,13 +27,14 @@ from mergekit_weightlevel.analyze.columns import (
 from mergekit_weightlevel.analyze.html_page import html_report
 from mergekit_weightlevel.analyze.labels import DisplayNames, display_names, short_labels
 from mergekit_weightlevel.analyze.markdown import markdown_section
+from mergekit_weightlevel.analyze.options import METRIC_COSTS
 from mergekit_weightlevel.analyze.output import (
     OutputNotWritableError,
     check_writable,
     write_atomically,
 )
 from mergekit_weightlevel.analyze.pair import PairReport
-from mergekit_weightlevel.analyze.records import METRIC_COSTS, RECORD_COLUMNS
+from mergekit_weightlevel.analyze.records import RECORD_COLUMNS
 
 __all__ = [
     "METRIC_DEFINITIONS",

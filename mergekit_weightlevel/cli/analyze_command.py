@@ -1,51 +1,27 @@
-"""``analyze``: its options are declared here, so that it starts without mergekit.options."""
+"""``analyze``: its options are declared here, so that it starts without mergekit.options.
+
+Each option is declared once, with its default, choices and cost text from the library
+(``analyze.options``); every value is checked by ``analyze_models`` before it reads a
+model, and a value wrong on its face (``OptionError``) is shown as a usage error.
+"""
 
 from __future__ import annotations
 
 import click
 
+from mergekit_weightlevel.analyze.options import DEFAULT_METRICS, METRIC_COSTS, PRECISIONS
 from mergekit_weightlevel.cli import user_errors
 
 
-def _analyze_metrics(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
-    from mergekit_weightlevel.analyze import parse_metrics
-
-    try:
-        return parse_metrics(value)
-    except ValueError as error:
-        raise click.BadParameter(str(error)) from None
-
-
-def _analyze_layers(ctx: click.Context, param: click.Parameter, value: str | None):
-    from mergekit_weightlevel.analyze import parse_layers
-
-    try:
-        return None if value is None else parse_layers(value)
-    except ValueError as error:
-        raise click.BadParameter(str(error)) from None
-
-
-def _analyze_regex(ctx: click.Context, param: click.Parameter, value: str | None):
-    import re
-
-    if value is not None:
-        try:
-            re.compile(value)
-        except re.error as error:
-            raise click.BadParameter(f"{value!r} is not a valid regex ({error})") from None
-    return value
+def _metrics_help() -> str:
+    levels = "; ".join(f"{level} ({cost})" for level, cost in METRIC_COSTS.items())
+    return f"Comma-separated levels, by cost (sigma is always on): {levels}."
 
 
 @click.command()
 @click.argument("models", nargs=-1, required=True, metavar="MODEL_A MODEL_B [MODEL_C ...]")
 @click.option(
-    "--metrics",
-    default="sigma,erank",
-    show_default=True,
-    callback=_analyze_metrics,
-    help="Comma-separated levels, by cost: sigma (read-bound; with the Frobenius gap and "
-    "cosine; always on), erank (singular values of A, B and ΔW per matrix), structure "
-    "(full SVDs of A and B per matrix: α scaling, rotation consistency; the slowest).",
+    "--metrics", default=",".join(DEFAULT_METRICS), show_default=True, help=_metrics_help()
 )
 @click.option(
     "--all-pairs",
@@ -53,21 +29,16 @@ def _analyze_regex(ctx: click.Context, param: click.Parameter, value: str | None
     help="Also compare every pair of the non-reference models (σ, Frobenius gap, cosine): "
     "the full σ matrix.",
 )
-@click.option(
-    "--include", callback=_analyze_regex, help="Only tensors whose name matches this regex."
-)
-@click.option(
-    "--exclude", callback=_analyze_regex, help="Leave out tensors whose name matches this regex."
-)
+@click.option("--include", help="Only tensors whose name matches this regex.")
+@click.option("--exclude", help="Leave out tensors whose name matches this regex.")
 @click.option(
     "--layers",
-    callback=_analyze_layers,
     help="Only these decoder layers, e.g. 0-11 or 0-3,8 (drops embeddings, final norm, lm_head).",
 )
 @click.option(
     "--precision",
-    type=click.Choice(["float32", "float64"]),
-    default="float32",
+    type=click.Choice(PRECISIONS),
+    default=PRECISIONS[0],
     show_default=True,
     help="SVD precision (float32 retries in float64 when an SVD fails).",
 )
@@ -135,11 +106,11 @@ def _analyze_regex(ctx: click.Context, param: click.Parameter, value: str | None
 @user_errors
 def analyze(
     models: tuple[str, ...],
-    metrics: tuple[str, ...],
+    metrics: str,
     all_pairs: bool,
     include: str | None,
     exclude: str | None,
-    layers,
+    layers: str | None,
     precision: str,
     json_path: str | None,
     csv_path: str | None,
@@ -167,9 +138,7 @@ def analyze(
     scale / rotation diagnostics. --device (cpu, cuda, auto) is where the SVDs run;
     --quiet hides the progress bar. See docs/analyze.md.
     """
-    if len(models) < 2:
-        raise click.UsageError("analyze needs at least two models: MODEL_A MODEL_B [MODEL_C ...]")
-    from mergekit_weightlevel.analyze import LoaderOptions, analyze_models
+    from mergekit_weightlevel.analyze import LoaderOptions, OptionError, analyze_models
     from mergekit_weightlevel.analyze.core import cuda_hint
 
     if plots_dir:
@@ -192,25 +161,28 @@ def analyze(
     hint = cuda_hint(device or ("cuda" if cuda else None))
     if hint:
         click.echo(hint, err=True)
-    report = analyze_models(
-        list(models),
-        metrics=metrics,
-        all_pairs=all_pairs,
-        include=include,
-        exclude=exclude,
-        layers=sorted(layers) if layers is not None else None,
-        device=device or ("cuda" if cuda else "cpu"),
-        precision=precision,
-        options=LoaderOptions(
-            lazy_unpickle=lazy_unpickle,
-            transformers_cache=transformers_cache,
-            lora_merge_cache=lora_merge_cache,
-            lora_merge_dtype=lora_merge_dtype,
-            trust_remote_code=trust_remote_code,
-        ),
-        quiet=quiet,
-        names=[name.strip() for name in names.split(",")] if names else None,
-    )
+    try:
+        report = analyze_models(
+            list(models),
+            metrics=metrics,
+            all_pairs=all_pairs,
+            include=include,
+            exclude=exclude,
+            layers=layers,
+            device=device or ("cuda" if cuda else "cpu"),
+            precision=precision,
+            options=LoaderOptions(
+                lazy_unpickle=lazy_unpickle,
+                transformers_cache=transformers_cache,
+                lora_merge_cache=lora_merge_cache,
+                lora_merge_dtype=lora_merge_dtype,
+                trust_remote_code=trust_remote_code,
+            ),
+            quiet=quiet,
+            names=names.split(",") if names else None,
+        )
+    except OptionError as error:  # checked by the library before any model was read
+        raise click.UsageError(str(error)) from None
     click.echo(report.summary_text())
     written = []
     if json_path:
