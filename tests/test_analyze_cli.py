@@ -177,7 +177,7 @@ def test_every_output_is_written_and_valid(llama_family, tmp_path):
 
     data = json.loads((out / "report.json").read_text())
     validate_report(data)
-    assert data["schema_version"] == "1.1"
+    assert data["schema_version"] == "1.2"
     assert [p["b"] for p in data["pairs"]] == [
         str(llama_family.instruct),
         str(llama_family.thinking),

@@ -78,7 +78,7 @@ def test_sparsity_per_tensor_module_layer_and_model(qwen3_bf16_family):
     assert pair.summary["sparsity_global"] == pytest.approx(total, rel=1e-12)
 
     data = json.loads(report.to_json())
-    assert data["schema_version"] == "1.1"
+    assert data["schema_version"] == "1.2"
     assert "sparsity" in data["definitions"]
     first = data["pairs"][0]["tensors"][0]
     assert first["sparsity"] == expected[first["name"]]
@@ -134,7 +134,8 @@ def test_markdown_section_reads_well_on_the_hub(llama_family, tmp_path):
 
     # The per-layer table is folded; a blank line lets the Hub render the table inside.
     assert "<details>\n<summary>Per layer (2 layers" in text
-    folded = text[text.index("<details>") : text.index("</details>")]
+    start = text.index("<details>\n<summary>Per layer")
+    folded = text[start : text.index("</details>", start)]
     assert "</summary>\n\n| layer |" in folded
 
     # A glossary entry for every column of the tables.

@@ -100,18 +100,28 @@ def by_layer(records: list[TensorRecord]) -> dict[str, dict[str, float | int | N
     return {str(layer): group_means(groups[layer]) for layer in sorted(groups)}
 
 
+def stands_out(values: list[float]) -> tuple[list[float], list[bool], float]:
+    """(robust z of each value, whether it stands out, the median): the one outlier rule.
+
+    A value stands out when |z| > 3.5 (Iglewicz & Hoaglin's modified z-score) and it differs
+    from the median by more than 1 %, so that noise around a common value (a tiny MAD) is
+    not reported. Used for α per matrix and for the Reading's layers and module types.
+    """
+    median = median_of(values)
+    scores = robust_z_scores(values)
+    flags = [
+        abs(score) > ROBUST_Z_THRESHOLD
+        and abs(value - median) > MIN_RELATIVE_DEVIATION * abs(median)
+        for score, value in zip(scores, values)
+    ]
+    return scores, flags, median
+
+
 def _robust_flags(records: list[TensorRecord]) -> tuple[dict[str, float], dict[str, bool]]:
-    """Robust z of each α in ``records`` and whether it stands out (|z| > 3.5 and > 1 % off)."""
-    alphas = [r.structure["alpha"] for r in records]
-    median = median_of(alphas)
-    scores = robust_z_scores(alphas)
-    z = {r.name: score for r, score in zip(records, scores)}
-    flags = {
-        r.name: abs(score) > ROBUST_Z_THRESHOLD
-        and abs(alpha - median) > MIN_RELATIVE_DEVIATION * abs(median)
-        for r, score, alpha in zip(records, scores, alphas)
-    }
-    return z, flags
+    """Robust z of each α in ``records`` and whether it stands out (``stands_out``)."""
+    scores, flags, _ = stands_out([r.structure["alpha"] for r in records])
+    names = [r.name for r in records]
+    return dict(zip(names, scores)), dict(zip(names, flags))
 
 
 def median_of(values: list[float]) -> float:

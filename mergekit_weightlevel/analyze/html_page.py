@@ -28,6 +28,7 @@ from mergekit_weightlevel.analyze.columns import (
 from mergekit_weightlevel.analyze.heatmaps import Heatmap, pair_heatmaps
 from mergekit_weightlevel.analyze.labels import display_names, hub_id, short_labels
 from mergekit_weightlevel.analyze.pair import PairReport, ReportData
+from mergekit_weightlevel.analyze.references import Source
 from mergekit_weightlevel.analyze.scales import from_zero
 
 #: Heatmap cell size and margins, in CSS pixels.
@@ -46,6 +47,7 @@ svg.hm text{font:11px sans-serif;text-anchor:middle;dominant-baseline:central}
 svg.hm text.l{text-anchor:end}svg.hm text.axis{font-style:italic;fill:#555}svg.hm g.c:hover rect{stroke:#000;stroke-width:2}
 #tip{position:fixed;pointer-events:none;background:#222;color:#fff;padding:3px 7px;border-radius:4px;font-size:12px;white-space:nowrap}
 dt{font-weight:600;margin-top:8px}dd{margin-left:18px}
+.reading li{margin:3px 0}.reading .src{color:#555;font-size:13px}caption{text-align:left;font-size:13px}
 """
 
 #: Moves each cell's <title> into data-tip (no double tooltip) and shows it on hover.
@@ -200,6 +202,49 @@ def _summary_table(pair: PairReport) -> str:
     return f'<table class="summary">{body}</table>'
 
 
+def _source(source: Source) -> str:
+    if source.paper is None:
+        return escape(source.text())
+    citation, address = PAPERS[source.paper]
+    cited = f'<a href="{escape(address)}">{escape(citation)}</a>' if address else escape(citation)
+    return f"{cited}, {escape(source.where)}"
+
+
+def _reading(pair: PairReport) -> str:
+    """The Reading: one item per statement with its sources, and Timber's λ table."""
+    reading = pair.reading
+    items = "".join(
+        f'<li data-topic="{escape(statement.topic)}">{escape(statement.text)}'
+        + (
+            f' <span class="src">({"; ".join(_source(s) for s in statement.sources)})</span>'
+            if statement.sources
+            else ""
+        )
+        + "</li>"
+        for statement in reading.statements
+    )
+    parts = [
+        '<section class="reading"><h3>Reading</h3>',
+        "<p>What the figures mean against the papers; where a paper gives no range, the "
+        "figure stands without a verdict.</p>",
+        f"<ul>{items}</ul>",
+    ]
+    timber = reading.timber
+    if timber is not None:
+        rows = "".join(
+            f'<tr><td class="n">{lam:g}</td><td class="n" title="{_exact(distance)}">'
+            f"{distance:.3g}</td></tr>"
+            for lam, distance in zip(timber.lambdas, timber.distances)
+        )
+        parts.append(
+            '<table class="timber"><caption>Timber before merging (A as Base, B as Instruct): '
+            "how far each λ moves the output from B</caption><thead><tr><th>λ</th>"
+            f"<th>‖W_λ − B‖ / ‖B‖</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+    parts.append("</section>")
+    return "".join(parts)
+
+
 def _outliers(pair: PairReport) -> str:
     outliers = pair.summary["alpha_outliers"]
     if not outliers:
@@ -233,6 +278,7 @@ def _pair_section(pair: PairReport, number: int, shown: dict[str, str]) -> str:
         f"<h2>{_model(pair.b, shown[pair.b])} against {_model(pair.a, shown[pair.a])}</h2>",
         _summary_table(pair),
     ]
+    parts.append(_reading(pair))
     if pair.skipped or pair.only_in_a or pair.only_in_b:
         parts.append(
             f"<p>Not compared: {len(pair.skipped)} common tensors whose shapes or types differ, "

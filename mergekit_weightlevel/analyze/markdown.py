@@ -13,11 +13,13 @@ from mergekit_weightlevel.analyze.columns import (
     SPARSITY,
     Column,
     markdown_table,
+    percent,
     sentence,
     table_columns,
 )
 from mergekit_weightlevel.analyze.labels import display_names, hub_id, short_labels
 from mergekit_weightlevel.analyze.pair import PairReport, ReportData
+from mergekit_weightlevel.analyze.references import Source
 from mergekit_weightlevel.errors import WeightLevelInputError
 
 PROJECT = "mergekit-weightlevel"
@@ -94,6 +96,7 @@ def _pair_section(pair: PairReport, shown: dict[str, str], sub: str) -> list[str
         "",
         *markdown_table(["quantity", "value"], quantities),
     ]
+    lines += ["", *_reading(pair)]
     notes = []
     if pair.skipped:
         notes.append(f"{len(pair.skipped)} common tensors could not be compared (see the JSON)")
@@ -122,6 +125,55 @@ def _pair_section(pair: PairReport, shown: dict[str, str], sub: str) -> list[str
         ]
     if "structure" in pair.metrics:
         lines += ["", *_outliers(pair)]
+    return lines
+
+
+def _source(source: Source) -> str:
+    if source.paper is None:
+        return source.text()
+    citation, address = PAPERS[source.paper]
+    cited = f"[{_plain(citation)}]({address})" if address else _plain(citation)
+    return f"{cited}, {_plain(source.where)}"
+
+
+def _reading(pair: PairReport) -> list[str]:
+    """The Reading: one bullet per statement with its sources, and Timber's λ table."""
+    reading = pair.reading
+    lines = ["**Reading** (what the figures mean against the papers):", ""]
+    for statement in reading.statements:
+        sources = "; ".join(_source(source) for source in statement.sources)
+        lines.append(f"- {_plain(statement.text)}" + (f" ({sources})" if sources else ""))
+    timber = reading.timber
+    if timber is not None:
+        body = [
+            [f"{lam:g}", f"{distance:.3g}"]
+            for lam, distance in zip(timber.lambdas, timber.distances)
+        ]
+        modules = [
+            [
+                kind,
+                str(item["matrices"]),
+                f"{item['median_k_ratio']:.3f}",
+                percent(item["tail_share"]),
+            ]
+            for kind, item in timber.by_module.items()
+        ]
+        lines += [
+            "",
+            "Timber before merging (A as Base, B as Instruct): how far each λ moves the output "
+            "from B, over the compared tensors.",
+            "",
+            *markdown_table(["λ", "‖W_λ − B‖ / ‖B‖"], body),
+            "",
+            "<details>",
+            "<summary>Timber per module type (k = ⌈eRank(ΔW)⌉, the tail it scales by λ)</summary>",
+            "",
+            *markdown_table(
+                ["module type", "matrices", "median k / rank", "tail of ‖ΔW‖"], modules
+            ),
+            "",
+            "</details>",
+        ]
     return lines
 
 

@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import Any, Protocol
 
 from mergekit_weightlevel.analyze.aggregate import pair_summary
+from mergekit_weightlevel.analyze.interpretation import Reading, read_pair
 from mergekit_weightlevel.analyze.records import TensorRecord
 
 
@@ -31,12 +32,18 @@ class PairReport:
     def summary(self) -> dict[str, Any]:
         return pair_summary(self.tensors)
 
+    @cached_property
+    def reading(self) -> Reading:
+        """What the numbers mean against the papers (``interpretation.read_pair``)."""
+        return read_pair(self)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "a": self.a,
             "b": self.b,
             "metrics": list(self.metrics),
             "summary": self.summary,
+            "reading": self.reading.to_dict(),
             "tensors": [record.to_dict() for record in self.tensors],
             "skipped": self.skipped,
             "only_in_a": self.only_in_a,

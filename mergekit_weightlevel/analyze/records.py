@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,9 @@ from mergekit_weightlevel.analyze.options import DEFAULT_METRICS
 from mergekit_weightlevel.numerics.effective_rank import (
     as_matrix,
     effective_rank,
+    erank_split,
     matrix_effective_rank,
+    matrix_singular_values,
 )
 from mergekit_weightlevel.numerics.pair_statistics import pair_statistics
 from mergekit_weightlevel.numerics.spectral import thin_svd
@@ -61,9 +64,14 @@ class TensorRecord:
     cosine: float
     sparsity: float = 0.0  # share of elements with |A − B| < 1e-5 (Timber's sparsity ratio)
     unchanged_elements: int = 0  # their count, kept for the model-level ratio
+    #: Frobenius norms {"a": ‖A‖, "b": ‖B‖, "delta": ‖B − A‖}, free from the σ pass (the
+    #: Reading weighs tensors by them).
+    norms: dict[str, float] | None = None
     rank: int | None = None
     erank: dict[str, float] | None = None  # {"a", "b", "delta"}
     erank_ratio: dict[str, float] | None = None  # erank / rank, same keys
+    #: Timber's split of ΔW: {"k": ⌈eRank(ΔW)⌉, "tail_share": ‖ΔW beyond k‖_F / ‖ΔW‖_F}.
+    timber_split: dict[str, float] | None = None
     structure: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,7 +88,7 @@ class TensorRecord:
             "sparsity": self.sparsity,
             "unchanged_elements": self.unchanged_elements,
         }
-        for key in ("rank", "erank", "erank_ratio", "structure"):
+        for key in ("norms", "rank", "erank", "erank_ratio", "timber_split", "structure"):
             value = getattr(self, key)
             if value is not None:
                 record[key] = value
@@ -121,6 +129,11 @@ def cheap_record(name: str, a: torch.Tensor, b: torch.Tensor) -> TensorRecord:
         cosine=stats.cosine,
         sparsity=stats.sparsity,
         unchanged_elements=stats.unchanged,
+        norms={
+            "a": math.sqrt(stats.sq_a),
+            "b": math.sqrt(stats.sq_b),
+            "delta": math.sqrt(stats.sq_diff),
+        },
     )
 
 
@@ -178,13 +191,19 @@ def tensor_record(
         erank = {"a": effective_rank(s_a), "b": effective_rank(s_b)}
     if wants_erank:
         # Singular values only: the float64 Gram route where its error is provably small
-        # (see ``matrix_effective_rank``), so no singular vectors are ever computed here.
-        for side, matrix in (("a", matrix_a), ("b", matrix_b), ("delta", matrix_b - matrix_a)):
+        # (see ``matrix_singular_values``), so no singular vectors are ever computed here.
+        for side, matrix in (("a", matrix_a), ("b", matrix_b)):
             if side not in erank:
-                label = {"a": "model A", "b": "model B", "delta": "B − A"}[side]
+                label = {"a": "model A", "b": "model B"}[side]
                 erank[side] = matrix_effective_rank(
                     matrix, precision=precision, name=f"{name} ({label})"
                 )
+        delta = matrix_singular_values(
+            matrix_b - matrix_a, precision=precision, name=f"{name} (B − A)"
+        )
+        erank["delta"] = effective_rank(delta)
+        k, tail_share = erank_split(delta)  # from the same spectrum: no second decomposition
+        record.timber_split = {"k": k, "tail_share": tail_share}
         record.erank = {side: erank[side] for side in ("a", "b", "delta")}
         record.erank_ratio = {side: value / record.rank for side, value in record.erank.items()}
     return record

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +48,11 @@ __all__ = [
     "write_atomically",
 ]
 
-#: Bump when a field of the JSON report is renamed, removed or added (1.1: sparsity).
-SCHEMA_VERSION = "1.1"
+#: Bump when a field of the JSON report is renamed, removed or added (1.1: sparsity;
+#: 1.2: the Reading, per-tensor norms and Timber's split).
+SCHEMA_VERSION = "1.2"
+#: The stdout summary's Reading is wrapped at this width.
+SUMMARY_WIDTH = 100
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -231,6 +235,13 @@ class AnalysisReport:
             )
         if "structure" in pair.metrics:
             lines += ["  α outliers (|robust z| > 3.5):", *self._outlier_lines(pair)]
+        lines += ["  Reading (the figures against the papers; docs/analyze.md, 'The Reading'):"]
+        for statement in pair.reading.statements:
+            sources = "; ".join(source.text() for source in statement.sources)
+            text = statement.text + (f" [{sources}]" if sources else "")
+            lines += textwrap.wrap(
+                text, width=SUMMARY_WIDTH, initial_indent="  - ", subsequent_indent="    "
+            )
         return lines
 
     @staticmethod

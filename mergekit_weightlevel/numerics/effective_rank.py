@@ -7,6 +7,8 @@ small (``matrix_singular_values``), otherwise from an SVD.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from mergekit_weightlevel.numerics.spectral import gram_eigenvalues, singular_values
@@ -100,3 +102,18 @@ def matrix_effective_rank(
 ) -> float:
     """eRank (γ = 1) of a 2-D matrix from ``matrix_singular_values``."""
     return effective_rank(matrix_singular_values(matrix, precision=precision, name=name))
+
+
+def erank_split(singular_values: torch.Tensor) -> tuple[int, float]:
+    """(k, tail share) of a delta's spectrum, as Timber splits it.
+
+    Timber keeps the k = ⌈eRank⌉ leading singular directions of ΔW and scales the rest
+    by λ; the rest holds ‖tail‖_F / ‖ΔW‖_F = √(Σ_{i≥k} s_i² / Σ s_i²) of the delta (0 for a
+    zero delta). So the output is (1 − λ)·‖tail‖_F away from the Instruct for any λ.
+    """
+    s = singular_values.detach().to(torch.float64).flatten()
+    k = math.ceil(effective_rank(s))
+    energy = s.square()
+    total = float(energy.sum())
+    share = math.sqrt(float(energy[k:].sum()) / total) if total > 0 else 0.0
+    return k, share
