@@ -240,7 +240,12 @@ class AnalysisReport:
             sources = "; ".join(source.text() for source in statement.sources)
             text = statement.text + (f" [{sources}]" if sources else "")
             lines += textwrap.wrap(
-                text, width=SUMMARY_WIDTH, initial_indent="  - ", subsequent_indent="    "
+                text,
+                width=SUMMARY_WIDTH,
+                initial_indent="  - ",
+                subsequent_indent="    ",
+                break_on_hyphens=False,  # "post-training" stays one word
+                break_long_words=False,  # so do tensor names
             )
         return lines
 
