@@ -287,6 +287,29 @@ def run_structure(workdir: Path) -> list[dict]:
     return json.loads(rows_file.read_text())
 
 
+def run_reading_cost(family, repeat: int) -> list[dict]:
+    """``analyze --metrics sigma,erank`` and its Reading, timed apart in one child process
+    (``worker_reading_cost``), ``repeat`` times on one family."""
+    print("analyze's Reading against the analysis (sigma,erank):", flush=True)
+    runs = []
+    for _ in range(repeat):
+        result = subprocess.run(
+            worker_argv("reading_cost", family.base, family.instruct),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
+        run = runs[-1]
+        share = (run["reading"] + run["split"]) / run["analysis"]
+        print(
+            f"  analysis {run['analysis']:.2f} s, Reading {run['reading'] * 1000:.1f} ms "
+            f"+ split {run['split'] * 1000:.1f} ms: {100 * share:.3f} %",
+            flush=True,
+        )
+    return runs
+
+
 def run_floor(family) -> dict:
     """Seconds of the Gram route's unavoidable steps on one family (``worker_eigen_floor``)."""
     print("Gram matrices and eigendecompositions alone:", flush=True)

@@ -60,7 +60,8 @@ METHOD_TEXT = (
     "  Gram matrices and eigendecompositions alone, plus what every run pays anyway);",
     "- Timber's linear algebra alone, per matrix, at Llama-3-8B shapes (`kernels`);",
     "- `analyze --metrics structure` per matrix at Llama-3-8B shapes: the float64 Gram route",
-    "  against bare float32 SVDs and the SVD route, each checked against float64 SVDs (`structure`).",
+    "  against bare float32 SVDs and the SVD route, each checked against float64 SVDs (`structure`);",
+    "- the cost of analyze's Reading against the `sigma,erank` analysis it reads (`reading`).",
     "",
     "Merges run through mergekit's YAML path (`mergekit-yaml`'s code, in-process) with",
     "`--out-shard-size 16M` (64 MB float32 shards; mergekit's default of 5B parameters would",
@@ -85,7 +86,8 @@ METHOD_TEXT = (
     "",
     "Run it on a quiet machine (nothing else using the CPU): `python",
     "benchmarks/run_benchmarks.py` (all cases, 8 and 4 layers, about 40 minutes on 2 cores);",
-    "`--only paramdelta,interp,shadow,timber,analyze,contended,floor,kernels,structure`, `--layers N --small-layers M` (0 skips",
+    "`--only paramdelta,interp,shadow,timber,analyze,contended,floor,kernels,structure,reading`,",
+    "`--layers N --small-layers M` (0 skips",
     "the second size) and `--workdir DIR` (default benchmarks/out, git-ignored; the families",
     "are built once and reused) narrow it; `--out` (default docs/benchmarks.md) and `--notes`",
     "(default benchmarks/notes.md, appended under the tables) set the page.",
@@ -179,12 +181,38 @@ def floor_table(title: str, rows: list, floor: dict) -> list[str]:
     ]
 
 
+def reading_table(title: str, runs: list[dict]) -> list[str]:
+    """analyze's Reading against the analysis it reads (``worker_reading_cost``)."""
+    if not runs:
+        return []
+    lines = [
+        f"## analyze's Reading against `analyze --metrics sigma,erank` ({title.split(' ')[0]} family)",
+        "",
+        "One process per run: the analysis (`analyze_models`, sigma,erank), then the Reading",
+        "built from its records (`read_pair`: regime, signature, previews, outliers) and",
+        "rendered for the stdout summary, the Markdown and the HTML; plus the Reading's one",
+        "step inside the analysis, Timber's split of each ΔW spectrum the eRank level computes",
+        "anyway (`erank_split`), timed where it runs. No weight is read twice. Target: < 5 %.",
+        "",
+        "| run | analysis (s) | Reading (ms) | split inside the analysis (ms) | Reading / analysis |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for index, run in enumerate(runs, start=1):
+        share = (run["reading"] + run["split"]) / run["analysis"]
+        lines.append(
+            f"| {index} | {run['analysis']:.2f} | {run['reading'] * 1000:.1f} "
+            f"| {run['split'] * 1000:.1f} | {100 * share:.3f} % |"
+        )
+    return [*lines, ""]
+
+
 def render(
     sections: dict[str, list],
     notes: str,
     kernels: list | None = None,
     floor: dict | None = None,
     structure: list | None = None,
+    reading: list | None = None,
 ) -> str:
     lines = [
         "# Benchmarks",
@@ -215,6 +243,8 @@ def render(
     if floor:
         main_title = next(iter(sections))
         lines += floor_table(main_title, sections[main_title], floor)
+    if reading:
+        lines += reading_table(next(iter(sections)), reading)
     lines += kernel_table(kernels or [])
     lines += structure_table(structure or [])
     lines.append(notes)

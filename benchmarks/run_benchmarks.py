@@ -19,7 +19,8 @@ Baselines:
   do (whole state dicts in RAM; for Timber a float64 full SVD per tensor and, as
   ``timber.py`` does by default, its SVD cache kept and saved next to the output);
 - for λ sweeps, one ``timber_spectral`` run (a sweep of 4 λ should cost ≤ 1.6 × that);
-- reading both checkpoints tensor by tensor and nothing else (for ``analyze --metrics sigma``).
+- reading both checkpoints tensor by tensor and nothing else (for ``analyze --metrics sigma``);
+- the ``sigma,erank`` analysis itself, for the cost of the Reading built from it.
 
 Its parts: ``settings.py`` (shape, λ, shard size), ``workers.py`` (the subprocess workers),
 ``measure.py`` (running and measuring one case), ``cases.py`` (the cases), ``render.py`` (the
@@ -35,7 +36,15 @@ import sys
 from pathlib import Path
 
 import measure as measuring
-from cases import build, run_cases, run_floor, run_kernels, run_structure, warm_page_cache
+from cases import (
+    build,
+    run_cases,
+    run_floor,
+    run_kernels,
+    run_reading_cost,
+    run_structure,
+    warm_page_cache,
+)
 from render import render
 
 
@@ -55,7 +64,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        default="paramdelta,interp,shadow,timber,analyze,contended,floor,kernels,structure",
+        default="paramdelta,interp,shadow,timber,analyze,contended,floor,kernels,structure,reading",
     )
     parser.add_argument(
         "--repeat",
@@ -77,6 +86,7 @@ def main() -> None:
 
     sections = {}
     floor: dict = {}
+    reading: list = []
     sizes = [args.layers] + ([args.small_layers] if args.small_layers else [])
     for layers in sizes:
         family = build(args.workdir, layers)
@@ -91,17 +101,24 @@ def main() -> None:
         )
         if "floor" in only and not floor:  # the main family only
             floor = run_floor(family)
+        if "reading" in only and not reading:  # the main family only
+            reading = run_reading_cost(family, measuring.REPEAT)
     kernels = run_kernels() if "kernels" in only else []
     structure = run_structure(args.workdir) if "structure" in only else []
     notes = args.notes.read_text() if args.notes and args.notes.exists() else ""
-    args.out.write_text(render(sections, notes, kernels, floor, structure))
+    args.out.write_text(render(sections, notes, kernels, floor, structure, reading))
     (args.workdir / "results.json").write_text(
         json.dumps(
             {
                 title: [(n, o.__dict__, a.__dict__, d) for n, o, a, d in rows]
                 for title, rows in sections.items()
             }
-            | {"kernels": kernels, "eigen_floor": floor, "structure": structure},
+            | {
+                "kernels": kernels,
+                "eigen_floor": floor,
+                "structure": structure,
+                "reading": reading,
+            },
             indent=2,
         )
     )

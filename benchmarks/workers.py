@@ -223,6 +223,47 @@ def worker_diff(a_folder: str, b_folder: str) -> None:
     print(f"{worst:.1e}")
 
 
+def worker_reading_cost(a: str, b: str) -> None:
+    """analyze --metrics sigma,erank on A and B, then its Reading, timed apart in one process.
+
+    The Reading's share of the analysis: building every pair's Reading (``read_pair``: the
+    regime, the previews, the outliers, from the records) and rendering it in the stdout
+    summary, the Markdown and the HTML, plus its one per-matrix step inside the analysis
+    (Timber's split of the ΔW spectrum the eRank level computes anyway, ``erank_split``),
+    timed where it runs. The pair's summary is computed first: the report needs it anyway.
+    Prints the seconds as JSON."""
+    import mergekit_weightlevel.analyze.records as records
+    from mergekit_weightlevel.analyze import analyze_models
+    from mergekit_weightlevel.analyze.html_page import _reading as html_reading
+    from mergekit_weightlevel.analyze.interpretation import read_pair
+    from mergekit_weightlevel.analyze.markdown import _reading as markdown_reading
+    from mergekit_weightlevel.analyze.report import reading_lines
+
+    split_seconds = 0.0
+    original_split = records.erank_split
+
+    def timed_split(singular_values):
+        nonlocal split_seconds
+        start = time.perf_counter()
+        result = original_split(singular_values)
+        split_seconds += time.perf_counter() - start
+        return result
+
+    records.erank_split = timed_split
+    start = time.perf_counter()
+    report = analyze_models([a, b], metrics="sigma,erank", quiet=True)
+    analysis = time.perf_counter() - start
+    for pair in report.pairs:
+        pair.summary  # noqa: B018 - computed before the clock starts: not the Reading's cost
+    start = time.perf_counter()
+    for pair in report.pairs:
+        pair.reading = read_pair(pair)
+        html_reading(pair), markdown_reading(pair), reading_lines(pair)
+    reading = time.perf_counter() - start
+    print(json.dumps({"analysis": analysis, "reading": reading, "split": split_seconds,
+                      "tensors": len(report.pairs[0].tensors)}))  # fmt: skip
+
+
 def worker_build(root: str, layers: str) -> None:
     from mergekit_weightlevel.demo.tiny_models import build_family
 
@@ -248,6 +289,7 @@ WORKERS = {
     "analyze_baseline": worker_analyze_baseline,
     "eigen_floor": worker_eigen_floor,
     "kernels": worker_kernels,
+    "reading_cost": worker_reading_cost,
 }
 
 

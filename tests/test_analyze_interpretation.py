@@ -269,3 +269,4 @@ def test_every_output_carries_the_reading_with_its_sources(pairs, monkeypatch):
     assert page.count('<li data-topic="') == len(texts)
     assert "https://arxiv.org/abs/2509.17866" in markdown  # He & Cao, linked as a source
     assert "| λ | ‖W_λ − B‖ / ‖B‖ |" in markdown
+    assert "**Reading**" in markdown and "**Reading**" not in report.to_markdown(reading=False)

@@ -414,6 +414,8 @@ def test_card_report_adds_weight_level_section_and_figures(family, folder):
         assert f"](weight_level/{figure.name})" in card.text
     section = card.text.split("## Weight-level analysis")[1].split("## Configuration")[0]
     assert str(folder) not in section and str(family.root) not in section  # no local paths
+    # No Reading: its previews read A as a Base, and here A is this merge.
+    assert "**Reading**" not in section
 
 
 # ---------------------------------------------------------------------- the pre-upload checks

@@ -20,7 +20,6 @@ PAPERS: dict[str, tuple[str, str | None]] = {
     "roy_vetterli": ("Roy & Vetterli, The effective rank, EUSIPCO 2007", None),
     "he_cao": ("He & Cao", "https://arxiv.org/abs/2509.17866"),
     "interpolation": ("Instruct/Thinking interpolation", "https://arxiv.org/abs/2510.10977"),
-    "iglewicz_hoaglin": ("Iglewicz & Hoaglin, How to Detect and Handle Outliers, 1993", None),
 }
 
 #: The definitions written into every JSON report, so a file explains itself.

@@ -39,12 +39,18 @@ def _plain(text: str) -> str:
 
 
 def markdown_section(
-    report: ReportData, *, names: dict[str, str] | None = None, heading_level: int = 2
+    report: ReportData,
+    *,
+    names: dict[str, str] | None = None,
+    heading_level: int = 2,
+    reading: bool = True,
 ) -> str:
     """The whole section as Markdown text, ending with a newline.
 
     ``names``: {model as given: display name} (missing models are shown as given);
-    ``heading_level``: the level of the section's heading (its subsections are one deeper).
+    ``heading_level``: the level of the section's heading (its subsections are one deeper);
+    ``reading``: each pair's Reading (a model card comparing a merge with its inputs may
+    leave it out: its previews read A as a Base and B as its post-trained model).
     """
     if not 1 <= heading_level <= 5:
         raise WeightLevelInputError(f"heading_level must be 1 to 5, got {heading_level}")
@@ -59,14 +65,14 @@ def markdown_section(
         "defines every column.",
     ]
     for pair in report.pairs:
-        lines += ["", *_pair_section(pair, shown, sub)]
+        lines += ["", *_pair_section(pair, shown, sub, reading)]
     if len(report.models) > 2 and any(p.metrics == ("sigma",) for p in report.pairs):
         lines += ["", f"{sub} σ between every pair", "", *_sigma_matrix(report, shown)]
     lines += ["", *_glossary(report.metrics, sub)]
     return "\n".join(lines) + "\n"
 
 
-def _pair_section(pair: PairReport, shown: dict[str, str], sub: str) -> list[str]:
+def _pair_section(pair: PairReport, shown: dict[str, str], sub: str, reading: bool) -> list[str]:
     s = pair.summary
     quantities = [
         [
@@ -96,7 +102,8 @@ def _pair_section(pair: PairReport, shown: dict[str, str], sub: str) -> list[str
         "",
         *markdown_table(["quantity", "value"], quantities),
     ]
-    lines += ["", *_reading(pair)]
+    if reading:
+        lines += ["", *_reading(pair)]
     notes = []
     if pair.skipped:
         notes.append(f"{len(pair.skipped)} common tensors could not be compared (see the JSON)")

@@ -41,9 +41,6 @@ class Published:
     about: str
     source: Source
 
-    def cite(self, value_text: str) -> str:
-        return f"{value_text} {self.about}"
-
 
 SHADOW_FT_FIG1 = Source("shadow_ft", "Fig. 1")
 INTERPOLATION_TABLE1 = Source("interpolation", "Table 1")
@@ -51,7 +48,6 @@ TIMBER_ERANK_EXAMPLES = Source("timber", "its Base / Instruct eRank comparison")
 TIMBER_ALGORITHM = Source("timber", "the method; the official timber.py")
 SHADOW_FT_CODE = Source("shadow_ft", "the official apply_diff.py")
 HE_CAO_FINDINGS = Source("he_cao", "its findings on instruction tuning and long-CoT distillation")
-ROBUST_Z = Source("iglewicz_hoaglin", "modified z-score, |z| > 3.5")
 
 #: σ between a base and its post-trained model as published (Shadow-FT's mean over the
 #: decoder-layer tensors, ``sigma_v2.py``, which is what ``sigma_mean`` computes).
@@ -100,8 +96,8 @@ TIMBER_ERANK_CHANGE_MAX = max(example.relative_change for example in TIMBER_ERAN
 
 #: Two independent sets of zero-mean weights have cosine ≈ 0 (within ~1/√n); a pair whose
 #: matrices' mean |cosine| is below this is read as unrelated. This package's rule: no paper
-#: gives the cosine of related pairs, but σ ≤ 0.064 (every published pair) implies a cosine
-#: far above 0.1 for weights of one scale.
+#: gives the cosine of related pairs, but for Gaussian weights B = A + D, σ = 0.064 (the
+#: largest published pair) means ‖D‖ ≈ 0.13 ‖A‖ and a cosine of about 0.99.
 UNRELATED_COSINE_MAX = 0.1
 UNRELATED_RULE = Source(None, "mean |cosine| of the matrices below 0.1")
 #: σ of two independent Gaussian weight tensors of one scale: E|A − B| = √2·E|A|, so

@@ -55,6 +55,23 @@ SCHEMA_VERSION = "1.2"
 SUMMARY_WIDTH = 100
 
 
+def reading_lines(pair: PairReport) -> list[str]:
+    """The stdout summary's Reading of ``pair``: one wrapped bullet per statement."""
+    lines = ["  Reading (the figures against the papers; docs/analyze.md, 'The Reading'):"]
+    for statement in pair.reading.statements:
+        sources = "; ".join(source.text() for source in statement.sources)
+        text = statement.text + (f" [{sources}]" if sources else "")
+        lines += textwrap.wrap(
+            text,
+            width=SUMMARY_WIDTH,
+            initial_indent="  - ",
+            subsequent_indent="    ",
+            break_on_hyphens=False,  # "post-training" stays one word
+            break_long_words=False,  # so do tensor names
+        )
+    return lines
+
+
 def _finite_or_none(value: Any) -> Any:
     """JSON has no inf / NaN: they become null (the schema allows it)."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -235,19 +252,7 @@ class AnalysisReport:
             )
         if "structure" in pair.metrics:
             lines += ["  α outliers (|robust z| > 3.5):", *self._outlier_lines(pair)]
-        lines += ["  Reading (the figures against the papers; docs/analyze.md, 'The Reading'):"]
-        for statement in pair.reading.statements:
-            sources = "; ".join(source.text() for source in statement.sources)
-            text = statement.text + (f" [{sources}]" if sources else "")
-            lines += textwrap.wrap(
-                text,
-                width=SUMMARY_WIDTH,
-                initial_indent="  - ",
-                subsequent_indent="    ",
-                break_on_hyphens=False,  # "post-training" stays one word
-                break_long_words=False,  # so do tensor names
-            )
-        return lines
+        return lines + reading_lines(pair)
 
     @staticmethod
     def _module_table(pair: PairReport) -> list[str]:
@@ -290,13 +295,17 @@ class AnalysisReport:
         *,
         names: DisplayNames = None,
         heading_level: int = 2,
+        reading: bool = True,
     ) -> str:
         """A section for a Hugging Face model card (see ``markdown.markdown_section``).
 
         ``names``: display names (one per model in order, or {model as given: name}) over
-        the report's own; ``heading_level``: 2 gives a ``## Weight-level analysis`` section.
+        the report's own; ``heading_level``: 2 gives a ``## Weight-level analysis`` section;
+        ``reading``: False leaves each pair's Reading out.
         """
-        text = markdown_section(self, names=self.display_names(names), heading_level=heading_level)
+        text = markdown_section(
+            self, names=self.display_names(names), heading_level=heading_level, reading=reading
+        )
         if path is not None:
             write_atomically(path, text)
         return text

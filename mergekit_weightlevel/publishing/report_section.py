@@ -32,7 +32,9 @@ def weight_level_section(folder: Path, inputs: list[InputModel]) -> str:
     names = {str(folder): "this model"}
     names.update({reference: model.name for model, reference in zip(models, references)})
     report = analyze_models([str(folder), *references], metrics="sigma,erank", quiet=True)
-    text = report.to_markdown(names=names)  # models named as the card names them
+    # Models named as the card names them; no Reading: its previews read A as a Base and B
+    # as its post-trained model, while A is this merge and B one of its inputs.
+    text = report.to_markdown(names=names, reading=False)
     try:
         figures = report.plot(folder / REPORT_FOLDER)
     except PlotsUnavailable as error:
