@@ -233,3 +233,35 @@ def test_two_merges_in_one_process_each_check_and_warn_as_if_alone(
         warned = [r for r in caplog.records if "far above the 0.004" in r.getMessage()]
         assert bool(warned) == (config is unrelated), run
     assert checked == ["timber_spectral", "paramdelta", "timber_spectral"]
+
+
+def test_a_rerun_reuses_finished_outputs_and_redoes_the_rest(llama_family, tmp_path, monkeypatch):
+    import os
+
+    import mergekit_weightlevel.running.one_pass as one_pass
+
+    config = configs(llama_family)["instruct_thinking_interp"]
+    options = MergeOptions(quiet=True)
+    first = sweep(config, [0.2, 0.4, 0.6], tmp_path / "i", options=options)
+    # An interrupted value: its marker is back (as after Ctrl-C); another value's weights
+    # are older than an input that changed since.
+    (first[1].folder / INCOMPLETE_MARKER).write_text("interrupted", encoding="utf-8")
+    merged: list[list[float]] = []
+    original = one_pass.merge_in_one_pass
+
+    def recording(outputs, *args, **kwargs):
+        merged.append([o.value for o in outputs])
+        return original(outputs, *args, **kwargs)
+
+    monkeypatch.setattr(one_pass, "merge_in_one_pass", recording)
+    again = sweep(config, [0.2, 0.4, 0.6, 0.8], tmp_path / "i", options=options)
+    assert merged == [[0.4, 0.8]]  # 0.2 and 0.6 were complete and current
+    assert [o.reused for o in again] == [True, False, True, False]
+    assert not (again[1].folder / INCOMPLETE_MARKER).exists()
+
+    newer = max(p.stat().st_mtime_ns for p in again[3].folder.iterdir()) + 10**9
+    for item in llama_family.thinking.iterdir():  # the Thinking model "retrained" since
+        os.utime(item, ns=(newer, newer))
+    merged.clear()
+    sweep(config, [0.2, 0.4], tmp_path / "i", options=options)
+    assert merged == [[0.2, 0.4]]  # nothing is current any more

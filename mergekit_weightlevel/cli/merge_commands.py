@@ -63,7 +63,8 @@ def echo_outputs(parameter: str, outputs: list) -> None:
     """One line per value: its folder, or why it was not written; exit 1 if any failed."""
     for output in outputs:
         failed = f"  NOT WRITTEN: {output.error}" if output.error else ""
-        click.echo(f"{parameter} {output.value:g}: {output.folder}{failed}")
+        reused = "  (already written by an earlier run: reused)" if output.reused else ""
+        click.echo(f"{parameter} {output.value:g}: {output.folder}{failed}{reused}")
     if any(output.error for output in outputs):
         raise click.exceptions.Exit(1)
 
@@ -84,6 +85,12 @@ def echo_outputs(parameter: str, outputs: list) -> None:
     help="The numeric parameter to sweep. Default: the method's axis (λ for timber_spectral "
     "and instruct_thinking_interp, the donors' weight for paramdelta and shadow_graft).",
 )
+@click.option(
+    "--rewrite",
+    is_flag=True,
+    help="Merge every value again, even those whose folder already holds the same merge "
+    "written after its inputs last changed (by default such outputs are reused).",
+)
 @add_merge_options
 @user_errors
 def sweep_values(
@@ -92,6 +99,7 @@ def sweep_values(
     out_prefix: str,
     values: list[float] | None,
     parameter: str | None,
+    rewrite: bool,
 ) -> None:
     """CONFIG (any of this plugin's methods) at each value, reading each tensor once.
 
@@ -102,7 +110,7 @@ def sweep_values(
 
     merge_options.apply_global_options()
     request = plan_sweep(config_file, values, out_prefix=out_prefix, parameter=parameter)
-    echo_outputs(request.parameter, run_sweep(request, merge_options))
+    echo_outputs(request.parameter, run_sweep(request, merge_options, reuse=not rewrite))
 
 
 @sweep.command(name="timber", cls=PrettyPrintHelp)

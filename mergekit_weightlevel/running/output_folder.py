@@ -128,3 +128,28 @@ def complete_output(
     remove_stale_weights(folder, before)
     mark_complete(folder)
     write_method_card(folder, options)
+
+
+def is_current(
+    folder: str | os.PathLike, config_text: str, input_folders: list[Path | None]
+) -> bool:
+    """Whether ``folder`` already holds this merge, written completely after its inputs last
+    changed: no marker, the same ``mergekit_config.yml``, weights newer than every input's.
+
+    A sweep run again (after an interruption, or to add values) reuses such outputs instead
+    of merging them again. An input that is not a local folder cannot be dated: never reused.
+    """
+    folder = Path(folder)
+    recorded = folder / "mergekit_config.yml"
+    if (folder / INCOMPLETE_MARKER).exists() or not recorded.is_file():
+        return False
+    if recorded.read_text(encoding="utf-8") != config_text:
+        return False
+    written = [stat[1] for stat in weight_files(folder).values()]
+    if not written or None in input_folders or not (folder / "config.json").is_file():
+        return False
+    newest_input = max(
+        (item.stat().st_mtime_ns for source in input_folders for item in source.iterdir()),
+        default=0,
+    )
+    return min(written) > newest_input

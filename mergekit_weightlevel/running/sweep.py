@@ -61,6 +61,7 @@ class SweptOutput:
     value: float
     folder: Path
     error: str | None = None
+    reused: bool = False  # written by an earlier run of the same sweep, kept as it was
 
 
 def sweep_out_dirs(
@@ -183,16 +184,22 @@ def _check_values(values: Sequence[float], spec: ParameterSpec, method: str) -> 
         )
 
 
-def run_sweep(request: SweepRequest, options: MergeOptions | None = None) -> list[SweptOutput]:
+def run_sweep(
+    request: SweepRequest, options: MergeOptions | None = None, *, reuse: bool = True
+) -> list[SweptOutput]:
     """Merge every value of a checked sweep in one pass; one ``SweptOutput`` per value.
 
     A value that fails leaves the others written; its folder keeps the "incomplete" marker
-    (``output_folder``) with the reason, and its ``SweptOutput.error`` says it.
+    (``output_folder``) with the reason, and its ``SweptOutput.error`` says it. With
+    ``reuse``, a value whose folder already holds its complete merge, written after the
+    inputs last changed (``output_folder.is_current``), is not merged again.
     """
+    from mergekit_weightlevel.checks.headers import local_folder
     from mergekit_weightlevel.registry import register_methods
     from mergekit_weightlevel.running import stock_merge
     from mergekit_weightlevel.running.config_checks import check_config
     from mergekit_weightlevel.running.one_pass import PlannedOutput, merge_in_one_pass
+    from mergekit_weightlevel.running.output_folder import is_current
 
     register_methods()
     stock_merge.install()  # mergekit's helpers pick our file donors (no start-up hook ran?)
@@ -210,15 +217,28 @@ def run_sweep(request: SweepRequest, options: MergeOptions | None = None) -> lis
             configs, request.configs, request.out_dirs, request.values
         )
     ]
-    shares = request.method.sweep_shares_work_along == request.parameter
-    share = SweepShare(request.values) if shares else None
-    with merge_run() as run:
-        check_config(configs[0], options)  # the values differ in one checked parameter only
-        run.threads = policy_for(options.num_threads)
-        outcomes = merge_in_one_pass(outputs, options, share=share)
+    inputs = [
+        local_folder(model, cache_dir=options.transformers_cache)
+        for model in configs[0].referenced_models()
+    ]
+    done = {
+        output.out_path
+        for output in outputs
+        if reuse and is_current(output.out_path, output.config_text, inputs)
+    }
+    pending = [output for output in outputs if output.out_path not in done]
+    errors: dict[Path, str | None] = {}
+    if pending:
+        shares = request.method.sweep_shares_work_along == request.parameter
+        share = SweepShare([o.value for o in pending]) if shares else None
+        with merge_run() as run:
+            check_config(pending[0].config, options)  # values differ in one checked parameter
+            run.threads = policy_for(options.num_threads)
+            outcomes = merge_in_one_pass(pending, options, share=share)
+        errors = {o.out_path: outcome.message for o, outcome in zip(pending, outcomes)}
     return [
-        SweptOutput(value, folder, outcome.message)
-        for value, folder, outcome in zip(request.values, request.out_dirs, outcomes)
+        SweptOutput(value, folder, errors.get(folder), reused=folder in done)
+        for value, folder in zip(request.values, request.out_dirs)
     ]
 
 
