@@ -20,7 +20,10 @@ from mergekit_weightlevel.method_configs import (
     paramdelta_config,
     shadow_graft_config,
     timber_config,
+    with_value,
 )
+from mergekit_weightlevel.methods.instruct_thinking_interp import DECLARATION as INTERP_DECLARATION
+from mergekit_weightlevel.methods.paramdelta import DECLARATION as PARAMDELTA_DECLARATION
 
 
 def write_config(path: Path, config: dict) -> Path:
@@ -197,7 +200,7 @@ def run_cases(
         lambdas = ",".join(str(v) for v in SWEEP_LAMBDAS)
         config = workdir / "timber.yml"
         sweep = measure(
-            f"sweep timber --lambdas {lambdas}",
+            f"sweep --values {lambdas}",
             worker_argv("sweep", config, out / "sweep", lambdas),
         )
         rows.append(
@@ -208,6 +211,9 @@ def run_cases(
                 max_relative_difference(out / f"sweep-lambda{TIMBER_LAMBDA:g}", ours_out),
             )
         )
+
+    if "sweeps" in only:
+        rows += sweep_rows(f, workdir, out)
 
     if "analyze" in only:
         for metrics, alternative_label, worker, title in ANALYZE_PAIRS:
@@ -220,6 +226,58 @@ def run_cases(
 
     if "contended" in only:
         rows += contended_rows(f, workdir, out)
+    return rows
+
+
+#: The sweeps measured against one merge per value: (case, config builder, values), each
+#: method's declared grid (the interpolation paper's 7 λ, ParamΔ's 4 weights).
+SWEEP_CASES = (
+    (
+        "instruct_thinking_interp",
+        lambda f: interp_config(f.instruct, f.thinking, 0.5, dtype="float32"),
+        INTERP_DECLARATION.sweep,
+    ),
+    (
+        "paramdelta",
+        lambda f: paramdelta_config(f.base, f.instruct, f.base_v2, dtype="float32"),
+        PARAMDELTA_DECLARATION.sweep,
+    ),
+)
+
+
+def sweep_rows(f, workdir: Path, out: Path) -> list:
+    """A sweep of each method's grid against the same values merged one mergekit-yaml run
+    each (their times summed, their memory the largest), and against one of those runs."""
+    rows = []
+    for method, build_config, axis in SWEEP_CASES:
+        config = build_config(f)
+        values = ",".join(f"{v:g}" for v in axis.grid)
+        path = write_config(workdir / f"sweep_{method}.yml", config)
+        sweep = measure(
+            f"sweep {method} --values {values}",
+            worker_argv("sweep", path, out / f"sweep_{method}", values),
+        )
+        singles = []
+        for value in axis.grid:
+            single = with_value(config, axis.parameter, value, per_donor=axis.per_donor)
+            name = f"single_{method}_{value:g}"
+            single_path = write_config(workdir / f"{name}.yml", single)
+            singles.append(measure(f"{method} {axis.parameter}={value:g}",
+                                   worker_argv("merge", single_path, out / name)))  # fmt: skip
+        separate = Measurement(
+            f"{len(singles)} separate mergekit-yaml runs",
+            sum(m.seconds for m in singles),
+            max(m.peak_anon_mb for m in singles),
+            max(m.peak_rss_mb for m in singles),
+        )
+        last = f"{axis.grid[-1]:g}"
+        diff = max_relative_difference(
+            out / f"sweep_{method}-{axis.parameter}{last}", out / f"single_{method}_{last}"
+        )
+        rows.append((f"{method} sweep of {len(singles)} values vs one run per value",
+                     sweep, separate, diff))  # fmt: skip
+        rows.append((f"{method} sweep of {len(singles)} values vs one merge", sweep,
+                     singles[-1], diff))  # fmt: skip
     return rows
 
 

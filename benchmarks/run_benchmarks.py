@@ -19,6 +19,8 @@ Baselines:
   do (whole state dicts in RAM; for Timber a float64 full SVD per tensor and, as
   ``timber.py`` does by default, its SVD cache kept and saved next to the output);
 - for λ sweeps, one ``timber_spectral`` run (a sweep of 4 λ should cost ≤ 1.6 × that);
+- for the interpolation's and ParamΔ's sweeps (their declared grids, 7 λ and 4 weights), one
+  ``mergekit-yaml`` run per value, and one such run (7 λ should cost ≤ 2.5 × one merge);
 - reading both checkpoints tensor by tensor and nothing else (for ``analyze --metrics sigma``);
 - the ``sigma,erank`` analysis itself, for the cost of the Reading built from it.
 
@@ -64,7 +66,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        default="paramdelta,interp,shadow,timber,analyze,contended,floor,kernels,structure,reading",
+        default="paramdelta,interp,shadow,timber,sweeps,analyze,contended,floor,kernels,structure,reading",
     )
     parser.add_argument(
         "--repeat",

@@ -107,12 +107,15 @@ def worker_timber_baseline(base: str, instruct: str, out: str) -> None:
     torch.save(svd_cache, Path(out) / "svd_cache.pt")
 
 
-def worker_sweep(config_path: str, out_prefix: str, lambdas: str) -> None:
-    """`mergekit-weightlevel sweep timber CONFIG OUT_PREFIX --lambdas ...`, in-process."""
-    from mergekit_weightlevel.running.sweep import sweep_config, sweep_out_dirs
+def worker_sweep(config_path: str, out_prefix: str, values: str) -> None:
+    """`mergekit-weightlevel sweep CONFIG OUT_PREFIX --values ...` (any method), in-process."""
+    from mergekit_weightlevel.running.sweep import sweep
 
-    values = [float(v) for v in lambdas.split(",")]
-    sweep_config(config_path, values, sweep_out_dirs(out_prefix, values), merge_options())
+    outputs = sweep(config_path, [float(v) for v in values.split(",")], out_prefix,
+                    options=merge_options())  # fmt: skip
+    failed = [o.error for o in outputs if o.error]
+    if failed:
+        raise SystemExit("; ".join(failed))
 
 
 def worker_read_only(a: str, b: str) -> None:

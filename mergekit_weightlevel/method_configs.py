@@ -10,6 +10,7 @@ these dicts as its YAML files): ``merge_method``, ``base_model``, ``models``, ``
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -136,3 +137,30 @@ def timber_config(
     ``erank_exponent``, ``solver``, ...); a sweep leaves ``lam`` out and sets λ per run."""
     models = [_model(instruct)]
     return _config("timber_spectral", base, models, _with_lambda(lam, parameters), dtype)
+
+
+def donor_entries(config: Config) -> list[dict[str, Any]]:
+    """The config's donor entries: every model (or slice source) but the base and the model
+    with ``role: target``."""
+    entries = list(config.get("models") or [])
+    for output_slice in config.get("slices") or []:
+        entries += list(output_slice.get("sources") or [])
+    base = str(config.get("base_model"))
+    return [
+        entry
+        for entry in entries
+        if str(entry.get("model")) != base
+        and (entry.get("parameters") or {}).get("role") != "target"
+    ]
+
+
+def with_value(config: Config, parameter: str, value: float, *, per_donor: bool) -> Config:
+    """A copy of ``config`` with ``parameter`` set to ``value``: in the top-level
+    ``parameters`` (a shared parameter), or on every donor entry (``per_donor``)."""
+    updated = copy.deepcopy(config)
+    if not per_donor:
+        updated["parameters"] = {**(updated.get("parameters") or {}), parameter: value}
+        return updated
+    for entry in donor_entries(updated):
+        entry["parameters"] = {**(entry.get("parameters") or {}), parameter: value}
+    return updated

@@ -12,10 +12,11 @@ _package = sys.modules["mergekit_weightlevel"]
 _package._registration_pending = True
 
 from mergekit import merge_methods  # noqa: E402
-from mergekit.merge_methods import MergeMethod  # noqa: E402
 from mergekit.merge_methods.base import MISSING, ParameterScope  # noqa: E402
 
 from mergekit_weightlevel.checks.parameter_types import describe_type, is_required  # noqa: E402
+from mergekit_weightlevel.methods.base import WeightLevelMethod  # noqa: E402
+from mergekit_weightlevel.methods.declaration import MethodDeclaration  # noqa: E402
 from mergekit_weightlevel.methods.instruct_thinking_interp import (  # noqa: E402
     instruct_thinking_interp_method,
 )
@@ -24,13 +25,25 @@ from mergekit_weightlevel.methods.shadow_graft import shadow_graft_method  # noq
 from mergekit_weightlevel.methods.timber import timber_spectral_method  # noqa: E402
 
 # Every method this package provides, in the order `mergekit-weightlevel methods` lists them.
-METHODS: tuple[MergeMethod, ...] = (
+METHODS: tuple[WeightLevelMethod, ...] = (
     paramdelta_method,
     shadow_graft_method,
     timber_spectral_method,
     instruct_thinking_interp_method,
 )
 METHOD_NAMES: tuple[str, ...] = tuple(method.spec.name for method in METHODS)
+#: What each method declares about itself (``methods.declaration``), by name.
+DECLARATIONS: dict[str, MethodDeclaration] = {m.spec.name: m.declaration for m in METHODS}
+
+
+def declaration_of(name: str | None) -> MethodDeclaration | None:
+    """The declaration of one of this package's methods; None for any other name."""
+    return DECLARATIONS.get(name or "")
+
+
+def method_of(name: str | None) -> WeightLevelMethod | None:
+    """This package's method of that name; None for any other name (mergekit's own included)."""
+    return next((m for m in METHODS if m.spec.name == name), None)
 
 
 def register_methods() -> tuple[str, ...]:
@@ -60,15 +73,22 @@ SCOPE_READING = {
 
 
 def describe_methods() -> list[dict]:
-    """Each method with its paper link and parameters, read from the method specs."""
+    """Each method with its paper link, parameters and sweep axis, read from the method specs
+    and declarations."""
     described = []
     for method in METHODS:
-        spec = method.spec
+        spec, declaration = method.spec, method.declaration
         described.append(
             {
                 "name": spec.name,
                 "pretty_name": spec.pretty_name,
                 "reference_url": spec.reference_url,
+                "aliases": list(declaration.aliases),
+                "sweep": {
+                    "parameter": declaration.sweep.parameter,
+                    "per_donor": declaration.sweep.per_donor,
+                    "grid": list(declaration.sweep.grid),
+                },
                 "summary": (method.__doc__ or "").strip().splitlines()[0] if method.__doc__ else "",
                 "parameters": [
                     {

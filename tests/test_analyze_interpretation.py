@@ -228,7 +228,7 @@ def test_shadow_ft_preview_counts_what_the_default_include_grafts(pairs):
     assert f"holding {percent(preview['energy_share'])}" in text
 
 
-def test_paramdelta_preview_names_the_tensors_that_differ_in_shape(tmp_path, base_state):
+def test_param_delta_preview_names_the_tensors_that_differ_in_shape(tmp_path, base_state):
     wider = tiny_config(layers=LAYERS, shape={"vocab_size": 160})
     state = random_base_state(wider, seed=0)
     for name, tensor in base_state.items():  # the same weights where the shapes agree
@@ -237,10 +237,10 @@ def test_paramdelta_preview_names_the_tensors_that_differ_in_shape(tmp_path, bas
     a = save(base_state, tmp_path / "old_base")
     b = save(state, tmp_path / "new_base", config=wider)
     _, pair = reading_of((a, b), metrics="sigma")
-    differ = pair.reading.paramdelta["shape_differs"]
+    differ = pair.reading.param_delta["shape_differs"]
     assert {item["name"] for item in differ} == {"model.embed_tokens.weight", "lm_head.weight"}
     assert all(item["vocabulary"] for item in differ)
-    (text,) = statements(pair, "paramdelta")
+    (text,) = statements(pair, "param_delta")
     assert "2 tensors differ in shape: " in text and "aligned by a tokenizer section" in text
 
 

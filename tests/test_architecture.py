@@ -98,8 +98,8 @@ def graph() -> dict[str, set[str]]:
 
 
 def test_the_walk_sees_function_level_imports(graph):
-    # running.stock_merge imports publishing.card inside a function.
-    assert f"{PACKAGE}.publishing.card" in graph[f"{PACKAGE}.running.stock_merge"]
+    # running.output_folder imports publishing.card inside a function.
+    assert f"{PACKAGE}.publishing.card" in graph[f"{PACKAGE}.running.output_folder"]
 
 
 def test_no_import_cycle_anywhere(graph):
@@ -150,3 +150,22 @@ def test_imports_point_down_the_layers(graph):
 
 def test_every_folder_is_in_the_map():
     assert {layer(name) for name in modules()} <= set(ALLOWED)
+
+
+#: Where a method's name may be written out: its own home, the light index of names, and the
+#: places that use methods as a user does (the standard configs, the demo, the toy family).
+NAMES_ALLOWED_IN = ("methods", "about", "method_configs", "demo", "toy")
+
+
+def test_no_module_outside_methods_names_a_method():
+    """A method's identity lives in its own module (its declaration); everything else reads it."""
+    from mergekit_weightlevel.about import METHOD_NAMES
+
+    found = []
+    for name, path in modules().items():
+        if name.split(".")[1] in NAMES_ALLOWED_IN if "." in name else True:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in METHOD_NAMES:
+                found.append(f"{name}:{node.lineno} {node.value!r}")
+    assert not found

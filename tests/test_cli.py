@@ -115,6 +115,6 @@ def test_stock_mergekit_yaml_console_script(qwen2_sharded_family, tmp_path):
         assert torch.allclose(merged[name].double(), expected, rtol=0, atol=1e-6), name
     card = (out / "README.md").read_text()
     assert (
-        "ParamΔ: the post-training of instruct (weight `0.8`) and thinking (weight `0.3`)" in card
+        "ParamΔ: the post-training of instruct (weight = 0.8) and thinking (weight = 0.3)" in card
     )
     assert "Post-Train Large Language Model at Zero Cost](https://arxiv.org/abs/2504.21023)" in card

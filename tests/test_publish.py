@@ -44,7 +44,7 @@ from mergekit_weightlevel.publishing import (
     publish_folder,
     write_card,
 )
-from mergekit_weightlevel.publishing.papers import PAPERS
+from mergekit_weightlevel.registry import DECLARATIONS
 
 # huggingface_hub's LFS upload passes a file object as `data=` (its code, not ours).
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
@@ -183,7 +183,9 @@ def test_card_round_trips_through_modelcard(method, family, merged, tmp_path):
     names = {str(p): HUB_NAMES[n] for n, p in family.paths().items()}
     assert data["base_model"] == [names[p] for p in inputs]
     assert data["base_model_relation"] == "merge"
-    assert data["tags"] == list(dict.fromkeys(["mergekit", "merge", method, PAPERS[method].tag]))
+    assert data["tags"] == list(
+        dict.fromkeys(["mergekit", "merge", method, DECLARATIONS[method].paper.tag])
+    )
     assert data["library_name"] == "transformers"
     assert data["license"] == "apache-2.0"
     assert data["pipeline_tag"] == "text-generation"
@@ -192,8 +194,9 @@ def test_card_round_trips_through_modelcard(method, family, merged, tmp_path):
     assert str(ModelCard(str(card))) == str(card)
 
     text = card.text
+    paper = DECLARATIONS[method].paper
     assert EXPECTED_SUMMARY[method] in text
-    assert PAPERS[method].url in text and PAPERS[method].bibtex in text
+    assert paper.url in text and paper.bibtex in text
     yaml_text = (out / "mergekit_config.yml").read_text(encoding="utf-8")
     assert f"```yaml\n{yaml_text.rstrip()}\n```" in text
     assert 'model_id = "me/' + method + '"' in text
@@ -215,8 +218,8 @@ def test_card_round_trips_through_modelcard(method, family, merged, tmp_path):
     [
         (
             paramdelta_config("{base}", [("{instruct}", 0.5), ("{thinking}", 0.25)], "{base_v2}"),
-            "ParamΔ: the post-training of tiny-instruct (weight `0.5`) and tiny-thinking (weight "
-            "`0.25`) transplanted onto Θ'_base (tiny-base-v2), Θ = Θ'_base + Σ weight·(Θ_post − "
+            "ParamΔ: the post-training of tiny-instruct (weight = 0.5) and tiny-thinking (weight "
+            "= 0.25) transplanted onto Θ'_base (tiny-base-v2), Θ = Θ'_base + Σ weight·(Θ_post − "
             "Θ_base) with Θ_base = tiny-base.",
         ),
         (

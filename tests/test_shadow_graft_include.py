@@ -7,9 +7,9 @@ import logging
 import pytest
 from helpers import run_yaml_merge
 
+from mergekit_weightlevel.checks import grafting
 from mergekit_weightlevel.errors import WeightLevelConfigError
 from mergekit_weightlevel.method_configs import shadow_graft_config
-from mergekit_weightlevel.methods.shadow_graft import method as shadow_graft
 
 
 def graft(family, tmp_path, include=None):
@@ -18,13 +18,6 @@ def graft(family, tmp_path, include=None):
         family.base, family.tuned, family.instruct, parameters=parameters, dtype="float32"
     )
     return run_yaml_merge(config, tmp_path / "out")
-
-
-@pytest.fixture(autouse=True)
-def fresh_checks():
-    shadow_graft._include_checked.clear()
-    yield
-    shadow_graft._include_checked.clear()
 
 
 def test_include_matching_nothing_is_an_error_naming_what_it_could_have_meant(
@@ -54,7 +47,7 @@ def test_include_taking_attention_but_no_mlp_warns_with_what_it_left_out(
     arch_family, tmp_path, caplog
 ):
     family = arch_family("llama")
-    with caplog.at_level(logging.WARNING, logger=shadow_graft.__name__):
+    with caplog.at_level(logging.WARNING, logger=grafting.__name__):
         graft(family, tmp_path, include="self_attn")
     warnings = [r.getMessage() for r in caplog.records if "leaves out" in r.getMessage()]
     assert len(warnings) == 1, warnings  # once per merge, not per tensor
@@ -65,6 +58,6 @@ def test_include_taking_attention_but_no_mlp_warns_with_what_it_left_out(
 
 @pytest.mark.parametrize("name", ["gpt2", "mixtral"])
 def test_default_include_gives_neither_error_nor_warning(arch_family, tmp_path, caplog, name):
-    with caplog.at_level(logging.WARNING, logger=shadow_graft.__name__):
+    with caplog.at_level(logging.WARNING, logger=grafting.__name__):
         graft(arch_family(name), tmp_path)
     assert not [r for r in caplog.records if "include" in r.getMessage()]

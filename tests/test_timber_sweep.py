@@ -13,6 +13,7 @@ from mergekit_weightlevel import method_configs
 from mergekit_weightlevel.cli import main
 from mergekit_weightlevel.errors import WeightLevelConfigError
 from mergekit_weightlevel.methods import timber as ts
+from mergekit_weightlevel.methods.sweep_share import SweepShare
 from mergekit_weightlevel.running.sweep import sweep_config, sweep_out_dirs, timber_sweep
 
 LAMBDAS = [0.0, 0.2, 0.4, 1.0]
@@ -103,14 +104,24 @@ def test_sweep_rejects_lambda_set_per_tensor(llama_family, tmp_path):
         sweep_config(config, [0.1, 0.2], [tmp_path / "a", tmp_path / "b"])
 
 
-def test_kernel_rejects_a_lambda_other_than_the_sweeps():
-    from mergekit_weightlevel.methods.timber import sweep_hook
+def test_share_computes_every_value_once_and_forgets_what_was_taken():
+    share = SweepShare([0.1, 0.2, 0.4])
+    calls = []
 
-    with sweep_hook.sweeping(sweep_hook.SweepRequest([0.1, 0.2])):
-        assert sweep_hook.lambdas_for("w", 0.1) == [0.1, 0.2]
-        with pytest.raises(WeightLevelConfigError, match=r"tensor w got `lambda: 0.5`"):
-            sweep_hook.lambdas_for("w", 0.5)
-    assert sweep_hook.lambdas_for("w", 0.5) == [0.5]  # outside a sweep
+    def compute(values):
+        calls.append(tuple(values))
+        return [torch.full((2,), v) for v in values]
+
+    # Any order of asking: one computation for all three, each value gets its own output.
+    assert torch.equal(share.take("w", 0.4, compute), torch.full((2,), 0.4))
+    assert torch.equal(share.take("w", 0.1, compute), torch.full((2,), 0.1))
+    assert torch.equal(share.take("w", 0.2, compute), torch.full((2,), 0.2))
+    assert calls == [(0.1, 0.2, 0.4)]
+    assert not share._waiting  # nothing is kept once every value has taken its output
+    share.take("v", 0.1, compute)
+    share.forget(0.2)
+    share.forget(0.4)
+    assert not share._waiting  # a failed value's outputs are dropped too
 
 
 def test_cli_sweep_reports_bad_lambdas(llama_family, tmp_path):
@@ -119,7 +130,7 @@ def test_cli_sweep_reports_bad_lambdas(llama_family, tmp_path):
         main, ["sweep", "timber", str(config), str(tmp_path / "o"), "--lambdas", "0.1,-1"]
     )
     assert result.exit_code == 1
-    assert "parameter `lambda` must be a float ≥ 0" in result.output
+    assert "timber_spectral sweep: `lambda` must be a float in [0, inf]; not -1." in result.output
 
 
 def test_example_config_runs_on_the_demo_family(llama_family, tmp_path):

@@ -22,7 +22,7 @@ from mergekit_weightlevel.analyze.aggregate import MIN_GROUP_FOR_Z, stands_out
 from mergekit_weightlevel.analyze.columns import SIGMA, percent
 from mergekit_weightlevel.analyze.previews import (
     TimberPreview,
-    paramdelta_preview,
+    param_delta_preview,
     shadow_ft_preview,
     timber_preview,
 )
@@ -101,7 +101,7 @@ class Reading:
     statements: list[Statement] = field(default_factory=list)
     timber: TimberPreview | None = None
     shadow_ft: dict[str, Any] | None = None
-    paramdelta: dict[str, Any] | None = None
+    param_delta: dict[str, Any] | None = None
     signature: dict[str, Any] | None = None
     outliers: list[dict[str, Any]] = field(default_factory=list)
 
@@ -111,7 +111,7 @@ class Reading:
             "statements": [statement.to_dict() for statement in self.statements],
             "timber_preview": self.timber.to_dict() if self.timber else None,
             "shadow_ft": self.shadow_ft,
-            "paramdelta": self.paramdelta,
+            "param_delta": self.param_delta,
             "signature": self.signature,
             "outliers": self.outliers,
         }
@@ -130,10 +130,10 @@ def read_pair(pair: PairData) -> Reading:
     reading.timber = timber_preview(pair.tensors)
     if reading.timber is not None:
         reading.statements.append(_timber_statement(reading.timber))
-    reading.paramdelta = paramdelta_preview(
+    reading.param_delta = param_delta_preview(
         pair.summary, pair.skipped, pair.only_in_a, pair.only_in_b
     )
-    reading.statements.append(_paramdelta_statement(reading.paramdelta))
+    reading.statements.append(_param_delta_statement(reading.param_delta))
     reading.shadow_ft = shadow_ft_preview(pair.tensors)
     if reading.shadow_ft is not None:
         reading.statements.append(_shadow_ft_statement(reading.shadow_ft))
@@ -349,7 +349,7 @@ def _timber_statement(preview: TimberPreview) -> Statement:
     return Statement("timber", text, (TIMBER_ALGORITHM,))
 
 
-def _paramdelta_statement(preview: dict[str, Any]) -> Statement:
+def _param_delta_statement(preview: dict[str, Any]) -> Statement:
     sigma = f"σ {SIGMA.cell(preview['sigma_mean'])} between them"
     differ = preview["shape_differs"]
     if differ:
@@ -365,7 +365,7 @@ def _paramdelta_statement(preview: dict[str, Any]) -> Statement:
     if preview["only_in_a"] or preview["only_in_b"]:
         missing = f"; {preview['only_in_a']} tensors only in A, {preview['only_in_b']} only in B"
     text = f"If A and B are ParamΔ's old and new base: {sigma}; {shapes}{missing}."
-    return Statement("paramdelta", text)
+    return Statement("param_delta", text)
 
 
 def _shadow_ft_statement(preview: dict[str, Any]) -> Statement:

@@ -143,7 +143,7 @@ def shadow_ft_preview(
     }
 
 
-def paramdelta_preview(
+def param_delta_preview(
     summary: dict[str, Any],
     skipped: list[dict[str, str]],
     only_in_a: list[str],

@@ -126,3 +126,13 @@ def describe_type(value_type: Any) -> str:
         args = [describe_type(a) for a in get_args(value_type) if a is not type(None)]
         return " | ".join(args) + (" (optional)" if type(None) in get_args(value_type) else "")
     return getattr(value_type, "__name__", str(value_type))
+
+
+def is_numeric(value_type: Any) -> bool:
+    """Whether a parameter takes a number (a float, or a bounded float of this module)."""
+    if value_type in (float, int):
+        return True
+    if get_origin(value_type) is Annotated:
+        meta = get_args(value_type)[1:]
+        return any(isinstance(m, Range) for m in meta) or is_numeric(get_args(value_type)[0])
+    return False

@@ -26,16 +26,91 @@ def merge(merge_options: MergeOptions, config_file: str, out_path: str) -> None:
     merge_yaml(config_file, out_path, merge_options)
 
 
-@click.group()
+class SweepGroup(click.Group):
+    """``sweep CONFIG OUT_PREFIX …`` for every method, beside ``sweep timber …`` (kept as it was):
+    arguments that do not start with a subcommand's name go to the default command."""
+
+    default_command = "config"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=SweepGroup, invoke_without_command=False)
 def sweep() -> None:
-    """Run one merge for several parameter values, sharing the expensive part."""
+    """Merge one config at several values of one parameter, in one pass over the inputs.
+
+    \b
+    mergekit-weightlevel sweep CONFIG OUT_PREFIX --values 0.2,0.4,0.5 [--parameter NAME]
+    mergekit-weightlevel sweep timber CONFIG OUT_PREFIX --lambdas 0,0.2,0.4
+    """
 
 
-def parse_lambdas(_ctx: click.Context, _param: click.Parameter, value: str) -> list[float]:
+def parse_numbers(
+    _ctx: click.Context, param: click.Parameter, value: str | None
+) -> list[float] | None:
+    if value is None:
+        return None
     try:
         return [float(part) for part in value.split(",") if part.strip()]
     except ValueError:
         raise click.BadParameter(f"a comma-separated list of numbers, got {value!r}") from None
+
+
+def echo_outputs(parameter: str, outputs: list) -> None:
+    """One line per value: its folder, or why it was not written; exit 1 if any failed."""
+    for output in outputs:
+        failed = f"  NOT WRITTEN: {output.error}" if output.error else ""
+        reused = "  (already written by an earlier run: reused)" if output.reused else ""
+        click.echo(f"{parameter} {output.value:g}: {output.folder}{failed}{reused}")
+    if any(output.error for output in outputs):
+        raise click.exceptions.Exit(1)
+
+
+@sweep.command(name="config", cls=PrettyPrintHelp, hidden=True)
+@click.argument("config_file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out_prefix", type=click.Path(file_okay=False))
+@click.option(
+    "--values",
+    callback=parse_numbers,
+    default=None,
+    help="Comma-separated values, e.g. 0.2,0.4,0.5; one output OUT_PREFIX-<parameter><value> "
+    "each. Default: the method's grid (`mergekit-weightlevel methods`).",
+)
+@click.option(
+    "--parameter",
+    default=None,
+    help="The numeric parameter to sweep. Default: the method's axis (λ for timber_spectral "
+    "and instruct_thinking_interp, the donors' weight for paramdelta and shadow_graft).",
+)
+@click.option(
+    "--rewrite",
+    is_flag=True,
+    help="Merge every value again, even those whose folder already holds the same merge "
+    "written after its inputs last changed (by default such outputs are reused).",
+)
+@add_merge_options
+@user_errors
+def sweep_values(
+    merge_options: MergeOptions,
+    config_file: str,
+    out_prefix: str,
+    values: list[float] | None,
+    parameter: str | None,
+    rewrite: bool,
+) -> None:
+    """CONFIG (any of this plugin's methods) at each value, reading each tensor once.
+
+    Each output equals a merge of CONFIG with that value on its own. Takes mergekit-yaml's
+    options.
+    """
+    from mergekit_weightlevel.running.sweep import plan_sweep, run_sweep
+
+    merge_options.apply_global_options()
+    request = plan_sweep(config_file, values, out_prefix=out_prefix, parameter=parameter)
+    echo_outputs(request.parameter, run_sweep(request, merge_options, reuse=not rewrite))
 
 
 @sweep.command(name="timber", cls=PrettyPrintHelp)
@@ -44,7 +119,7 @@ def parse_lambdas(_ctx: click.Context, _param: click.Parameter, value: str) -> l
 @click.option(
     "--lambdas",
     required=True,
-    callback=parse_lambdas,
+    callback=parse_numbers,
     help="Comma-separated λ values, e.g. 0,0.1,0.2,0.4; one output OUT_PREFIX-lambda<λ> each.",
 )
 @add_merge_options
@@ -55,11 +130,11 @@ def sweep_timber(
     """Timber (timber_spectral) for every λ, decomposing each tensor once.
 
     CONFIG_FILE is a timber_spectral mergekit YAML; its `lambda` is replaced by each value
-    of --lambdas. Takes mergekit-yaml's options.
+    of --lambdas. Takes mergekit-yaml's options. The same as `sweep CONFIG_FILE OUT_PREFIX
+    --values …` on a timber_spectral config.
     """
-    from mergekit_weightlevel.running.sweep import sweep_config, sweep_out_dirs
+    from mergekit_weightlevel.running.sweep import plan_timber_sweep, run_sweep
 
     merge_options.apply_global_options()
-    out_dirs = sweep_out_dirs(out_prefix, lambdas)
-    for lam, folder in zip(lambdas, sweep_config(config_file, lambdas, out_dirs, merge_options)):
-        click.echo(f"lambda {lam:g}: {folder}")
+    request = plan_timber_sweep(config_file, lambdas, out_prefix=out_prefix)
+    echo_outputs(request.parameter, run_sweep(request, merge_options))

@@ -27,7 +27,8 @@ from mergekit.merge_methods.base import (
 
 from mergekit_weightlevel.checks.headers import check_inputs
 from mergekit_weightlevel.errors import WeightLevelConfigError
-from mergekit_weightlevel.numerics import threads
+from mergekit_weightlevel.methods.declaration import MethodDeclaration
+from mergekit_weightlevel.methods.merge_run import current_run
 from mergekit_weightlevel.numerics.pair_statistics import sigma
 
 LOG = logging.getLogger(__name__)
@@ -106,21 +107,15 @@ PAIR_SIGMA_SAMPLES = 2
 #: of 0.25 against typical values of 0.004–0.06 needs no more, and the check stays O(1)).
 PAIR_SIGMA_MAX_ELEMENTS = 1 << 16
 
-_preflight_done: set[tuple] = set()
-_pair_samples: dict[tuple, int] = {}
 
+def preflight_key(method: str, models: Sequence[Hashable]) -> tuple:
+    """The key under which a merge records that the headers of ``models`` were checked.
 
-def _preflight_key(method: str, models: Sequence[Hashable]) -> tuple:
-    return (method, frozenset(models))
-
-
-def mark_preflight_done(method: str, models: Sequence[Hashable]) -> None:
-    """Record that the whole-config checks already read these inputs' headers.
-
-    They know whether the config aligns vocabularies, which the per-tensor check cannot;
-    running it again would repeat their findings with less knowledge.
+    The whole-config checks record it too: they know whether the config aligns
+    vocabularies, which the per-tensor check cannot; running it again would repeat their
+    findings with less knowledge.
     """
-    _preflight_done.add(_preflight_key(method, models))
+    return ("headers", method, frozenset(models))
 
 
 def _allow_nonfinite() -> bool:
@@ -159,8 +154,14 @@ class WeightLevelMethod(GroupMergeMethod):
     """
 
     spec: MergeMethodSpec
+    #: Everything else the package knows about the method (``methods.declaration``).
+    declaration: MethodDeclaration
     #: One sentence on how the models must be configured, appended to every error.
     usage: str = ""
+    #: The parameter along which a sweep's values share an expensive step (None: none): a
+    #: sweep of it gives the kernel its ``SweepShare`` (``methods.sweep_share``), and the
+    #: kernel computes every value from one such step.
+    sweep_shares_work_along: str | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -187,24 +188,27 @@ class WeightLevelMethod(GroupMergeMethod):
         self._preflight(input_ids, base_id)
 
     def _preflight(self, input_ids: Sequence[Hashable], base_id: Hashable | None) -> None:
-        """Header checks of real checkpoints, once per set of inputs (mergekit calls us per tensor)."""
+        """Header checks of real checkpoints, once per merge (mergekit calls us per tensor)."""
         # Imported here: mergekit.common pulls in mergekit.io, which `import
         # mergekit_weightlevel` should not (registration stays light).
         from mergekit.common import ModelReference
 
         if not all(isinstance(i, ModelReference) for i in input_ids):
             return  # the in-memory API: there are no files to check
-        key = _preflight_key(self.spec.name, input_ids)
-        if key in _preflight_done:
+        run = current_run()
+        key = preflight_key(self.spec.name, input_ids)
+        if key in run.checked:
             return
         ordered = ([base_id] if base_id in input_ids else []) + [
             i for i in input_ids if i != base_id
         ]
         check_inputs(ordered, method=self.spec.name)
-        _preflight_done.add(key)
+        run.checked.add(key)
 
     def _execute(self, groups, parameters, options, *, input_dtypes, out_dtype=None):
-        threads.update()  # between tensors: the CPUs other processes leave free
+        policy = current_run().threads
+        if policy is not None:
+            policy.update()  # between tensors: the CPUs other processes leave free
         results = super()._execute(
             groups, parameters, options, input_dtypes=input_dtypes, out_dtype=out_dtype
         )
@@ -240,17 +244,18 @@ class WeightLevelMethod(GroupMergeMethod):
         base = group.base
         if base is None or base.tensor.ndim < 2:
             return
+        samples = current_run().pair_samples
         for entry in group.non_base:
             key = (self.spec.name, base.id, entry.id)
-            seen = _pair_samples.get(key, 0)
+            seen = samples.get(key, 0)
             if seen >= PAIR_SIGMA_SAMPLES:
                 continue
-            _pair_samples[key] = seen + 1
+            samples[key] = seen + 1
             if entry.tensor.shape != base.tensor.shape:
                 continue
             measured = sigma(evenly_spaced(base.tensor), evenly_spaced(entry.tensor))
             if measured > PAIR_SIGMA_WARNING:
-                _pair_samples[key] = PAIR_SIGMA_SAMPLES  # one warning per pair is enough
+                samples[key] = PAIR_SIGMA_SAMPLES  # one warning per merge and pair is enough
                 LOG.warning(
                     "%s: σ(%s, %s) = %.3f on %s, far above the 0.004–0.06 measured between a "
                     "base and its post-trained versions. This method assumes %s was trained "

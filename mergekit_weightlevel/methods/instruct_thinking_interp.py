@@ -25,17 +25,71 @@ from mergekit.merge_methods.base import (
 
 from mergekit_weightlevel.checks.parameter_types import required_bounded_float
 from mergekit_weightlevel.methods.base import WeightLevelMethod, compute_dtype
+from mergekit_weightlevel.methods.declaration import (
+    OTHER,
+    FileOrigin,
+    MergeView,
+    MethodDeclaration,
+    Paper,
+    Role,
+    Roles,
+    SweepAxis,
+    setting_text,
+)
 
 NAME = "instruct_thinking_interp"
+
+
+def describe(merge: MergeView) -> str:
+    """The card's sentence: the formula with the two models and λ in every form it takes."""
+    instruct, thinking = merge.first("base"), merge.first(OTHER)
+    lam = setting_text("λ", merge.parameters.get("lambda"))
+    return (
+        f"Instruct/Thinking interpolation: Θ = λ·Θ_Thinking ({thinking.name}) + "
+        f"(1 − λ)·Θ_Instruct ({instruct.name}) with {lam}."
+    )
+
+
+DECLARATION = MethodDeclaration(
+    name=NAME,
+    display_name="Instruct-Thinking Model Interpolation",
+    paper=Paper(
+        arxiv_id="2510.10977",
+        title="Revisiting Model Interpolation for Efficient Reasoning",
+        tag="model-interpolation",
+        # The citation the authors give in their official repository (wutaiqiang/MI).
+        bibtex="""@article{wu2025revisiting,
+  title={Revisiting Model Interpolation for Efficient Reasoning},
+  author={Wu, Taiqiang and Yang, Runming and Liu, Tao and Wang, Jiahao and Wong, Ngai},
+  journal={arXiv preprint arXiv:2510.10977},
+  year={2025}
+}""",
+    ),
+    roles=Roles(
+        base=Role("Θ_Instruct", "the λ = 0 end"),
+        other=Role("Θ_Thinking", "the λ = 1 end"),
+    ),
+    # mi.py copies the tokenizer, chat template and configs from the Thinking model.
+    config_from=FileOrigin(OTHER, "the Thinking model"),
+    tokenizer_from=FileOrigin(OTHER, "the Thinking model"),
+    # The paper's own evaluation grid.
+    sweep=SweepAxis("lambda", "λ", grid=(0.2, 0.4, 0.45, 0.5, 0.55, 0.6, 0.8)),
+    describe=describe,
+    aliases=("mi", "model_interpolation", "thinking_interp", "interp", "interpolation"),
+    decoding_note="The paper decodes interpolated models with the Thinking model's sampling "
+    "settings (temperature 0.6, top-p 0.95).",
+)
 
 
 class InstructThinkingInterpMerge(WeightLevelMethod):
     """λ·Θ_Thinking + (1 − λ)·Θ_Instruct: dial a model between short answers and long CoT."""
 
+    declaration = DECLARATION
+
     spec = MergeMethodSpec(
         name=NAME,
-        pretty_name="Instruct-Thinking Model Interpolation",
-        reference_url="https://arxiv.org/abs/2510.10977",
+        pretty_name=DECLARATION.display_name,
+        reference_url=DECLARATION.paper.url,
         contract=InputContract(base=BasePolicy.REQUIRED, min_non_base=1, max_non_base=1),
         parameters=(
             ParameterSpec(

@@ -15,6 +15,10 @@ instruct_thinking_interp   Thinking (``models:``) Thinking
 paramdelta                 the ``role: target``   the first donor Θ_post
 =========================  =====================  ==========================================
 
+Each method declares its two choices (``MethodDeclaration.config_from`` / ``tokenizer_from``:
+the ``role: target`` model or the first other model) in its own module; this module applies
+them to a config.
+
 A merge can choose otherwise with the shared parameters ``config_from`` and
 ``tokenizer_from`` (a model of the config, as written, or ``base``). mergekit's own
 ``tokenizer:`` / ``tokenizer_source`` / ``chat_template`` settings keep their meaning.
@@ -34,8 +38,10 @@ from typing import Any
 from mergekit.common import ModelReference
 from mergekit.config import MergeConfiguration
 
-from mergekit_weightlevel.about import METHOD_NAMES
 from mergekit_weightlevel.errors import WeightLevelConfigError
+from mergekit_weightlevel.methods.base import ROLE_TARGET
+from mergekit_weightlevel.methods.declaration import TARGET, FileOrigin
+from mergekit_weightlevel.registry import declaration_of
 
 LOG = logging.getLogger(__name__)
 
@@ -124,24 +130,19 @@ def _with_role(merge_config: MergeConfiguration, role: str) -> list[ModelReferen
     return found
 
 
-def _default_sources(merge_config: MergeConfiguration) -> tuple[ModelReference, str, str]:
-    """(model, config reason, tokenizer reason) of the method's default, before overrides.
-
-    Returns the model for both kinds of file; ParamΔ's tokenizer donor is handled by the
-    caller, since only it splits the two.
-    """
-    method = merge_config.merge_method
+def _default_source(
+    merge_config: MergeConfiguration, origin: FileOrigin
+) -> tuple[ModelReference, str]:
+    """(model, reason) of a method's declared default, before ``config_from`` /
+    ``tokenizer_from``: the ``role: target`` model, or the first other non-base model."""
     others = _non_base(merge_config)
     if not others:  # the method's own checks report this at planning time
-        return merge_config.base_model, "the base model", "the base model"
-    if method in ("shadow_graft", "paramdelta"):
-        targets = _with_role(merge_config, "target")
-        chosen = targets[0] if targets else others[0]
-        reason = "the `role: target` model" if targets else "the first non-base model"
-        return chosen, reason, reason
-    if method == "timber_spectral":
-        return others[0], "the Instruct model W_I", "the Instruct model W_I"
-    return others[0], "the Thinking model", "the Thinking model"  # instruct_thinking_interp
+        return merge_config.base_model, "the base model"
+    targets = _with_role(merge_config, ROLE_TARGET)
+    candidates = targets if origin.input == TARGET else [m for m in others if m not in targets]
+    if not candidates:
+        return others[0], "the first non-base model"
+    return candidates[0], origin.reason
 
 
 def _override(merge_config: MergeConfiguration, parameter: str) -> ModelReference | None:
@@ -172,15 +173,11 @@ def file_sources(merge_config: MergeConfiguration) -> FileSources | None:
     For mergekit's own methods mergekit's rule applies unchanged (base_model, else the
     first model).
     """
-    if merge_config.merge_method not in METHOD_NAMES:
+    declaration = declaration_of(merge_config.merge_method)
+    if declaration is None:
         return None
-    chosen, config_reason, tokenizer_reason = _default_sources(merge_config)
-    config_model = tokenizer_model = chosen
-    if merge_config.merge_method == "paramdelta":
-        targets = _with_role(merge_config, "target")
-        donors = [m for m in _non_base(merge_config) if m not in targets]
-        if donors:
-            tokenizer_model, tokenizer_reason = donors[0], "the (first) donor Θ_post"
+    config_model, config_reason = _default_source(merge_config, declaration.config_from)
+    tokenizer_model, tokenizer_reason = _default_source(merge_config, declaration.tokenizer_from)
     override = _override(merge_config, CONFIG_FROM)
     if override is not None:
         config_model, config_reason = override, f"`{CONFIG_FROM}`"

@@ -25,17 +25,78 @@ from mergekit.merge_methods.base import (
 
 from mergekit_weightlevel.checks.parameter_types import choice
 from mergekit_weightlevel.methods.base import ROLES, WeightLevelMethod, compute_dtype, split_roles
+from mergekit_weightlevel.methods.declaration import (
+    OTHER,
+    TARGET,
+    FileOrigin,
+    MergeView,
+    MethodDeclaration,
+    Paper,
+    Role,
+    Roles,
+    SweepAxis,
+    is_plain_number,
+    setting_text,
+)
 
 NAME = "paramdelta"
+
+
+def describe(merge: MergeView) -> str:
+    """The card's sentence: which post-training went onto which new base."""
+    base, target, donors = merge.first("base"), merge.first(TARGET), merge.all(OTHER)
+    weights = [d.parameters.get("weight", 1.0) for d in donors]
+    if len(donors) == 1 and is_plain_number(weights[0], 1.0):
+        moved = f"Θ_post ({donors[0].name})"
+        formula = "Θ = Θ'_base + (Θ_post − Θ_base)"
+    else:
+        moved = " and ".join(
+            f"{d.name} ({setting_text('weight', w)})" for d, w in zip(donors, weights)
+        )
+        formula = "Θ = Θ'_base + Σ weight·(Θ_post − Θ_base)"
+    return (
+        f"ParamΔ: the post-training of {moved} transplanted onto Θ'_base ({target.name}), "
+        f"{formula} with Θ_base = {base.name}."
+    )
+
+
+DECLARATION = MethodDeclaration(
+    name=NAME,
+    display_name="ParamΔ",
+    paper=Paper(
+        arxiv_id="2504.21023",
+        title="ParamΔ for Direct Weight Mixing: Post-Train Large Language Model at Zero Cost",
+        tag="paramdelta",
+        # The authors of arXiv 2504.21023 (ICLR 2025); ParamΔ has no official repository.
+        bibtex="""@article{cao2025paramdelta,
+  title={Param$\\Delta$ for Direct Weight Mixing: Post-Train Large Language Model at Zero Cost},
+  author={Cao, Sheng and Wu, Mingrui and Prasad, Karthik and Tian, Yuandong and Liu, Zechun},
+  journal={arXiv preprint arXiv:2504.21023},
+  year={2025}
+}""",
+    ),
+    roles=Roles(
+        base=Role("Θ_base", "the base Θ_post was post-trained from"),
+        target=Role("Θ'_base", "the new base that receives the post-training"),
+        other=Role("Θ_post", "the post-trained model whose delta is transplanted"),
+    ),
+    config_from=FileOrigin(TARGET, "the `role: target` model"),
+    tokenizer_from=FileOrigin(OTHER, "the (first) donor Θ_post"),
+    # Users scale the transplanted delta: the donors' `weight`.
+    sweep=SweepAxis("weight", "weight", grid=(0.25, 0.5, 0.75, 1.0), per_donor=True),
+    describe=describe,
+    aliases=("param_delta", "paramΔ", "param-delta"),
+)
 
 
 class ParamDeltaMerge(WeightLevelMethod):
     """Θ'_base + Σ weight · (Θ_post − Θ_base): transplant post-training onto a new base."""
 
+    declaration = DECLARATION
     spec = MergeMethodSpec(
         name=NAME,
-        pretty_name="ParamΔ",
-        reference_url="https://arxiv.org/abs/2504.21023",
+        pretty_name=DECLARATION.display_name,
+        reference_url=DECLARATION.paper.url,
         contract=InputContract(base=BasePolicy.REQUIRED, min_non_base=2),
         parameters=(
             ParameterSpec(

@@ -111,25 +111,12 @@ class ThreadPolicy:
         torch.set_num_threads(self.initial)
 
 
-_active: ThreadPolicy | None = None
+def policy_for(num_threads: int | None) -> ThreadPolicy | None:
+    """The policy for one merge, or None when the user chose the thread count.
 
-
-def start(num_threads: int | None) -> None:
-    """Start the policy for one merge, unless the user chose the thread count."""
-    global _active
-    if user_chose_threads(num_threads) or _active is not None:
-        return
-    _active = ThreadPolicy(first_look=FIRST_LOOK_SECONDS)
-
-
-def update() -> None:
-    """Called by the kernels between tensors; nothing when no policy is running."""
-    if _active is not None:
-        _active.update()
-
-
-def stop() -> None:
-    global _active
-    if _active is not None:
-        _active.restore()
-        _active = None
+    The merge holds it (``methods.merge_run``), its kernels call ``update`` between tensors,
+    and ``restore`` puts torch's thread count back when the merge ends.
+    """
+    if user_chose_threads(num_threads):
+        return None
+    return ThreadPolicy(first_look=FIRST_LOOK_SECONDS)

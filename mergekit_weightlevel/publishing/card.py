@@ -13,26 +13,34 @@ weight-level section runs ``analyze`` on the output and its inputs).
 from __future__ import annotations
 
 import json
-import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from huggingface_hub import ModelCard, ModelCardData
 from mergekit.config import MergeConfiguration
 
 from mergekit_weightlevel.about import __version__
+from mergekit_weightlevel.checks.parameters import TOP_LEVEL, parameter_blocks
+from mergekit_weightlevel.methods.declaration import (
+    InputView,
+    MergeView,
+    MethodDeclaration,
+    Paper,
+    is_plain_number,
+    setting_words,
+)
 from mergekit_weightlevel.methods.output_files import (
     GENERATION_CONFIG,
     TOKENIZER_CONFIG,
     TOKENIZER_VOCABULARY,
     file_sources,
 )
-from mergekit_weightlevel.publishing.checks import WeightsSummary, check_weights
+from mergekit_weightlevel.publishing.checks import WeightsSummary, check_finished, check_weights
 from mergekit_weightlevel.publishing.inputs import (
     CardFacts,
+    CardInputError,
     CardReader,
     InputModel,
     check_repo_id,
@@ -40,7 +48,7 @@ from mergekit_weightlevel.publishing.inputs import (
     read_json,
     read_merge_config,
 )
-from mergekit_weightlevel.publishing.papers import PAPERS, Paper
+from mergekit_weightlevel.registry import declaration_of
 
 #: The first line of every card this module writes (how `publish` tells ours from others').
 CARD_MARKER = "<!-- model card written by mergekit-weightlevel"
@@ -122,14 +130,12 @@ def _short(name: str) -> str:
     return name.rstrip("/").split("/")[-1]
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _value_text(value: Any) -> str:
-    if isinstance(value, (dict, list)):
-        return "`" + yaml.safe_dump(value, default_flow_style=True, sort_keys=False).strip() + "`"
-    return f"`{value}`"
+    """A parameter's value for the card's tables: a number or word as is, any other form of a
+    mergekit parameter (a layer gradient, filters) in words (``declaration.setting_words``)."""
+    if is_plain_number(value) or isinstance(value, str) or value is None:
+        return f"`{setting_words(value)}`" if value is not None else "`None`"
+    return setting_words(value)
 
 
 def method_defaults(method: str) -> dict[str, Any]:
@@ -142,82 +148,53 @@ def method_defaults(method: str) -> dict[str, Any]:
     return {}
 
 
-def _parameter(merge_config: MergeConfiguration, name: str, defaults: dict[str, Any]) -> Any:
-    parameters = merge_config.parameters or {}
-    if name in parameters:
-        return parameters[name]
-    return defaults.get(name, {}).get("default")
+def _shared_parameters(merge_config: MergeConfiguration, defaults: dict[str, Any]) -> dict:
+    """The top-level shared parameters, with the method's defaults where the config sets none."""
+    shared = {n: p["default"] for n, p in defaults.items() if p["scope"] == "shared"}
+    return {**shared, **(merge_config.parameters or {})}
 
 
-def _scalar_text(symbol: str, value: Any) -> str:
-    return f"{symbol} = {value:g}" if _is_number(value) else f"{symbol} as set in the configuration"
+def _overrides(merge_config: MergeConfiguration) -> list[tuple[str, str, Any]]:
+    """(where, parameter, setting) for every parameter set below the top level."""
+    return [
+        (where, name, setting)
+        for where, block in parameter_blocks(merge_config)
+        if where != TOP_LEVEL
+        for name, setting in block.items()
+    ]
+
+
+def _is_complete(view: MergeView, declaration: MethodDeclaration) -> bool:
+    """Whether the inputs have every role the method's sentence names."""
+    roles = declaration.roles
+    has_other = bool(view.all("other")) or view.first("parameter") is not None
+    has_target = roles.target is None or view.first("target") is not None
+    return view.first("base") is not None and has_other and has_target
 
 
 def summary_sentence(
     merge_config: MergeConfiguration, inputs: list[InputModel], defaults: dict[str, Any]
 ) -> str:
-    """What was done, in the method's own terms, naming the inputs."""
-    method = merge_config.merge_method
-    base = next((i for i in inputs if i.symbol in ("Θ_base", "W_B", "Θ_Instruct")), None)
-    target = next((i for i in inputs if i.parameters.get("role") == "target"), None)
-    others = [i for i in inputs if i is not base and i is not target and i.symbol != "LoRA"]
-    base_name = _short(base.name) if base else "?"
-
-    def weight(model: InputModel) -> Any:
-        return model.parameters.get("weight", 1.0)
-
-    if method == "paramdelta" and target is not None and others:
-        if len(others) == 1 and weight(others[0]) == 1.0:
-            donors = f"Θ_post ({_short(others[0].name)})"
-            formula = "Θ = Θ'_base + (Θ_post − Θ_base)"
-        else:
-            donors = " and ".join(
-                f"{_short(d.name)} (weight {_value_text(weight(d))})" for d in others
-            )
-            formula = "Θ = Θ'_base + Σ weight·(Θ_post − Θ_base)"
-        return (
-            f"ParamΔ: the post-training of {donors} transplanted onto Θ'_base "
-            f"({_short(target.name)}), {formula} with Θ_base = {base_name}."
-        )
-    if method == "shadow_graft" and target is not None:
-        adapter = next((i for i in inputs if i.symbol == "LoRA"), None)
-        if adapter is not None:
-            scale = _scalar_text("weight", _parameter(merge_config, "adapter_weight", defaults))
-            return (
-                f"Shadow-FT: the LoRA adapter {_short(adapter.name)}, trained on W_B ({base_name}), "
-                f"grafted onto the Instruct W_I ({_short(target.name)}) with {scale}."
-            )
-        tuned = " and ".join(
-            f"{_short(d.name)}" + ("" if weight(d) == 1.0 else f" (α {_value_text(weight(d))})")
-            for d in others
-        )
-        include = _parameter(merge_config, "include", defaults)
-        unscaled = all(weight(d) == 1.0 for d in others)
-        formula = "W_I⁺ = W_I + (W_B⁺ − W_B)" if unscaled else "W_I⁺ = W_I + Σ α·(W_B⁺ − W_B)"
-        return (
-            f"Shadow-FT: the tuning of W_B ({base_name}) into W_B⁺ ({tuned}) grafted onto the "
-            f"Instruct W_I ({_short(target.name)}): {formula} on the tensors matching "
-            f"{_value_text(include)}."
-        )
-    if method == "timber_spectral" and others:
-        lam = _parameter(merge_config, "lambda", defaults)
-        instruct = _short(others[0].name)
-        if _is_number(lam) and lam == 0:
-            tail = "cut off (λ = 0, hard truncation beyond ⌈eRank⌉)"
-        else:
-            tail = f"scaled by {_scalar_text('λ', lam)}"
-        return (
-            f"Timber: {instruct} with the spectral tail of its delta from {base_name} {tail}; "
-            "the top ⌈eRank⌉ singular directions of each W_I − W_B are kept."
-        )
-    if method == "instruct_thinking_interp" and others:
-        lam = _parameter(merge_config, "lambda", defaults)
-        return (
-            f"Instruct/Thinking interpolation: Θ = λ·Θ_Thinking ({_short(others[0].name)}) + "
-            f"(1 − λ)·Θ_Instruct ({base_name}) with {_scalar_text('λ', lam)}."
-        )
-    names = ", ".join(_short(i.name) for i in inputs)
-    return f"A `{method}` merge of {names}, made with mergekit."
+    """What was done, in the method's own terms (its declaration's sentence), naming the
+    inputs; settings made below the top level (per slice, per model) follow it."""
+    declaration = declaration_of(merge_config.merge_method)
+    view = MergeView(
+        inputs=[InputView(_short(i.name), i.kind, i.parameters) for i in inputs],
+        parameters=_shared_parameters(merge_config, defaults),
+    )
+    if declaration is None or not _is_complete(view, declaration):
+        names = ", ".join(_short(i.name) for i in inputs)
+        return f"A `{merge_config.merge_method}` merge of {names}, made with mergekit."
+    sentence = declaration.describe(view)
+    below = [
+        f"{parameter} = {setting_words(setting)} in {where.removeprefix('the parameters of ')}"
+        for where, parameter, setting in _overrides(merge_config)
+        if defaults.get(parameter, {}).get("scope") == "shared"
+    ]
+    if below:
+        sentence += " Set below the top level, and taking precedence there: " + "; ".join(below)
+        sentence += "."
+    return sentence
 
 
 def _inputs_table(inputs: list[InputModel]) -> list[str]:
@@ -232,6 +209,7 @@ def _inputs_table(inputs: list[InputModel]) -> list[str]:
 def _parameters_table(merge_config: MergeConfiguration, defaults: dict[str, Any]) -> list[str]:
     shared = {n: p for n, p in defaults.items() if p["scope"] == "shared"}
     given = dict(merge_config.parameters or {})
+    overrides = [o for o in _overrides(merge_config) if o[1] in shared]
     if not shared and not given:
         return []
     lines = ["| parameter | value | meaning |", "|---|---|---|"]
@@ -245,6 +223,8 @@ def _parameters_table(merge_config: MergeConfiguration, defaults: dict[str, Any]
         lines.append(f"| `{name}` | {value} | {spec['description']} |")
     for name, value in given.items():
         lines.append(f"| `{name}` | {_value_text(value)} | |")
+    for where, name, setting in overrides:
+        lines.append(f"| `{name}` | {_value_text(setting)} | set in {where} |")
     return lines
 
 
@@ -385,12 +365,9 @@ def _usage_lines(model_id: str, merge_config: MergeConfiguration) -> list[str]:
         'model = AutoModelForCausalLM.from_pretrained(model_id, dtype="auto")',
         "```",
     ]
-    if merge_config.merge_method == "instruct_thinking_interp":
-        lines += [
-            "",
-            "The paper decodes interpolated models with the Thinking model's sampling settings "
-            "(temperature 0.6, top-p 0.95).",
-        ]
+    declaration = declaration_of(merge_config.merge_method)
+    if declaration is not None and declaration.decoding_note:
+        lines += ["", declaration.decoding_note]
     return lines
 
 
@@ -419,10 +396,14 @@ def build_card(
     hub_ids = dict(hub_ids or {})
     for path, repo_id in hub_ids.items():
         check_repo_id(repo_id, what=f"hub id for {path}")
+    unfinished = check_finished(folder)
+    if unfinished:
+        raise CardInputError(f"{folder}: " + unfinished[0])
     merge_config, config_text = read_merge_config(folder)
     method = merge_config.merge_method
-    paper = PAPERS.get(method)
-    defaults = method_defaults(method) if paper is not None else {}
+    declaration = declaration_of(method)
+    paper = declaration.paper if declaration is not None else None
+    defaults = method_defaults(method) if declaration is not None else {}
     inputs = describe_inputs(merge_config, hub_ids)
     reader = CardReader(lookup=lookup)
     facts = [reader.facts(model.location) for model in inputs]

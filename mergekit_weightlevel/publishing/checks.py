@@ -8,7 +8,9 @@
 - the tokenizer loads with ``transformers.AutoTokenizer``;
   (a config or tokenizer with ``auto_map``, i.e. custom code, is only checked to be present
   and valid JSON: loading it would run that code);
-- ``README.md`` is a card ``huggingface_hub.ModelCard`` parses, with valid front matter.
+- ``README.md`` is a card ``huggingface_hub.ModelCard`` parses, with valid front matter;
+- the merge that wrote the folder finished (no ``MERGE_INCOMPLETE.txt``, the marker a merge of
+  ours keeps in its folder until it ends).
 
 Every problem names its file; ``check_folder`` raises one ``FolderNotReadyError`` listing them.
 """
@@ -34,6 +36,26 @@ DTYPE_BYTES = {
     "F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2,
     "I16": 2, "U16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I8": 1, "U8": 1, "BOOL": 1,
 }  # fmt: skip
+
+
+#: Kept in an output folder by a merge of ours from its start to its end (``running.output_folder``).
+INCOMPLETE_MARKER = "MERGE_INCOMPLETE.txt"
+
+
+def incomplete_reason(folder: Path) -> str | None:
+    """Why the folder's merge did not finish (the marker's text), or None if it did."""
+    marker = Path(folder) / INCOMPLETE_MARKER
+    return marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
+
+
+def check_finished(folder: Path) -> list[str]:
+    """The folder's merge finished; otherwise what its marker says, and to run it again."""
+    reason = incomplete_reason(folder)
+    if reason is None:
+        return []
+    return [
+        f"the merge into this folder did not finish: run it again ({INCOMPLETE_MARKER}: {reason})"
+    ]
 
 
 class FolderNotReadyError(WeightLevelError, ValueError):
@@ -242,6 +264,9 @@ def check_folder(folder: Path, *, card: bool = True) -> WeightsSummary:
     folder = Path(folder)
     if not folder.is_dir():
         raise FolderNotReadyError(folder, [f"{folder}: not a folder"])
+    unfinished = check_finished(folder)
+    if unfinished:  # its weights are a part of a model: nothing else is worth reporting
+        raise FolderNotReadyError(folder, unfinished)
     problems, summary = check_weights(folder)
     problems += check_config(folder)
     problems += check_tokenizer(folder)

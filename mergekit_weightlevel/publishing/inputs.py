@@ -20,7 +20,10 @@ from mergekit.config import MergeConfiguration
 
 from mergekit_weightlevel.checks.hub import hub_offline
 from mergekit_weightlevel.errors import WeightLevelError
+from mergekit_weightlevel.methods.base import ROLE_TARGET
+from mergekit_weightlevel.methods.declaration import OTHER, TARGET, MethodDeclaration, Role
 from mergekit_weightlevel.methods.output_files import model_entries, models_in_order
+from mergekit_weightlevel.registry import declaration_of
 
 CONFIG_FILE = "mergekit_config.yml"
 #: Seconds one Hub look-up of an input's card may take.
@@ -143,6 +146,8 @@ class InputModel:
     location: ModelLocation
     lora: ModelLocation | None = None  # `model+adapter` in the config
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: base, target (`role: target`), other, or parameter (an input named by a parameter)
+    kind: str = "other"
 
     @property
     def name(self) -> str:
@@ -161,34 +166,10 @@ def _reference_location(
     return model, lora
 
 
-#: Per method: (symbol, role) of the base model, the `role: target` model and the others.
-ROLES: dict[str, dict[str, tuple[str, str]]] = {
-    "paramdelta": {
-        "base": ("Θ_base", "the base Θ_post was post-trained from"),
-        "target": ("Θ'_base", "the new base that receives the post-training"),
-        "other": ("Θ_post", "the post-trained model whose delta is transplanted"),
-    },
-    "shadow_graft": {
-        "base": ("W_B", "the Base the tuning was done on"),
-        "target": ("W_I", "the Instruct that receives the update"),
-        "other": ("W_B⁺", "the tuned Base"),
-    },
-    "timber_spectral": {
-        "base": ("W_B", "the Base"),
-        "target": ("W_I", "the Instruct that is refined"),
-        "other": ("W_I", "the Instruct that is refined"),
-    },
-    "instruct_thinking_interp": {
-        "base": ("Θ_Instruct", "the λ = 0 end"),
-        "target": ("Θ_Thinking", "the λ = 1 end"),
-        "other": ("Θ_Thinking", "the λ = 1 end"),
-    },
-}
-
-
 def describe_inputs(merge_config: MergeConfiguration, hub_ids: dict[str, str]) -> list[InputModel]:
-    """The inputs in the order the config names them (the base first), with their roles."""
-    roles = ROLES.get(merge_config.merge_method, {})
+    """The inputs in the order the config names them (the base first), in the method's terms
+    (its declaration's roles; plain "input" for mergekit's own methods)."""
+    declaration = declaration_of(merge_config.merge_method)
     parameters: dict[str, dict[str, Any]] = {}
     for model, model_parameters in model_entries(merge_config):
         parameters.setdefault(str(model), model_parameters)
@@ -198,17 +179,38 @@ def describe_inputs(merge_config: MergeConfiguration, hub_ids: dict[str, str]) -
         if reference == merge_config.base_model:
             kind = "base"
         else:
-            kind = "target" if given.get("role") == "target" else "other"
-        symbol, role = roles.get(
-            kind, ("input", "base_model" if kind == "base" else "merged model")
+            kind = TARGET if given.get("role") == ROLE_TARGET else OTHER
+        role = _role(declaration, kind)
+        symbol, description = (
+            (role.symbol, role.description)
+            if role is not None
+            else ("input", "base_model" if kind == "base" else "merged model")
         )
         model, lora = _reference_location(reference, hub_ids)
-        inputs.append(InputModel(str(reference), symbol, role, model, lora, given))
-    adapter = (merge_config.parameters or {}).get("adapter")
-    if merge_config.merge_method == "shadow_graft" and isinstance(adapter, str):
-        role = "the adapter trained on W_B, grafted onto W_I"
-        inputs.append(InputModel(adapter, "LoRA", role, locate(adapter, hub_ids)))
+        inputs.append(InputModel(str(reference), symbol, description, model, lora, given, kind))
+    extra = declaration.roles.parameter_input if declaration is not None else None
+    if extra is not None:
+        parameter, role = extra
+        value = (merge_config.parameters or {}).get(parameter)
+        if isinstance(value, str):
+            located = locate(value, hub_ids)
+            inputs.append(
+                InputModel(value, role.symbol, role.description, located, kind="parameter")
+            )
     return inputs
+
+
+def _role(declaration: MethodDeclaration | None, kind: str) -> Role | None:
+    """The declared role of an input of this kind (a method without a target calls a
+    `role: target` model like its other inputs)."""
+    if declaration is None:
+        return None
+    roles = declaration.roles
+    if kind == "base":
+        return roles.base
+    if kind == TARGET and roles.target is not None:
+        return roles.target
+    return roles.other
 
 
 @dataclass(frozen=True)

@@ -1,185 +1,303 @@
-"""Timber λ sweeps: one mergekit run, one decomposition per tensor, one checkpoint per λ.
+"""Sweeps: one merge config at several values of one parameter, in one pass over the inputs.
 
-Users try several λ (0.0–0.4). Each ``timber_spectral`` output is W_B + P_k(D) + λ·(D − P_k(D)),
-so the expensive part (the decomposition giving P_k) does not depend on λ. A sweep runs the
-ordinary mergekit merge once, for the first λ, with two small additions:
+    mergekit-weightlevel sweep CONFIG OUT_PREFIX --values 0.2,0.4,0.5 [--parameter NAME]
 
-- the ``timber_spectral`` kernel is asked (through ``methods.timber.sweep_hook``, where this
-  runner registers its request) for every λ, computes all of them from one decomposition,
-  returns the first to mergekit and stashes the others;
-- mergekit's ``TensorWriter`` is replaced, for this run only, by ``SweepWriter``: whatever
-  mergekit saves (after its own dtype casts) goes to the first output, and the stashed
-  tensor for each other λ, cast the same way, goes to that λ's output. Tensors that do not
-  depend on λ (1-D, buffers, pass-throughs) are saved to every output as they are.
+The method is the config's ``merge_method``; the parameter is the method's declared sweep
+axis (``MethodDeclaration.sweep``: λ for Timber and the interpolation, the donors'
+``weight`` for ParamΔ and Shadow-FT; a per-model axis takes each value on every donor),
+or any other numeric parameter of the method given with ``--parameter``. Output ``i`` is
+``OUT_PREFIX-<parameter><value>`` (``out/interp-lambda0.45``) and equals the merge of the
+config with that value on its own: every value goes through the method's ordinary kernel,
+in one pass that reads each tensor once (``one_pass``); Timber decomposes each tensor once
+for all its λ. Each value is validated by the method's own parameter type, before any
+tensor is read.
 
-Afterwards the non-weight files mergekit wrote (config.json, tokenizer, chat template,
-generation config) are copied to every output, with that λ's ``mergekit_config.yml`` and
-model card. So each output
-is exactly what a single ``timber_spectral`` run with that λ writes, produced streaming,
-tensor by tensor, through mergekit's loaders and writer.
+What grows with the number of values V: disk, V outputs; memory, one tensor's V outputs
+at a time (mergekit's schedule takes one tensor name at a time), beside its inputs.
 """
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
-from mergekit.io import TensorWriter
+from mergekit.config import MergeConfiguration
+from mergekit.merge_methods.base import ParameterScope, ParameterSpec
 from mergekit.options import MergeOptions
+from pydantic import ValidationError
 
-import mergekit_weightlevel.methods.timber.sweep_hook as sweep_hook
-from mergekit_weightlevel.errors import WeightLevelConfigError
-from mergekit_weightlevel.method_configs import timber_config
-from mergekit_weightlevel.methods.timber.sweep_hook import SweepRequest
-from mergekit_weightlevel.running.stock_merge import (
-    is_weight_file,
-    remove_stale_weights,
-    weight_files,
-    write_method_card,
-)
+from mergekit_weightlevel.checks.parameter_types import describe_type, is_numeric
+from mergekit_weightlevel.checks.parameters import TOP_LEVEL, check_parameters, parameter_blocks
+from mergekit_weightlevel.errors import WeightLevelConfigError, WeightLevelError
+from mergekit_weightlevel.method_configs import donor_entries, timber_config, with_value
+from mergekit_weightlevel.methods.base import WeightLevelMethod
+from mergekit_weightlevel.methods.merge_run import merge_run
+from mergekit_weightlevel.methods.sweep_share import SweepShare
+from mergekit_weightlevel.methods.timber.declaration import NAME as TIMBER
+from mergekit_weightlevel.numerics.threads import policy_for
+from mergekit_weightlevel.registry import METHOD_NAMES, method_of
 
-METHOD = "timber_spectral"
-
-
-class _Sweep:
-    """A sweep's output folders and its request to the Timber kernel (``sweep_hook``)."""
-
-    def __init__(self, lambdas: Sequence[float], out_dirs: Sequence[Path]):
-        self.request = SweepRequest(lambdas)
-        self.main_dir = str(out_dirs[0])
-        self.side_dirs = [str(d) for d in out_dirs[1:]]
+Config = dict[str, Any]
 
 
-class SweepWriter(TensorWriter):
-    """mergekit's writer for the first λ, plus one writer per other λ fed from the stash."""
+@dataclass(frozen=True)
+class SweepRequest:
+    """A sweep, checked: the method, the parameter, and one config and folder per value."""
 
-    def __init__(self, out_path: str, sweep: _Sweep, **options: Any):
-        super().__init__(out_path, **options)
-        self.sweep = sweep
-        self.side_writers = [TensorWriter(side, **options) for side in sweep.side_dirs]
-
-    def save_tensor(self, name: str, tensor: torch.Tensor, clone: bool = False) -> None:
-        super().save_tensor(name, tensor, clone=clone)
-        others = self.sweep.request.take(name)
-        for index, writer in enumerate(self.side_writers):
-            # The same cast mergekit applied to the first λ's tensor (out_dtype, device).
-            side = tensor if others is None else others[index].to(tensor.device, tensor.dtype)
-            writer.save_tensor(name, side, clone=clone)
-
-    def finalize(self) -> None:
-        super().finalize()
-        for writer in self.side_writers:
-            writer.finalize()
+    method: WeightLevelMethod
+    parameter: str
+    values: tuple[float, ...]
+    configs: tuple[Config, ...]
+    out_dirs: tuple[Path, ...]
 
 
-@contextlib.contextmanager
-def _sweeping(sweep: _Sweep) -> Iterator[None]:
-    """Install the sweep for one mergekit run: its request to the kernel, and the writer."""
-    import mergekit.io.tasks as io_tasks
+@dataclass(frozen=True)
+class SweptOutput:
+    """One value's output: its folder, and why it was not written (None: it was)."""
 
-    original = io_tasks.TensorWriter
+    value: float
+    folder: Path
+    error: str | None = None
+    reused: bool = False  # written by an earlier run of the same sweep, kept as it was
 
-    def make_writer(out_path: str, **options: Any) -> TensorWriter:
-        if str(out_path) == sweep.main_dir:
-            return SweepWriter(out_path, sweep, **options)
-        return original(out_path, **options)
 
-    with sweep_hook.sweeping(sweep.request):
-        io_tasks.TensorWriter = make_writer
+def sweep_out_dirs(
+    prefix: str | Path, values: Sequence[float], parameter: str = "lambda"
+) -> list[Path]:
+    """``PREFIX-lambda0.2``-style folder names, one per value."""
+    return [Path(f"{prefix}-{parameter}{float(value):g}") for value in values]
+
+
+def _method(config: Config) -> WeightLevelMethod:
+    name = config.get("merge_method")
+    method = method_of(name)
+    if method is None:
+        raise WeightLevelConfigError(
+            f"sweep: the config's merge_method is {name!r}; a sweep runs one of "
+            f"{', '.join(METHOD_NAMES)}."
+        )
+    return method
+
+
+def sweep_parameter(method: WeightLevelMethod, parameter: str | None) -> ParameterSpec:
+    """The parameter a sweep varies: ``parameter``, or the method's declared axis."""
+    name = parameter or method.declaration.sweep.parameter
+    numeric = [p.name for p in method.spec.parameters if is_numeric(p.value_type)]
+    spec = next((p for p in method.spec.parameters if p.name == name), None)
+    if spec is None or name not in numeric:
+        raise WeightLevelConfigError(
+            f"{method.spec.name} sweep: `{name}` is not a numeric parameter of the method; "
+            f"it can sweep {', '.join(f'`{n}`' for n in numeric)} "
+            f"(default: `{method.declaration.sweep.parameter}`)."
+        )
+    return spec
+
+
+def _check_not_set_per_tensor(config: Config, spec: ParameterSpec, method: str) -> None:
+    """A sweep sets the parameter itself, for every tensor: refuse a config that sets it
+    where that would win (a slice, a module, filters or a layer gradient)."""
+    parsed = MergeConfiguration.model_validate(config)
+    for where, block in parameter_blocks(parsed):
+        setting = block.get(spec.name)
+        if setting is None:
+            continue
+        per_model = where.startswith("the parameters of model ") and "slice" not in where
+        per_donor_axis = spec.scope != ParameterScope.SHARED
+        plain = isinstance(setting, (int, float)) and not isinstance(setting, bool)
+        if plain and (where == TOP_LEVEL or (per_model and per_donor_axis)):
+            continue  # replaced by each value
+        how = "per tensor (filters or a layer gradient)" if not plain else "below the top level"
+        raise WeightLevelConfigError(
+            f"{method} sweep: the config sets `{spec.name}` {how} in {where}, but a sweep "
+            f"sets `{spec.name}` itself, one value for every tensor. Remove it from there."
+        )
+
+
+def _with_value(config: Config, spec: ParameterSpec, value: float, method: str) -> Config:
+    """The config with ``spec`` set to ``value``: top level (shared), or on every donor."""
+    per_donor = spec.scope != ParameterScope.SHARED
+    if per_donor and not donor_entries(config):
+        raise WeightLevelConfigError(
+            f"{method} sweep: `{spec.name}` is set per donor model, and this config has no "
+            "donor (every model is the base or has `role: target`). Sweep a shared "
+            "parameter with `--parameter` (e.g. `adapter_weight` for an adapter graft)."
+        )
+    return with_value(config, spec.name, value, per_donor=per_donor)
+
+
+def plan_sweep(
+    config: str | Path | Config,
+    values: Sequence[float] | None = None,
+    *,
+    out_prefix: str | Path | None = None,
+    out_dirs: Sequence[str | Path] | None = None,
+    parameter: str | None = None,
+) -> SweepRequest:
+    """Check a sweep and build its per-value configs, before anything is read or written.
+
+    ``values`` default to the method's declared grid; the folders to ``sweep_out_dirs``
+    of ``out_prefix`` (or ``out_dirs``, one per value).
+    """
+    if isinstance(config, (str, Path)):
+        config = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
+    method = _method(config)
+    name = method.spec.name
+    spec = sweep_parameter(method, parameter)
+    values = tuple(float(v) for v in (method.declaration.sweep.grid if values is None else values))
+    if not values:
+        raise WeightLevelConfigError(f"{name} sweep: give at least one value (`--values`).")
+    if len(set(values)) != len(values):
+        raise WeightLevelConfigError(f"{name} sweep: values repeat: {list(values)}.")
+    if out_dirs is None:
+        if out_prefix is None:
+            raise WeightLevelConfigError(f"{name} sweep: give an output prefix.")
+        out_dirs = sweep_out_dirs(out_prefix, values, spec.name)
+    folders = tuple(Path(d).resolve() for d in out_dirs)
+    if len(folders) != len(values):
+        raise WeightLevelConfigError(
+            f"{name} sweep: {len(values)} values but {len(folders)} output folders."
+        )
+    if len(set(folders)) != len(folders):
+        raise WeightLevelConfigError(f"{name} sweep: output folders repeat.")
+    _check_not_set_per_tensor(config, spec, name)
+    _check_values(values, spec, name)
+    configs = tuple(_with_value(config, spec, value, name) for value in values)
+    check_parameters(MergeConfiguration.model_validate(configs[0]), method)
+    return SweepRequest(method, spec.name, values, configs, folders)
+
+
+def _check_values(values: Sequence[float], spec: ParameterSpec, method: str) -> None:
+    """Each value through the parameter's own type (its range lives there, once)."""
+    bad = []
+    for value in values:
         try:
-            yield
-        finally:
-            io_tasks.TensorWriter = original
-
-
-def _config_for(config: dict[str, Any], lam: float) -> dict[str, Any]:
-    updated = dict(config)
-    updated["parameters"] = {**(config.get("parameters") or {}), "lambda": lam}
-    return updated
-
-
-def _check_sweep(
-    config: dict[str, Any], lambdas: Sequence[float], out_dirs: Sequence[Path]
-) -> None:
-    if config.get("merge_method") != METHOD:
-        raise WeightLevelConfigError(
-            f"{METHOD} sweep: the config's merge_method is {config.get('merge_method')!r}; "
-            f"a Timber sweep needs `merge_method: {METHOD}`."
-        )
-    if not lambdas:
-        raise WeightLevelConfigError(f"{METHOD} sweep: give at least one λ value (`--lambdas`).")
-    if len(lambdas) != len(out_dirs):
-        raise WeightLevelConfigError(
-            f"{METHOD} sweep: {len(lambdas)} λ values but {len(out_dirs)} output folders."
-        )
-    bad = [lam for lam in lambdas if not (lam >= 0.0)]
+            spec.validate(value)
+        except ValidationError:
+            bad.append(f"{value:g}")
     if bad:
         raise WeightLevelConfigError(
-            f"{METHOD} sweep: parameter `lambda` must be a float ≥ 0, got {bad}."
+            f"{method} sweep: `{spec.name}` must be a {describe_type(spec.value_type)}; "
+            f"not {', '.join(bad)}. Give values in range with --values."
         )
-    if isinstance((config.get("parameters") or {}).get("lambda"), (list, dict)):
-        raise WeightLevelConfigError(
-            f"{METHOD} sweep: the config sets `lambda` per tensor (a list or filters); a sweep "
-            "uses one λ for every tensor. Remove `lambda` from the config's `parameters:`."
-        )
-    if len({float(lam) for lam in lambdas}) != len(lambdas):
-        raise WeightLevelConfigError(f"{METHOD} sweep: λ values repeat: {list(lambdas)}.")
-    if len({d.resolve() for d in out_dirs}) != len(out_dirs):
-        raise WeightLevelConfigError(f"{METHOD} sweep: output folders repeat.")
 
 
-def _copy_side_files(main: Path, side: Path, side_yaml: str, options: MergeOptions) -> None:
-    """Everything but weights from the first output; the config and card of this λ.
+def run_sweep(
+    request: SweepRequest, options: MergeOptions | None = None, *, reuse: bool = True
+) -> list[SweptOutput]:
+    """Merge every value of a checked sweep in one pass; one ``SweptOutput`` per value.
 
-    The card is written anew, as a single run into ``side`` writes it (its title is the
-    folder's name, its YAML and λ this output's).
+    A value that fails leaves the others written; its folder keeps the "incomplete" marker
+    (``output_folder``) with the reason, and its ``SweptOutput.error`` says it. With
+    ``reuse``, a value whose folder already holds its complete merge, written after the
+    inputs last changed (``output_folder.is_current``), is not merged again.
     """
-    for item in main.iterdir():
-        if is_weight_file(item.name) or item.name == "README.md":
-            continue
-        target = side / item.name
-        if item.is_dir():
-            shutil.copytree(item, target, dirs_exist_ok=True)
-        elif item.name == "mergekit_config.yml":
-            target.write_text(side_yaml, encoding="utf-8")
-        else:
-            shutil.copy2(item, target)
-    write_method_card(side, options)
+    from mergekit_weightlevel.checks.headers import local_folder
+    from mergekit_weightlevel.registry import register_methods
+    from mergekit_weightlevel.running import stock_merge
+    from mergekit_weightlevel.running.config_checks import check_config
+    from mergekit_weightlevel.running.one_pass import PlannedOutput, merge_in_one_pass
+    from mergekit_weightlevel.running.output_folder import is_current
+
+    register_methods()
+    stock_merge.install()  # mergekit's helpers pick our file donors (no start-up hook ran?)
+    options = options or MergeOptions()
+    configs = [MergeConfiguration.model_validate(c) for c in request.configs]
+    outputs = [
+        PlannedOutput(
+            config=parsed,
+            out_path=folder,
+            config_text=yaml.safe_dump(raw, sort_keys=False),
+            label=f"{request.parameter} {value:g}",
+            value=value,
+        )
+        for parsed, raw, folder, value in zip(
+            configs, request.configs, request.out_dirs, request.values
+        )
+    ]
+    inputs = [
+        local_folder(model, cache_dir=options.transformers_cache)
+        for model in configs[0].referenced_models()
+    ]
+    done = {
+        output.out_path
+        for output in outputs
+        if reuse and is_current(output.out_path, output.config_text, inputs)
+    }
+    pending = [output for output in outputs if output.out_path not in done]
+    errors: dict[Path, str | None] = {}
+    if pending:
+        shares = request.method.sweep_shares_work_along == request.parameter
+        share = SweepShare([o.value for o in pending]) if shares else None
+        with merge_run() as run:
+            check_config(pending[0].config, options)  # values differ in one checked parameter
+            run.threads = policy_for(options.num_threads)
+            outcomes = merge_in_one_pass(pending, options, share=share)
+        errors = {o.out_path: outcome.message for o, outcome in zip(pending, outcomes)}
+    return [
+        SweptOutput(value, folder, errors.get(folder), reused=folder in done)
+        for value, folder in zip(request.values, request.out_dirs)
+    ]
+
+
+def sweep(
+    config: str | Path | Config,
+    values: Sequence[float] | None = None,
+    out_prefix: str | Path | None = None,
+    *,
+    parameter: str | None = None,
+    out_dirs: Sequence[str | Path] | None = None,
+    options: MergeOptions | None = None,
+) -> list[SweptOutput]:
+    """``plan_sweep`` then ``run_sweep``: the Python form of ``mergekit-weightlevel sweep``."""
+    request = plan_sweep(
+        config, values, out_prefix=out_prefix, out_dirs=out_dirs, parameter=parameter
+    )
+    return run_sweep(request, options)
+
+
+# --- Timber's λ sweep, as it was first offered (``sweep timber``, ``timber_sweep``) ---------
+
+
+class SweepFailed(WeightLevelError, RuntimeError):
+    """At least one value of a sweep was not written."""
+
+
+def plan_timber_sweep(
+    config: str | Path | Config,
+    lambdas: Sequence[float],
+    *,
+    out_prefix: str | Path | None = None,
+    out_dirs: Sequence[str | Path] | None = None,
+) -> SweepRequest:
+    """``plan_sweep`` of λ, for a config that must be a Timber one."""
+    if isinstance(config, (str, Path)):
+        config = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
+    if config.get("merge_method") != TIMBER:
+        raise WeightLevelConfigError(
+            f"{TIMBER} sweep: the config's merge_method is {config.get('merge_method')!r}; "
+            f"a Timber sweep needs `merge_method: {TIMBER}` (`sweep` runs any method)."
+        )
+    return plan_sweep(config, lambdas, out_prefix=out_prefix, out_dirs=out_dirs, parameter="lambda")
 
 
 def sweep_config(
-    config: str | Path | dict[str, Any],
+    config: str | Path | Config,
     lambdas: Sequence[float],
     out_dirs: Sequence[str | Path],
     options: MergeOptions | None = None,
 ) -> list[Path]:
     """Run a ``timber_spectral`` YAML config once for every λ; return the output folders.
 
-    Each tensor is decomposed once; output ``i`` equals a single run with ``lambda:
-    lambdas[i]`` (bit for bit: the same kernel code computes both).
+    Raises ``SweepFailed`` after the others are written when a λ's output failed.
     """
-    from mergekit_weightlevel.running.merging import merge_yaml
-
-    if isinstance(config, (str, Path)):
-        config = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
-    out_paths = [Path(d).resolve() for d in out_dirs]
-    lambdas = [float(lam) for lam in lambdas]
-    _check_sweep(config, lambdas, out_paths)
-    texts = [yaml.safe_dump(_config_for(config, lam), sort_keys=False) for lam in lambdas]
-    # The first output is mergekit's own run (cleaned by the run_merge wrapper); the
-    # others are written beside it, so their leftovers are removed here.
-    side_before = [weight_files(side) for side in out_paths[1:]]
-    with _sweeping(_Sweep(lambdas, out_paths)):
-        merge_yaml(yaml.safe_load(texts[0]), out_paths[0], options)
-    for side, text, before in zip(out_paths[1:], texts[1:], side_before):
-        _copy_side_files(out_paths[0], side, text, options or MergeOptions())
-        remove_stale_weights(side, before)
-    return out_paths
+    outputs = run_sweep(plan_timber_sweep(config, lambdas, out_dirs=out_dirs), options)
+    failed = [output.error for output in outputs if output.error]
+    if failed:
+        raise SweepFailed("; ".join(failed))
+    return [output.folder for output in outputs]
 
 
 def timber_sweep(
@@ -199,8 +317,3 @@ def timber_sweep(
     """
     config = timber_config(base, instruct, parameters=dict(parameters or {}), dtype=dtype)
     return sweep_config(config, lambdas, out_dirs, options)
-
-
-def sweep_out_dirs(prefix: str | Path, lambdas: Sequence[float]) -> list[Path]:
-    """``PREFIX-lambda0.2``-style folder names, one per λ."""
-    return [Path(f"{prefix}-lambda{float(lam):g}") for lam in lambdas]

@@ -21,13 +21,9 @@ the base and (when ``base_model`` is left out) without reading W_B at all.
 
 from __future__ import annotations
 
-import difflib
 import logging
-import os
 import re
-from collections import defaultdict
 from collections.abc import Hashable
-from pathlib import Path
 from typing import Annotated, Any
 
 import torch
@@ -43,7 +39,12 @@ from mergekit.merge_methods.base import (
 )
 from pydantic import AfterValidator
 
-from mergekit_weightlevel.checks.headers import read_headers
+from mergekit_weightlevel.checks.grafting import (
+    check_adapter_targets,
+    check_include,
+    merged_tensor_names,
+    warn_if_other_base,
+)
 from mergekit_weightlevel.checks.parameter_types import choice
 from mergekit_weightlevel.methods.base import (
     ROLE_TARGET,
@@ -54,19 +55,15 @@ from mergekit_weightlevel.methods.base import (
     model_label,
     split_roles,
 )
+from mergekit_weightlevel.methods.merge_run import current_run
 from mergekit_weightlevel.methods.paramdelta import paramdelta as add_deltas
+from mergekit_weightlevel.methods.shadow_graft.declaration import DECLARATION, NAME
 from mergekit_weightlevel.methods.shadow_graft.lora import LoraAdapter, open_adapter
 from mergekit_weightlevel.tensor_names import (
     DEFAULT_PROJECTIONS,
     OFFICIAL_PROJECTIONS,
-    PROJECTION_TYPES,
-    layer_index,
-    mergekit_layout,
-    module_type,
-    split_parameter,
 )
 
-NAME = "shadow_graft"
 #: The attention and MLP projections, weights and biases: the official apply_diff.py's
 #: `(q|k|v|o|gate|up|down)_proj` on Llama-style names, and the same projections under the
 #: GPT-2 / GPT-NeoX / Starcoder2 / Mixtral names (docs/architectures.md).
@@ -101,10 +98,12 @@ AdapterPath = Annotated[str | None, AfterValidator(_check_adapter)]
 class ShadowGraftMerge(WeightLevelMethod):
     """W_I + Σ α · (W_B⁺ − W_B) on the projections: train on the Base, run on the Instruct."""
 
+    declaration = DECLARATION
+
     spec = MergeMethodSpec(
         name=NAME,
-        pretty_name="Shadow-FT",
-        reference_url="https://arxiv.org/abs/2505.12716",
+        pretty_name=DECLARATION.display_name,
+        reference_url=DECLARATION.paper.url,
         # The base is optional only for the `adapter` path; merge_group enforces the rest.
         contract=InputContract(base=BasePolicy.OPTIONAL, min_non_base=1),
         parameters=(
@@ -263,177 +262,28 @@ def _needs_base(adapter: LoraAdapter) -> WeightLevelConfigError:
     )
 
 
-# --- checks of the adapter against the models, once per (adapter, target, base) ------
-
-_checked: set[tuple[int, Hashable, Hashable]] = set()
+# --- the checks before the first tensor, once per merge (``checks.grafting``) ------------
 
 
 def check_adapter_fits(adapter: LoraAdapter, target_id: Hashable, base: TensorEntry | None) -> None:
-    """Before the first tensor: every adapted tensor exists in the target, shapes match,
-    full weights have a base to diff against, and the adapter's base is the configured one."""
-    key = (id(adapter), target_id, None if base is None else base.id)
-    if key in _checked:
+    """Before the first tensor: full weights have a base to diff against; every adapted
+    tensor exists in the target with the right shape; the adapter's base is the configured one."""
+    if not current_run().first_time(("adapter", id(adapter), target_id, base and base.id)):
         return
     if adapter.full_weights and base is None:
         raise _needs_base(adapter)
-    shapes = checkpoint_shapes(target_id)
-    if shapes is not None:
-        missing = [name for name in adapter.targets() if name not in shapes]
-        if missing:
-            raise WeightLevelConfigError(
-                f"{NAME}: adapter {adapter.path} changes tensors that the target "
-                f"{model_label(target_id)} does not have: {', '.join(missing[:8])}"
-                f"{' ...' if len(missing) > 8 else ''}. Was it trained on another architecture?"
-            )
-        for name in adapter.modules:
-            if shapes[name] is not None:
-                adapter.check_shape(name, shapes[name])
+    check_adapter_targets(adapter, target_id, method=NAME)
     if base is not None:
-        warn_if_other_base(adapter, base.id)
-    _checked.add(key)
-
-
-def checkpoint_shapes(model_id: Hashable) -> dict[str, tuple[int, ...] | None] | None:
-    """Tensor names (and shapes, from safetensors headers) of a model mergekit is reading.
-
-    None when the id is not a mergekit model (the in-memory API): then only the
-    tensors the merge visits are checked, one at a time.
-    """
-    # Imported here: mergekit.common pulls in mergekit.io, which the package import must
-    # not (it warns under numpy 2, and registration has to stay light).
-    from mergekit.common import ModelReference
-    from mergekit.io.tasks import LoaderCache
-
-    if not isinstance(model_id, ModelReference):
-        return None
-    index = LoaderCache().get(model_id).index
-    shapes: dict[str, tuple[int, ...] | None] = dict.fromkeys(index.tensor_paths)
-    if index.is_safetensors:
-        headers = read_headers(Path(index.base_path), f"{NAME}: model {model_id}")
-        shapes.update({name: header.shape for name, header in headers.items()})
-    return shapes
-
-
-# --- does `include` select what it was meant to? (once per regex and target) -----------
-
-_include_checked: set[tuple[str, Hashable]] = set()
-
-#: How many tensor names an `include` error or warning shows.
-SHOWN_NAMES = 5
+        warn_if_other_base(adapter, base.id, method=NAME)
 
 
 def check_include_once(include: str, target_id: Hashable) -> None:
-    """``check_include`` against the target's tensors, before its first tensor is grafted."""
-    key = (include, target_id)
-    if key in _include_checked:
+    """``checks.grafting.check_include`` against the target's tensors, before its first one."""
+    if not current_run().first_time(("include", include, target_id)):
         return
-    names = merged_tensor_names(target_id)
+    names = merged_tensor_names(target_id, method=NAME)
     if names is not None:
-        check_include(include, names, model_label(target_id))
-    _include_checked.add(key)
-
-
-def merged_tensor_names(model_id: Hashable) -> dict[str, int | None] | None:
-    """Name → number of dimensions (None: unknown) of the tensors mergekit will merge.
-
-    These are the names ``include`` is matched against: mergekit's layout
-    (``tensor_names.mergekit_layout``: transformers 5's stacked experts, not the per-expert
-    names of the checkpoint), or the checkpoint's own names where that cannot be found.
-    None for the in-memory API.
-    """
-    shapes = checkpoint_shapes(model_id)
-    if shapes is None:
-        return None
-    stored = {name: None if shape is None else len(shape) for name, shape in shapes.items()}
-    try:
-        from mergekit.io.tasks import LoaderCache
-
-        trust_remote_code = LoaderCache().trust_remote_code
-        config = model_id.config(trust_remote_code=trust_remote_code)
-        layout = mergekit_layout(config, stored, trust_remote_code)
-    except Exception:  # noqa: BLE001 - no usable config: the checkpoint's names it is
-        return stored
-    return {name: stored.get(name) for name in layout}  # converted (stacked): ndim unknown
-
-
-def check_include(include: str, names: dict[str, int | None], model: str) -> None:
-    """Raise when ``include`` matches none of the ≥2-D tensors; warn when, in some layer,
-    it takes some projection kinds (module types) and leaves others out."""
-    matrices = [name for name, ndim in names.items() if ndim is None or ndim >= 2]
-    matched = [name for name in matrices if re.search(include, name, flags=re.IGNORECASE)]
-    if matrices and not matched:
-        raise WeightLevelConfigError(
-            f"{NAME}: parameter `include` ({include!r}) matches none of the "
-            f"{len(matrices)} ≥2-D tensors that mergekit merges for the target {model} "
-            "(by mergekit's names: MoE experts are stacked, e.g. `mlp.experts.gate_up_proj`), "
-            "so nothing would be grafted. Tensors it could have meant: "
-            f"{', '.join(_close_names(include, matrices))}. "
-            "Fix the regex (it is searched, case-insensitive, in each tensor name), or leave "
-            "`include` out to graft every attention and MLP projection."
-        )
-    kinds: dict[int, set[str]] = defaultdict(set)
-    taken: dict[int, set[str]] = defaultdict(set)
-    examples: dict[str, str] = {}
-    for name in matrices:
-        kind, layer = module_type(name), layer_index(name)
-        if layer is None or kind not in PROJECTION_TYPES:
-            continue
-        kinds[layer].add(kind)
-        examples.setdefault(kind, name)
-        if re.search(include, name, flags=re.IGNORECASE):
-            taken[layer].add(kind)
-    left_out = sorted({k for layer in taken for k in kinds[layer] - taken[layer] if taken[layer]})
-    if left_out:
-        grafted = sorted(set().union(*taken.values()))
-        logger.warning(
-            "%s: `include` %r grafts the %s projections of the target %s's layers but leaves "
-            "out their %s projections (e.g. %s), which keep the target's weights. If that is "
-            "what you want, ignore this; otherwise widen the regex, or leave `include` out "
-            "for every attention and MLP projection.",
-            NAME,
-            include,
-            ", ".join(grafted),
-            model,
-            ", ".join(left_out),
-            ", ".join(examples[k] for k in left_out[:SHOWN_NAMES]),
-        )
-
-
-def _close_names(include: str, names: list[str]) -> list[str]:
-    """A few tensor names nearest to the regex text: the module names it resembles first."""
-    components: dict[str, str] = {}
-    for name in names:
-        components.setdefault(split_parameter(name)[0][-1], name)  # the module's own name
-    close = difflib.get_close_matches(include, list(components), n=SHOWN_NAMES, cutoff=0.3)
-    chosen = [components[c] for c in close]
-    for name in names:  # fill up with the projections of the first layer, then anything
-        if len(chosen) >= SHOWN_NAMES:
-            break
-        if name not in chosen and module_type(name) in PROJECTION_TYPES:
-            chosen.append(name)
-    return chosen or names[:SHOWN_NAMES]
-
-
-def warn_if_other_base(adapter: LoraAdapter, base_id: Hashable) -> None:
-    from mergekit.common import ModelReference
-
-    trained_on = adapter.base_model_name
-    configured = base_id.model.path if isinstance(base_id, ModelReference) else str(base_id)
-    if trained_on and not same_model(trained_on, configured):
-        logger.warning(
-            "%s: adapter %s was trained on %s (its base_model_name_or_path), but base_model is %s. "
-            "The graft assumes the adapter's base is the Instruct's base; check the pairing.",
-            NAME,
-            adapter.path,
-            trained_on,
-            configured,
-        )
-
-
-def same_model(a: str, b: str) -> bool:
-    if os.path.exists(a) and os.path.exists(b):
-        return os.path.samefile(a, b)
-    return a.rstrip("/") == b.rstrip("/")
+        check_include(include, names, model_label(target_id), method=NAME)
 
 
 shadow_graft_method = ShadowGraftMerge()

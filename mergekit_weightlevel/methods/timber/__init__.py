@@ -1,9 +1,10 @@
 """Timber (arXiv 2509.23595): refine an Instruct model by partly reverting it towards its Base.
 
-Three parts, bottom up: ``decomposition`` (how one delta matrix splits at k = ⌈eRank⌉, by
-SVD or the float64 Gram route), ``kernel`` (W = W_B + P_k(D) + λ·(D − P_k(D)) per tensor,
-stacked experts matrix by matrix), ``method`` (the mergekit declaration); ``sweep_hook`` is
-where a λ sweep registers the λ values it wants from the kernel.
+Its parts, bottom up: ``declaration`` (what the package knows about Timber: paper, roles,
+file origins, the card's sentence, the sweep axis), ``decomposition`` (how one delta matrix
+splits at k = ⌈eRank⌉, by SVD or the float64 Gram route), ``kernel`` (W = W_B + P_k(D) +
+λ·(D − P_k(D)) per tensor, stacked experts matrix by matrix), ``method`` (the mergekit
+spec; in a λ sweep its kernels share one decomposition per tensor, ``methods.sweep_share``).
 """
 
 from mergekit_weightlevel.methods.timber.decomposition import (

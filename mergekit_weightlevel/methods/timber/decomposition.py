@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mergekit_weightlevel.methods.timber.declaration import NAME
 from mergekit_weightlevel.numerics.effective_rank import ERANK_LOG_EPS, gram_erank_uncertainty
 from mergekit_weightlevel.numerics.spectral import (
     TridiagonalGram,
@@ -23,8 +24,6 @@ from mergekit_weightlevel.numerics.spectral import (
     typical_gram_noise,
     use_tridiagonal,
 )
-
-NAME = "timber_spectral"
 
 # Fast-path acceptance thresholds (see ``gram_is_accurate``).
 #: Largest tolerated estimate of ‖D'_gram − D'_svd‖_F / ‖D‖_F from the subspace split at k.

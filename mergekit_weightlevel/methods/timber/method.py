@@ -17,6 +17,7 @@ guarantee float32-rounding agreement (see ``gram_is_accurate``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -29,11 +30,11 @@ from mergekit.merge_methods.base import (
     TensorGroup,
 )
 
-import mergekit_weightlevel.methods.timber.sweep_hook as sweep_hook
 from mergekit_weightlevel.checks.parameter_types import bounded_float, choice
 from mergekit_weightlevel.errors import WeightLevelConfigError
 from mergekit_weightlevel.methods.base import WeightLevelMethod
-from mergekit_weightlevel.methods.timber.decomposition import NAME
+from mergekit_weightlevel.methods.sweep_share import SWEEP_SHARE, SweepShare
+from mergekit_weightlevel.methods.timber.declaration import DECLARATION, NAME
 from mergekit_weightlevel.methods.timber.kernel import timber_tensors
 from mergekit_weightlevel.tensor_names import is_embedding
 
@@ -55,10 +56,13 @@ def is_embedding_group(group: TensorGroup) -> bool:
 class TimberSpectralMerge(WeightLevelMethod):
     """W_B + (top-eRank directions of W_I − W_B) + λ·(the rest): Timber's partial revert."""
 
+    declaration = DECLARATION
+    sweep_shares_work_along = "lambda"  # one decomposition of W_I − W_B serves every λ
+
     spec = MergeMethodSpec(
         name=NAME,
-        pretty_name="Timber",
-        reference_url="https://arxiv.org/abs/2509.23595",
+        pretty_name=DECLARATION.display_name,
+        reference_url=DECLARATION.paper.url,
         contract=InputContract(base=BasePolicy.REQUIRED, min_non_base=1, max_non_base=1),
         parameters=(
             ParameterSpec(
@@ -102,19 +106,24 @@ class TimberSpectralMerge(WeightLevelMethod):
             raise WeightLevelConfigError(f"{NAME}: no base_model. {self.usage}")
         name = group.metadata.name or "<tensor>"
         keep = parameters["scope"] == "linear" and is_embedding_group(group)
+
+        def outputs_for(lambdas: Sequence[float]) -> list[torch.Tensor]:
+            return timber_tensors(
+                base.tensor,
+                instruct.tensor,
+                lambdas,
+                exponent=float(parameters["erank_exponent"]),
+                solver=parameters["solver"],
+                name=name,
+                keep_instruct=keep,
+            )
+
         lam = float(parameters["lambda"])
-        lambdas = sweep_hook.lambdas_for(name, lam)  # more than one while a sweep runs
-        outputs = timber_tensors(
-            base.tensor,
-            instruct.tensor,
-            lambdas,
-            exponent=float(parameters["erank_exponent"]),
-            solver=parameters["solver"],
-            name=name,
-            keep_instruct=keep,
-        )
-        sweep_hook.stash(name, outputs)
-        return outputs[0]
+        share: SweepShare | None = parameters.get(SWEEP_SHARE)
+        if share is None:
+            return outputs_for([lam])[0]
+        # A sweep: one decomposition serves every λ of it (methods.sweep_share).
+        return share.take(name, lam, outputs_for)
 
 
 timber_spectral_method = TimberSpectralMerge()

@@ -1,0 +1,267 @@
+"""The sweep of every method along its own axis: one pass over the inputs, and each output
+equal to the merge at that value on its own (mergekit's own YAML path, ``run_merge``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+from helpers import read_state, run_yaml_merge, write_config
+from mergekit.io.lazy_tensor_loader import LazyTensorLoader
+from mergekit.options import MergeOptions
+
+from mergekit_weightlevel import method_configs
+from mergekit_weightlevel.cli import main
+from mergekit_weightlevel.demo.tiny_models import build_family
+from mergekit_weightlevel.errors import WeightLevelConfigError
+from mergekit_weightlevel.methods.timber import decomposition
+from mergekit_weightlevel.publishing.checks import INCOMPLETE_MARKER
+from mergekit_weightlevel.running.merging import merge_yaml
+from mergekit_weightlevel.running.sweep import plan_sweep, sweep, sweep_out_dirs
+
+
+def configs(family) -> dict[str, dict]:
+    """One standard config per method, its swept parameter left to the sweep."""
+    return {
+        "paramdelta": method_configs.paramdelta_config(
+            family.base, family.instruct, family.base_v2, dtype="float32"
+        ),
+        "shadow_graft": method_configs.shadow_graft_config(
+            family.base, family.base_tuned, family.instruct, dtype="float32"
+        ),
+        "timber_spectral": method_configs.timber_config(
+            family.base, family.instruct, dtype="float32"
+        ),
+        "instruct_thinking_interp": method_configs.interp_config(
+            family.instruct, family.thinking, 0.5, dtype="float32"
+        ),
+    }
+
+
+#: Three values of each method's axis, the default axis of each.
+VALUES = {
+    "paramdelta": [0.5, 1.0, 1.5],
+    "shadow_graft": [0.5, 1.0, 2.0],
+    "timber_spectral": [0.0, 0.2, 1.0],
+    "instruct_thinking_interp": [0.2, 0.45, 0.8],
+}
+AXIS = {
+    "paramdelta": "weight",
+    "shadow_graft": "weight",
+    "timber_spectral": "lambda",
+    "instruct_thinking_interp": "lambda",
+}
+
+
+def single_config(config: dict, method: str, value: float) -> dict:
+    """The config a user would write for one value: λ at the top, or `weight` on the donors."""
+    return method_configs.with_value(
+        config, AXIS[method], value, per_donor=AXIS[method] == "weight"
+    )
+
+
+def non_weight_files(folder: Path) -> dict[str, bytes]:
+    return {
+        p.name: p.read_bytes()
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.endswith(".safetensors") and p.name != "README.md"
+    }
+
+
+@pytest.mark.parametrize("method", sorted(VALUES))
+def test_each_output_equals_its_own_merge_bit_for_bit(method, llama_family, tmp_path):
+    config = configs(llama_family)[method]
+    values = VALUES[method]
+    options = MergeOptions(quiet=True, copy_tokenizer=True)
+    outputs = sweep(config, values, tmp_path / "sweep", options=options)
+    assert [o.folder for o in outputs] == [
+        d.resolve() for d in sweep_out_dirs(tmp_path / "sweep", values, AXIS[method])
+    ]
+    assert all(o.error is None for o in outputs)
+    states = []
+    for value, output in zip(values, outputs):
+        alone = tmp_path / f"alone{value:g}"
+        single = run_yaml_merge(single_config(config, method, value), alone, copy_tokenizer=True)
+        swept = read_state(output.folder)
+        states.append(swept)
+        assert set(swept) == set(single)
+        for name in single:
+            assert torch.equal(swept[name], single[name]), (value, name)
+        # The same folder as the merge alone: config, tokenizer, generation config, the YAML
+        # with its value (the card's title is the folder's name, so it is compared apart).
+        assert non_weight_files(output.folder) == non_weight_files(alone)
+        card = (output.folder / "README.md").read_text(encoding="utf-8")
+        assert f"{value:g}" in card and output.folder.name in card
+        assert not (output.folder / INCOMPLETE_MARKER).exists()
+    # The values really differ (each output got its own value).
+    name = "model.layers.0.mlp.down_proj.weight"
+    assert not torch.equal(states[0][name], states[-1][name])
+
+
+def test_each_tensor_is_read_once_and_decomposed_once(llama_family, tmp_path, monkeypatch):
+    reads: dict[tuple[str, str], int] = {}
+    original_get = LazyTensorLoader.get_tensor
+
+    def counting_get(self, key, *args, **kwargs):
+        where = (str(self.index.base_path), key)
+        reads[where] = reads.get(where, 0) + 1
+        return original_get(self, key, *args, **kwargs)
+
+    splits = []
+    original_split = decomposition.split_delta
+
+    def counting_split(delta, **kwargs):
+        splits.append(kwargs["name"])
+        return original_split(delta, **kwargs)
+
+    monkeypatch.setattr(LazyTensorLoader, "get_tensor", counting_get)
+    monkeypatch.setattr("mergekit_weightlevel.methods.timber.kernel.split_delta", counting_split)
+    config = configs(llama_family)["timber_spectral"]
+    outputs = sweep(config, [0.0, 0.2, 0.4, 0.6], tmp_path / "t", options=MergeOptions(quiet=True))
+    assert all(o.error is None for o in outputs)
+    assert reads and set(reads.values()) == {1}  # every tensor of both inputs, once
+    matrices = [n for n, t in read_state(llama_family.base).items() if t.ndim >= 2]
+    assert sorted(splits) == sorted(matrices)  # one decomposition per matrix for four λ
+
+
+def test_a_failing_value_leaves_the_others_written(llama_family, tmp_path):
+    # float16 weights: ParamΔ's delta × 1e6 overflows to inf for the second value only.
+    config = method_configs.paramdelta_config(
+        llama_family.base, llama_family.instruct, llama_family.base_v2, dtype="float16"
+    )
+    outputs = sweep(config, [1.0, 1e6, 0.5], tmp_path / "p", options=MergeOptions(quiet=True))
+    good, bad, also_good = outputs
+    assert bad.error is not None and "NaN/Inf" in bad.error
+    assert good.error is None and also_good.error is None
+    assert not list(bad.folder.glob("*.safetensors"))  # no partial weights to mistake
+    assert "failed" in (bad.folder / INCOMPLETE_MARKER).read_text(encoding="utf-8")
+    single = run_yaml_merge(single_config(config, "paramdelta", 0.5), tmp_path / "alone")
+    swept = read_state(also_good.folder)
+    assert all(torch.equal(swept[n], single[n]) for n in single)
+
+
+def test_per_donor_axis_applies_to_every_donor(llama_family, tmp_path):
+    family = llama_family
+    config = method_configs.paramdelta_config(
+        family.base, [(family.instruct, 1.0), (family.thinking, 0.3)], family.base_v2,
+        dtype="float32",
+    )  # fmt: skip
+    request = plan_sweep(config, [0.5], out_prefix=tmp_path / "p")
+    donors = [m for m in request.configs[0]["models"] if m["parameters"].get("role") != "target"]
+    assert [m["parameters"]["weight"] for m in donors] == [0.5, 0.5]
+    target = next(m for m in request.configs[0]["models"] if m["parameters"].get("role"))
+    assert "weight" not in target["parameters"]
+
+
+def test_another_parameter_can_be_swept(llama_family, tmp_path):
+    config = configs(llama_family)["timber_spectral"]
+    outputs = sweep(
+        config, [0.5, 2.0], tmp_path / "t", parameter="erank_exponent",
+        options=MergeOptions(quiet=True),
+    )  # fmt: skip
+    assert [o.folder.name for o in outputs] == ["t-erank_exponent0.5", "t-erank_exponent2"]
+    single = run_yaml_merge({**config, "parameters": {"erank_exponent": 2.0}}, tmp_path / "alone")
+    swept = read_state(outputs[1].folder)
+    assert all(torch.equal(swept[n], single[n]) for n in single)
+
+
+@pytest.mark.parametrize(
+    ("method", "parameter", "values", "message"),
+    [
+        ("instruct_thinking_interp", None, [0.5, 1.5], r"`lambda` must be a float in \[0, 1\]; not 1.5"),
+        ("timber_spectral", "scope", [0.5], r"`scope` is not a numeric parameter .* `lambda`, `erank_exponent`"),
+        ("paramdelta", None, [0.5, 0.5], r"values repeat"),
+    ],
+)  # fmt: skip
+def test_bad_sweeps_fail_before_any_work(
+    llama_family, tmp_path, method, parameter, values, message
+):
+    config = configs(llama_family)[method]
+    with pytest.raises(WeightLevelConfigError, match=message):
+        plan_sweep(config, values, out_prefix=tmp_path / "x", parameter=parameter)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_per_tensor_setting_of_the_axis_is_refused(llama_family, tmp_path):
+    config = configs(llama_family)["instruct_thinking_interp"]
+    config["parameters"] = {"lambda": [{"filter": "self_attn", "value": 0.0}, {"value": 0.8}]}
+    with pytest.raises(WeightLevelConfigError, match=r"sets `lambda` per tensor \(filters"):
+        plan_sweep(config, [0.2, 0.4], out_prefix=tmp_path / "x")
+
+
+def test_cli_sweeps_any_method_and_defaults_to_its_grid(llama_family, tmp_path):
+    config = write_config(tmp_path / "i.yml", configs(llama_family)["instruct_thinking_interp"])
+    result = CliRunner().invoke(
+        main, ["sweep", str(config), str(tmp_path / "interp"), "--values", "0.4,0.45"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "lambda 0.45: " in result.output
+    saved = yaml.safe_load((tmp_path / "interp-lambda0.45" / "mergekit_config.yml").read_text())
+    assert saved["parameters"]["lambda"] == 0.45
+    request = plan_sweep(configs(llama_family)["paramdelta"], out_prefix=tmp_path / "p")
+    assert request.values == (0.25, 0.5, 0.75, 1.0)  # ParamΔ's declared grid
+
+
+def test_two_merges_in_one_process_each_check_and_warn_as_if_alone(
+    llama_family, qwen2_sharded_family, tmp_path, monkeypatch, caplog
+):
+    """No memory carries from one merge to the next: headers are checked and the
+    unrelated-pair warning is given by every merge, whatever ran before it."""
+    checked = []
+    import mergekit_weightlevel.checks.headers as headers
+
+    original = headers.check_inputs
+
+    def counting(models, **kwargs):
+        checked.append(kwargs["method"])
+        return original(models, **kwargs)
+
+    monkeypatch.setattr(headers, "check_inputs", counting)
+    # Timber of two unrelated models (the llama Base against another family's) warns.
+    stranger = build_family(tmp_path / "stranger", seed=7).instruct
+    unrelated = method_configs.timber_config(llama_family.base, stranger, 0.2, dtype="float32")
+    paramdelta = configs(qwen2_sharded_family)["paramdelta"]
+    options = MergeOptions(quiet=True)
+    for run, config in enumerate([unrelated, paramdelta, unrelated]):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            merge_yaml(config, tmp_path / f"out{run}", options)
+        warned = [r for r in caplog.records if "far above the 0.004" in r.getMessage()]
+        assert bool(warned) == (config is unrelated), run
+    assert checked == ["timber_spectral", "paramdelta", "timber_spectral"]
+
+
+def test_a_rerun_reuses_finished_outputs_and_redoes_the_rest(llama_family, tmp_path, monkeypatch):
+    import os
+
+    import mergekit_weightlevel.running.one_pass as one_pass
+
+    config = configs(llama_family)["instruct_thinking_interp"]
+    options = MergeOptions(quiet=True)
+    first = sweep(config, [0.2, 0.4, 0.6], tmp_path / "i", options=options)
+    # An interrupted value: its marker is back (as after Ctrl-C); another value's weights
+    # are older than an input that changed since.
+    (first[1].folder / INCOMPLETE_MARKER).write_text("interrupted", encoding="utf-8")
+    merged: list[list[float]] = []
+    original = one_pass.merge_in_one_pass
+
+    def recording(outputs, *args, **kwargs):
+        merged.append([o.value for o in outputs])
+        return original(outputs, *args, **kwargs)
+
+    monkeypatch.setattr(one_pass, "merge_in_one_pass", recording)
+    again = sweep(config, [0.2, 0.4, 0.6, 0.8], tmp_path / "i", options=options)
+    assert merged == [[0.4, 0.8]]  # 0.2 and 0.6 were complete and current
+    assert [o.reused for o in again] == [True, False, True, False]
+    assert not (again[1].folder / INCOMPLETE_MARKER).exists()
+
+    newer = max(p.stat().st_mtime_ns for p in again[3].folder.iterdir()) + 10**9
+    for item in llama_family.thinking.iterdir():  # the Thinking model "retrained" since
+        os.utime(item, ns=(newer, newer))
+    merged.clear()
+    sweep(config, [0.2, 0.4], tmp_path / "i", options=options)
+    assert merged == [[0.2, 0.4]]  # nothing is current any more
