@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +152,14 @@ def test_a_large_delta_is_in_no_known_regime_and_gets_no_label(pairs):
     assert "above every published post-training pair (largest 0.0638" in text
     assert "no label" in text
     assert statements(pair, "premise")
+
+
+def test_a_copy_reads_as_identical(pairs, tmp_path):
+    base = pairs["small"][0]
+    copy = shutil.copytree(base, tmp_path / "copy")
+    _, pair = reading_of((base, copy), metrics="sigma")
+    assert pair.reading.regime == "identical"
+    assert statements(pair, "regime")[0].endswith("A and B are identical.")
 
 
 def test_an_o_proj_scaled_up_shows_he_and_caos_long_cot_signature(pairs):

@@ -160,7 +160,9 @@ def _regime(pair: PairData) -> tuple[str | None, list[Statement]]:
     shadow_low, shadow_high = SHADOW_FT_SIGMA_RANGE
     shadow = _span(SHADOW_FT_SIGMA)
     published = _span(INTERPOLATION_SIGMA)
-    if sigma == 0:
+    if sigma is None:  # nothing compared (analyze_models refuses such a pair)
+        return None, []
+    if s["sigma_global"] == 0:  # every compared tensor, not only the decoder layers'
         return "identical", [Statement("regime", f"{measured}: A and B are identical.")]
     if cosine is not None and cosine < UNRELATED_COSINE_MAX:
         text = (
