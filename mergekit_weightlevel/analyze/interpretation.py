@@ -188,12 +188,16 @@ def _regime(pair: PairData) -> tuple[str | None, list[Statement]]:
             f"post-training pairs of the interpolation paper ({published}): as close as those."
         )
         return "post-training", [Statement("regime", text, (SHADOW_FT_FIG1, INTERPOLATION_TABLE1))]
+    related = (
+        f", and the matrices' mean |cosine| {cosine:.3f} is far from that of independent "
+        "weights (≈ 0)"
+        if cosine is not None
+        else ""
+    )
     text = (
         f"{measured} is above every published post-training pair (largest "
-        f"{POST_TRAINING_SIGMA_MAX:g}; Shadow-FT {shadow}; interpolation paper {published}), "
-        "and the matrices' mean "
-        f"|cosine| {cosine:.3f} is far from that of independent weights (≈ 0): a regime the "
-        "papers do not describe, so no label."
+        f"{POST_TRAINING_SIGMA_MAX:g}; Shadow-FT {shadow}; interpolation paper {published})"
+        f"{related}: a regime the papers do not describe, so no label."
     )
     return None, [
         Statement("regime", text, (SHADOW_FT_FIG1, INTERPOLATION_TABLE1, UNRELATED_RULE)),
@@ -351,12 +355,16 @@ def _timber_statement(preview: TimberPreview) -> Statement:
     return Statement("timber", text, (TIMBER_ALGORITHM,))
 
 
+#: What a vocabulary tensor of another size needs before ParamΔ can add a delta to it.
+VOCABULARY_NOTE = "vocabulary: aligned by a tokenizer section"
+
+
 def _param_delta_statement(preview: dict[str, Any]) -> Statement:
     sigma = f"σ {SIGMA.cell(preview['sigma_mean'])} between them"
     differ = preview["shape_differs"]
     if differ:
         names = "; ".join(
-            f"{item['name']} ({'vocabulary: aligned by a tokenizer section' if item['vocabulary'] else 'cannot take the delta'})"
+            f"{item['name']} ({VOCABULARY_NOTE if item['vocabulary'] else 'cannot take the delta'})"
             for item in differ[:3]
         )
         more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""

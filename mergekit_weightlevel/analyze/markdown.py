@@ -173,7 +173,7 @@ def _reading(pair: PairReport) -> list[str]:
             *markdown_table(["λ", "‖W_λ − B‖ / ‖B‖"], body),
             "",
             "<details>",
-            "<summary>Timber per module type (k = ⌈eRank(ΔW)⌉, the tail it scales by λ)</summary>",
+            "<summary>Timber per module type (k = ⌈eRank(ΔW)⌉; the tail it scales by λ)</summary>",
             "",
             *markdown_table(
                 ["module type", "matrices", "median k / rank", "tail of ‖ΔW‖"], modules

@@ -26,12 +26,13 @@ class TimberPreview:
     """How far ``timber_spectral`` would move B (W_I), per matrix and over the compared tensors.
 
     Timber keeps the k = ⌈eRank(ΔW)⌉ leading directions of each matrix's delta and scales the
-    rest (the tail) by λ, so its output W_λ = B − (1 − λ)·tail and ‖W_λ − B‖_F = (1 − λ)·‖tail‖_F
-    for every λ in [0, 1]; 1-D tensors keep B (``scope: all``, the default).
+    rest (the tail) by λ, so its output is W_λ = B − (1 − λ)·tail, and
+    ‖W_λ − B‖_F = (1 − λ)·‖tail‖_F for every λ in [0, 1]; 1-D tensors keep B (``scope: all``,
+    the default).
     """
 
     lambdas: tuple[float, ...]
-    #: ‖W_λ − B‖_F / ‖B‖_F over every compared tensor (1-D and skipped-by-Timber ones at 0).
+    #: ‖W_λ − B‖_F / ‖B‖_F over every compared tensor (1-D ones contribute 0).
     distances: tuple[float, ...]
     tensors: int
     matrices: int
