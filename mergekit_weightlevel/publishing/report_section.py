@@ -31,7 +31,9 @@ def weight_level_section(folder: Path, inputs: list[InputModel]) -> str:
     references = [_reference(model) for model in models]
     names = {str(folder): "this model"}
     names.update({reference: model.name for model, reference in zip(models, references)})
-    report = analyze_models([str(folder), *references], metrics="sigma,erank", quiet=True)
+    report = analyze_models(
+        [str(folder), *references], metrics="sigma,erank", quiet=True, names=names
+    )  # named as the card names them, in the tables and in the figures' titles
     # Models named as the card names them; no Reading: its previews read A as a Base and B
     # as its post-trained model, while A is this merge and B one of its inputs.
     text = report.to_markdown(names=names, reading=False)
