@@ -11,6 +11,7 @@ import torch
 from mergekit_weightlevel.toy import tasks
 from mergekit_weightlevel.toy.evaluate import generate, pass_at_k, score, summarize
 from mergekit_weightlevel.toy.tokenizer import (
+    BOS_ID,
     CHARACTERS,
     EOS_ID,
     CharCodec,
@@ -29,9 +30,12 @@ def test_saved_tokenizer_loads_with_autotokenizer_and_round_trips(tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(str(tmp_path))
     text = "Q:13+5+8?A:[13+5=18,18+8=26]26 7*8=56. 9%4=1"
     ids = tokenizer(text)["input_ids"]
-    assert ids == CharCodec().encode(text)  # one token per character, no BOS/EOS added
-    assert len(ids) == len(text)
-    assert tokenizer.decode(ids) == text
+    # One token per character after BOS, as training feeds the models (train.encode_batch);
+    # no EOS added.
+    assert ids == [BOS_ID, *CharCodec().encode(text)]
+    assert len(ids) == len(text) + 1
+    assert tokenizer.decode(ids, skip_special_tokens=True) == text
+    assert tokenizer(text, add_special_tokens=False)["input_ids"] == CharCodec().encode(text)
     assert len(tokenizer) == vocab_size() == 4 + len(CHARACTERS)
     assert tokenizer.eos_token_id == EOS_ID
 
