@@ -217,3 +217,22 @@ def test_weights_that_do_not_load_name_the_folder(tmp_path):
     (broken / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(ModelFolderError, match="bad-weights: lm-eval could not load the model"):
         evaluate_folders([broken], "toy_qa_add3", limit=2, cache_dir=tmp_path / "c", log=quiet)
+
+
+def test_the_worked_example_task_reports_every_metric(tmp_path):
+    example = Path(__file__).resolve().parent.parent / "examples" / "eval_task"
+    evaluation = evaluate_folders(
+        [TOY_MODELS / "thinking"],
+        "example_sums",
+        include_path=example,
+        limit=5,
+        batch_size=20,
+        cache_dir=tmp_path / "cache",
+        log=quiet,
+    )
+    metrics = {m.metric: m.value for m in evaluation.models[0].metrics}
+    assert set(metrics) == {"exact_match", "pass@1", "pass@4", "format", "reasoning", "gen_length"}
+    assert {m.filter for m in evaluation.models[0].metrics} == {"samples"}
+    assert 0 <= metrics["pass@1"] <= metrics["pass@4"] <= 1
+    # The Thinking model writes out its steps: several tokens per answer.
+    assert metrics["gen_length"] > 5
