@@ -48,7 +48,8 @@ def test_the_best_value_and_ties_to_the_smaller_value():
     points = curve({0.2: {"acc": 0.7}, 0.4: {"acc": 0.9}, 0.6: {"acc": 0.9}, 0.8: {"acc": 0.5}})
     chosen = choose("lambda", points, Selection("t", "acc"))
     assert (chosen.value, chosen.score) == (0.4, 0.9)
-    assert "the best t:acc (max)" in chosen.reason
+    assert "the highest t:acc: 0.9000" in chosen.reason
+    assert "lowest t:acc" in choose("lambda", points, Selection("t", "acc", "min")).reason
     lowest = choose("lambda", points, Selection("t", "acc", "min"))
     assert lowest.value == 0.8
 

@@ -78,3 +78,21 @@ def test_the_shipped_members_are_the_current_recipes(member):
     expected = _member_key(member, recipe, steps, lr, base)
     shipped = json.loads((SHIPPED / member / MEMBER_FILE).read_text())["key"]
     assert shipped == expected
+
+
+def test_the_quickstart_config_interpolates_the_shipped_pair(tmp_path, monkeypatch):
+    import torch
+    import yaml
+    from mergekit.options import MergeOptions
+
+    from mergekit_weightlevel.checkpoints import read_state
+    from mergekit_weightlevel.running.merging import merge_yaml
+
+    monkeypatch.chdir(SHIPPED.parent.parent.parent)  # the repository root, as documented
+    config = yaml.safe_load(Path("examples/toy/instruct_thinking_interp.yml").read_text())
+    out = merge_yaml(config, tmp_path / "out", MergeOptions(quiet=True, copy_tokenizer=True))
+    instruct, thinking = (read_state(SHIPPED / m) for m in ("instruct", "thinking"))
+    lam = config["parameters"]["lambda"]
+    for name, tensor in read_state(out).items():
+        expected = lam * thinking[name].double() + (1 - lam) * instruct[name].double()
+        assert torch.allclose(tensor.double(), expected, atol=1e-6), name

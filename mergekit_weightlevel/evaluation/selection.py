@@ -131,16 +131,15 @@ def choose(
     if not scored:
         return None
     higher = _higher_is_better([m for _, m, _ in scored], selection)
-    direction = "max" if higher else "min"
     best_value, best_model, best_score = min(
         scored, key=lambda item: (-item[2] if higher else item[2], item[0])
     )
-    shown = f"{selection.key} ({direction})"
+    best = f"{'highest' if higher else 'lowest'} {selection.key}"
     if within is None:
         return Choice(
             best_value,
             str(best_model.folder),
-            f"the best {shown}: {best_score:.4f} at {parameter} = {best_value:g}",
+            f"the {best}: {best_score:.4f} at {parameter} = {best_value:g}",
             best_score,
         )
     scale = points_scale([s for *_, s in scored] + list(references))
@@ -161,7 +160,7 @@ def choose(
     return Choice(
         value,
         str(model.folder),
-        f"{how} within {within:g} {unit} of the best {shown} ({best_score:.4f} at "
+        f"{how} among the values within {within:g} {unit} of the {best} ({best_score:.4f} at "
         f"{parameter} = {best_value:g}): {parameter} = {value:g}, {selection.metric} {score:.4f}",
         score,
     )

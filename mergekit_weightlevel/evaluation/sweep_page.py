@@ -8,11 +8,12 @@ Every point carries its exact value in an SVG ``<title>`` (the browser's tooltip
 
 from __future__ import annotations
 
+import math
 from html import escape
 from typing import Any
 
-WIDTH, HEIGHT = 560, 270
-LEFT, RIGHT, TOP, BOTTOM = 64, 130, 18, 42
+WIDTH, HEIGHT = 500, 260
+LEFT, RIGHT, TOP, BOTTOM = 58, 92, 18, 42
 REFERENCE_COLOURS = ("#c0392b", "#27ae60", "#8e44ad", "#d35400", "#16a085")
 LINE = "#1f5fa8"
 STYLE = """
@@ -25,14 +26,27 @@ td.failed{color:#a00}.choice{background:#eef6ee;border:1px solid #9c9;padding:8p
 
 
 def _ticks(low: float, high: float, count: int = 5) -> list[float]:
-    if high == low:
+    """Round tick values (steps of 1, 2 or 5 × 10^k) covering [low, high]."""
+    if high <= low:
         return [low]
-    step = (high - low) / (count - 1)
-    return [low + i * step for i in range(count)]
+    raw = (high - low) / (count - 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= 0.75 * raw)
+    first = math.ceil(low / step - 1e-9) * step
+    return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
+
+
+def _spread(positions: list[float], gap: float = 12.0) -> list[float]:
+    """Label positions moved apart (in order) so that no two are closer than ``gap``."""
+    order = sorted(range(len(positions)), key=lambda i: positions[i])
+    placed = list(positions)
+    for before, after in zip(order, order[1:]):
+        placed[after] = max(placed[after], placed[before] + gap)
+    return placed
 
 
 def _label(value: float) -> str:
-    return f"{value:.4g}"
+    return f"{round(value, 10):g}"
 
 
 def metric_svg(
@@ -68,7 +82,7 @@ def metric_svg(
         f'role="img" aria-label="{escape(title)}">',
         f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>',
     ]
-    for y in _ticks(y_low + pad, y_high - pad):
+    for y in _ticks(y_low, y_high):
         parts.append(
             f'<line x1="{LEFT - 4}" x2="{LEFT + plot_w}" y1="{py(y):.1f}" y2="{py(y):.1f}" '
             f'stroke="#eee"/><text x="{LEFT - 6}" y="{py(y) + 4:.1f}" text-anchor="end">'
@@ -83,14 +97,15 @@ def metric_svg(
         f'<text x="{LEFT + plot_w / 2:.1f}" y="{HEIGHT - 6}" text-anchor="middle">'
         f"{escape(parameter)}</text>"
     )
-    for index, reference in enumerate(references):
+    label_ys = _spread([py(r["score"]) + 4 for r in references])
+    for index, (reference, label_y) in enumerate(zip(references, label_ys)):
         colour = REFERENCE_COLOURS[index % len(REFERENCE_COLOURS)]
         y = py(reference["score"])
         parts.append(
             f'<g class="reference"><title>{escape(reference["name"])}: '
             f"{reference['score']!r}</title>"
             f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="{colour}" '
-            f'stroke-dasharray="6 4"/><text x="{LEFT + plot_w + 6}" y="{y + 4:.1f}" '
+            f'stroke-dasharray="6 4"/><text x="{LEFT + plot_w + 6}" y="{label_y:.1f}" '
             f'fill="{colour}">{escape(reference["name"])}</text></g>'
         )
     ordered = sorted(points, key=lambda p: p["value"])
@@ -152,7 +167,9 @@ def sweep_html(report: dict[str, Any]) -> str:
             cells = f"<td class='failed' colspan='{len(keys)}'>failed: {escape(row['error'] or '')}</td>"
         else:
             cells = "".join(f"<td class='n'>{_cell(row['metrics'].get(k))}</td>" for k in keys)
-        lines.append(f"<tr><td>{label}</td><td>{escape(row['folder'])}</td>{cells}</tr>")
+        folder = escape(row["folder"])
+        name = escape(row["folder"].rstrip("/").rsplit("/", 1)[-1])
+        lines.append(f"<tr><td>{label}</td><td title='{folder}'>{name}</td>{cells}</tr>")
     lines.append("</table>")
     if report.get("removed"):
         lines.append(
