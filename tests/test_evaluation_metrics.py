@@ -112,3 +112,24 @@ def test_local_dataset_reads_files_beside_the_yaml_and_records_the_tokenizer(tmp
     assert named["test"][0][m.TOKENIZER_FIELD] == "b"
     with pytest.raises(FileNotFoundError, match="missing.jsonl"):
         local_dataset({"test": "missing.jsonl"}, config_source=str(yaml_path))
+
+
+def test_hub_dataset_records_the_tokenizer_in_every_split(monkeypatch):
+    import datasets
+
+    from mergekit_weightlevel.evaluation.task_utils import hub_dataset
+
+    asked = []
+
+    def load_dataset(path, name=None):  # the Hub, as `datasets` would return it
+        asked.append((path, name))
+        rows = datasets.Dataset.from_list([{"question": "1+1", "answer": "2"}] * 3)
+        return datasets.DatasetDict({"train": rows, "test": rows})
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    loaded = hub_dataset("openai/gsm8k", "main", pretrained="/models/x", config_source="t.yaml")
+    assert asked == [("openai/gsm8k", "main")]
+    assert {split: set(part[m.TOKENIZER_FIELD]) for split, part in loaded.items()} == {
+        "train": {"/models/x"},
+        "test": {"/models/x"},
+    }

@@ -132,7 +132,7 @@ def _unknown(names: list[str], known: list[str], include_paths: list[Path]) -> U
 
 def _dataset_of(manager: Any, name: str) -> tuple[str | None, str | None]:
     """The Hub dataset (path, config) a task's YAML names, if any (None for local data)."""
-    from mergekit_weightlevel.evaluation.results import LOCAL_LOADERS
+    from mergekit_weightlevel.evaluation.results import hub_dataset_of
 
     entry = manager.task_index.get(name)
     config = (entry.cfg if entry is not None else None) or {}
@@ -140,10 +140,8 @@ def _dataset_of(manager: Any, name: str) -> tuple[str | None, str | None]:
         from lm_eval.tasks._yaml_loader import load_yaml
 
         config = load_yaml(entry.yaml_path, resolve_func=False)
-    path = config.get("dataset_path")
-    if not isinstance(path, str) or path in LOCAL_LOADERS or config.get("custom_dataset"):
-        return None, None
-    return path, config.get("dataset_name")
+    found = hub_dataset_of(config)
+    return found if found is not None else (None, None)
 
 
 def _data_error(name: str, manager: Any, error: Exception) -> TaskDataError:

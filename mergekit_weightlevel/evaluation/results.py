@@ -97,6 +97,19 @@ class TaskFacts:
 LOCAL_LOADERS = {"json", "csv", "parquet", "text", "arrow", "pandas"}
 
 
+def hub_dataset_of(config: dict[str, Any]) -> tuple[str, str | None] | None:
+    """The Hub dataset (path, config name) a task's config reads, None for local data:
+    ``dataset_path``, or the ``path`` of ``task_utils.hub_dataset``'s ``dataset_kwargs``."""
+    if config.get("custom_dataset"):
+        kwargs = config.get("dataset_kwargs") or {}
+        path, name = kwargs.get("path"), kwargs.get("name")
+    else:
+        path, name = config.get("dataset_path"), config.get("dataset_name")
+    if not isinstance(path, str) or path in LOCAL_LOADERS:
+        return None
+    return path, name
+
+
 def read_task_facts(results: dict[str, Any]) -> dict[str, TaskFacts]:
     """Each task's settings, from lm-eval's ``configs``, ``n-shot`` and ``n-samples``."""
     facts = {}
@@ -104,10 +117,7 @@ def read_task_facts(results: dict[str, Any]) -> dict[str, TaskFacts]:
         generation = config.get("generation_kwargs") or {}
         do_sample = bool(generation.get("do_sample", False))
         counts = (results.get("n-samples") or {}).get(task) or {}
-        path = config.get("dataset_path")
-        hub = (
-            isinstance(path, str) and path not in LOCAL_LOADERS and not config.get("custom_dataset")
-        )
+        hub = hub_dataset_of(config)
         facts[task] = TaskFacts(
             task=task,
             version=(results.get("versions") or {}).get(task),
@@ -118,8 +128,8 @@ def read_task_facts(results: dict[str, Any]) -> dict[str, TaskFacts]:
             do_sample=do_sample,
             temperature=float(generation.get("temperature", 1.0)) if do_sample else None,
             output_type=config.get("output_type"),
-            dataset=path if hub else None,
-            dataset_config=config.get("dataset_name") if hub else None,
+            dataset=hub[0] if hub else None,
+            dataset_config=hub[1] if hub else None,
             split=config.get("test_split") or config.get("validation_split"),
         )
     return facts

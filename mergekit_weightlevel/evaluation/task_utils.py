@@ -12,6 +12,9 @@ own path (``config_source``) and the model arguments (``pretrained=FOLDER``). So
 ``dataset_path: json`` (whose relative paths are taken from the current directory), the task
 runs from any directory, offline, the same under ``lm_eval`` and ``mergekit-weightlevel
 evaluate``; and each document records the model's tokenizer, for ``generated_tokens``.
+
+``hub_dataset`` does the same for a dataset on the Hugging Face Hub (``dataset_kwargs:
+{path: openai/gsm8k, name: main}``), so a Hub benchmark can report lengths in tokens too.
 """
 
 from __future__ import annotations
@@ -55,3 +58,20 @@ def local_dataset(data_files: dict[str, str] | str, **metadata: Any) -> Any:
             documents = [{**doc, TOKENIZER_FIELD: tokenizer} for doc in documents]
         splits[split] = datasets.Dataset.from_list(documents)
     return datasets.DatasetDict(splits)
+
+
+def hub_dataset(path: str, name: str | None = None, **metadata: Any) -> Any:
+    """A Hub dataset (``datasets.load_dataset(path, name)``, the offline switches respected)
+    with the model's tokenizer recorded in each document, as ``local_dataset`` does."""
+    import datasets
+
+    loaded = datasets.load_dataset(path, name)
+    tokenizer = tokenizer_name(metadata)
+    if tokenizer is None:
+        return loaded
+    return datasets.DatasetDict(
+        {
+            split: part.add_column(TOKENIZER_FIELD, [tokenizer] * len(part))
+            for split, part in loaded.items()
+        }
+    )
