@@ -152,8 +152,9 @@ def _data_error(name: str, manager: Any, error: Exception) -> TaskDataError:
     shown = dataset + (f" (config {config})" if config else "")
     switches = offline_switches()
     if switches:
+        verb = "are" if len(switches) > 1 else "is"
         what = (
-            f"{' and '.join(f'{s}=1' for s in switches)} is set: the Hub is not asked. Run once "
+            f"{' and '.join(f'{s}=1' for s in switches)} {verb} set: the Hub is not asked. Run once "
             f"without {' and '.join(switches)} on a machine with network to cache it"
         )
     else:
