@@ -38,7 +38,9 @@ def quiet(_line: str) -> None:
     pass
 
 
-def lm_eval_command_line(folder: Path, tasks: str, limit: int, out: Path) -> dict:
+def lm_eval_command_line(
+    folder: Path, tasks: str, limit: int, out: Path, chat_template: bool = False
+) -> dict:
     """lm-eval's own results for ``folder``, from its command line."""
     command = [
         str(Path(sys.executable).with_name("lm_eval")),
@@ -49,6 +51,7 @@ def lm_eval_command_line(folder: Path, tasks: str, limit: int, out: Path) -> dic
         "--device", "cpu",
         "--limit", str(limit),
         "--output_path", str(out),
+        *(["--apply_chat_template"] if chat_template else []),
     ]  # fmt: skip
     env = {**os.environ, **OFFLINE}
     subprocess.run(command, check=True, capture_output=True, env=env, timeout=600)
@@ -70,16 +73,26 @@ def numbers(results: dict) -> dict[str, dict[str, float]]:
     [
         # Greedy generation (accuracy, format, reasoning, length) and sampled pass@k.
         ("toy_instruct", "toy_qa_add3,toy_pass_add3", 4),
-        # Log-likelihoods of four choices, and greedy continuation, on a random Llama.
-        ("demo_base", "demo", 6),
+        # Log-likelihoods of four choices, and greedy continuation, on a random Llama,
+        # through its chat template.
+        ("demo_instruct", "demo", 6),
     ],
 )
 def test_our_numbers_equal_lm_evals_command_line(model, tasks, limit, llama_family, tmp_path):
-    folder = TOY_MODELS / "instruct" if model == "toy_instruct" else llama_family.base
+    folder = TOY_MODELS / "instruct" if model == "toy_instruct" else llama_family.instruct
+    chat = model == "demo_instruct"
     ours = evaluate_folders(
-        [folder], tasks, limit=limit, device="cpu", cache_dir=tmp_path / "cache", log=quiet
+        [folder],
+        tasks,
+        limit=limit,
+        device="cpu",
+        apply_chat_template=chat,
+        cache_dir=tmp_path / "cache",
+        log=quiet,
     )
-    theirs = lm_eval_command_line(folder, tasks, limit, tmp_path / "cli")
+    theirs = lm_eval_command_line(folder, tasks, limit, tmp_path / "cli", chat_template=chat)
+    if chat:  # the prompts went through the instruct member's template, on both sides
+        assert theirs["chat_template"] and "[assistant]" in theirs["chat_template"]
     kept = json.loads(ours.models[0].lm_eval_results.read_text())
     assert numbers(kept) == numbers(theirs)
     assert len(numbers(theirs)) == (2 if model == "toy_instruct" else 2)
@@ -236,3 +249,62 @@ def test_the_worked_example_task_reports_every_metric(tmp_path):
     assert 0 <= metrics["pass@1"] <= metrics["pass@4"] <= 1
     # The Thinking model writes out its steps: several tokens per answer.
     assert metrics["gen_length"] > 5
+
+
+@pytest.mark.parametrize(
+    ("arguments", "complaint"),
+    [
+        (["--limit", "0"], "must be positive"),
+        (["--batch-size", "many"], "an integer or 'auto'"),
+        (["--model-args", "pretrained=/x"], "pretrained is the FOLDER itself"),
+        (["--device", "tpu"], "'tpu' is not one of"),
+    ],
+)
+def test_bad_options_are_usage_errors(arguments, complaint):
+    folder = str(TOY_MODELS / "instruct")
+    result = CliRunner().invoke(main, ["evaluate", folder, "--tasks", "toy_qa_add3", *arguments])
+    assert result.exit_code == 2 and complaint in result.output
+
+
+def test_the_sweep_options_reach_the_command_as_evaluate_sweeps_arguments():
+    """What a sweep command gets from the shared options (the sweep runner's wiring)."""
+    import click
+
+    from mergekit_weightlevel.cli.evaluate_command import (
+        evaluation_options,
+        sweep_evaluation_options,
+    )
+
+    seen = {}
+
+    @click.command()
+    @sweep_evaluation_options
+    @evaluation_options
+    def sweep(**kwargs):
+        seen.update(kwargs)
+
+    arguments = ["--eval", "toy_qa_add3,toy_pass_add3", "--select", "toy_qa_add3:acc"]
+    arguments += ["--within", "2", "--keep", "best", "--limit", "0.5", "--batch-size", "auto"]
+    result = CliRunner().invoke(sweep, [*arguments, "--model-args", "dtype=bfloat16"])
+    assert result.exit_code == 0, result.output
+    assert seen == {
+        "eval_tasks": ["toy_qa_add3", "toy_pass_add3"],
+        "select": "toy_qa_add3:acc",
+        "within": 2.0,
+        "keep": "best",
+        "eval_options": {
+            "include_path": [],
+            "limit": 0.5,
+            "num_fewshot": None,
+            "device": None,
+            "batch_size": "auto",
+            "model_args": {"dtype": "bfloat16"},
+            "apply_chat_template": False,
+        },
+    }
+    import inspect
+
+    from mergekit_weightlevel.evaluation import evaluate_sweep
+
+    accepted = inspect.signature(evaluate_sweep).parameters
+    assert set(seen["eval_options"]) <= set(accepted)

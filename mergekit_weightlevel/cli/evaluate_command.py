@@ -1,7 +1,8 @@
 """``evaluate``, and the evaluation options a sweep shares with it (each declared once here).
 
 ``evaluation_options`` adds lm-eval's run options (``--include-path``, ``--limit``,
-``--num-fewshot``, ``--device``, ``--batch-size``, ``--model-args``) and hands them to the
+``--num-fewshot``, ``--device``, ``--batch-size``, ``--model-args``,
+``--apply-chat-template``) and hands them to the
 command as one ``eval_options`` dict, ready for ``evaluate_folders(**eval_options)`` or
 ``evaluate_sweep(**eval_options)``; ``sweep_evaluation_options`` adds ``--eval``,
 ``--select``, ``--within`` and ``--keep`` for a sweep that evaluates its outputs.
@@ -80,6 +81,7 @@ def evaluation_options(func: Callable[..., Any]) -> Callable[..., Any]:
         device: str | None,
         batch_size: int | str | None,
         model_args: dict[str, str],
+        apply_chat_template: bool,
         **kwargs: Any,
     ) -> Any:
         eval_options = {
@@ -89,6 +91,7 @@ def evaluation_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "device": device,
             "batch_size": batch_size,
             "model_args": model_args,
+            "apply_chat_template": apply_chat_template,
         }
         return func(*args, eval_options=eval_options, **kwargs)
 
@@ -124,6 +127,12 @@ def evaluation_options(func: Callable[..., Any]) -> Callable[..., Any]:
             callback=_model_args,
             metavar="KEY=VALUE,...",
             help="More arguments of lm-eval's hf model, e.g. dtype=bfloat16.",
+        ),
+        click.option(
+            "--apply-chat-template",
+            is_flag=True,
+            help="Send the prompts through the tokenizer's chat template (Instruct and "
+            "Thinking models usually need it).",
         ),
     ]
     for option in reversed(options):

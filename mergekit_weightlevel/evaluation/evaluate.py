@@ -15,10 +15,12 @@ into ``FOLDER/evaluation.json`` for the model card.
 from __future__ import annotations
 
 import datetime
+import json
+import shutil
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,8 @@ class EvalSettings:
     device: str | None = None
     batch_size: int | str | None = None
     model_args: tuple[tuple[str, Any], ...] = ()
+    #: Prompts through the tokenizer's chat template (lm-eval's --apply_chat_template).
+    apply_chat_template: bool = False
 
     def shown(self) -> dict[str, Any]:
         """The settings as a record states them."""
@@ -66,6 +70,7 @@ class EvalSettings:
             "device": self.device,
             "batch_size": self.batch_size,
             "model_args": dict(self.model_args),
+            "apply_chat_template": self.apply_chat_template,
         }
 
 
@@ -104,6 +109,17 @@ def check_model_folder(folder: Path) -> None:
         ) from None
 
 
+def has_chat_template(folder: Path) -> bool:
+    """Whether the folder's tokenizer carries a chat template (its own file or its config)."""
+    if (folder / "chat_template.jinja").is_file():
+        return True
+    try:
+        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(config.get("chat_template"))
+
+
 def folder_labels(folders: Sequence[Path]) -> list[str]:
     """Folder names, or their paths where two folders share a name."""
     names = [f.name for f in folders]
@@ -116,7 +132,6 @@ class Evaluation:
 
     settings: EvalSettings
     models: list[ModelEvaluation]
-    catalog_metrics: dict[str, list[str]] = field(default_factory=dict)
 
     def table(self) -> str:
         return metrics_table(self.models)
@@ -184,6 +199,11 @@ class Evaluator:
             evaluation = self._from_summary(cached, folder, label, digest)
             self.log(f"{label}: cached (same weights and settings evaluated on {evaluation.date})")
         else:
+            if not self.settings.apply_chat_template and has_chat_template(folder):
+                self.log(
+                    f"note: {folder} has a chat template; prompts go in raw, as lm-eval's "
+                    "default (--apply-chat-template sends them through it)"
+                )
             evaluation = self._run(folder, label, digest, catalog)
         write_record(
             folder, evaluation, self.settings.shown(), f"mergekit-weightlevel {__version__}"
@@ -217,8 +237,10 @@ class Evaluator:
                 device=settings.device,
                 batch_size=settings.batch_size,
                 model_args=dict(settings.model_args),
+                apply_chat_template=settings.apply_chat_template,
             )
         except Exception as error:
+            shutil.rmtree(staging, ignore_errors=True)  # no partial entry left behind
             raise _model_failure(folder, error) from error
         summary = {
             "folder": str(folder),
@@ -229,7 +251,7 @@ class Evaluator:
             "results": {
                 k: results[k] for k in ("results", "groups", "higher_is_better") if k in results
             },
-            "facts": {name: facts.__dict__ for name, facts in read_task_facts(results).items()},
+            "facts": {name: asdict(facts) for name, facts in read_task_facts(results).items()},
         }
         entry = self.cache.commit(staging, summary)
         return self._from_summary(summary, folder, label, digest, entry, status="evaluated")
@@ -290,6 +312,7 @@ def make_settings(
     device: str | None = None,
     batch_size: int | str | None = None,
     model_args: dict[str, Any] | None = None,
+    apply_chat_template: bool = False,
 ) -> EvalSettings:
     """``EvalSettings`` from user-facing arguments (``tasks`` may be ``"T1,T2"``)."""
     if isinstance(tasks, str):
@@ -314,6 +337,7 @@ def make_settings(
         device=device,
         batch_size=batch_size,
         model_args=tuple(sorted((model_args or {}).items())),
+        apply_chat_template=apply_chat_template,
     )
 
 
@@ -327,6 +351,7 @@ def evaluate_folders(
     device: str | None = None,
     batch_size: int | str | None = None,
     model_args: dict[str, Any] | None = None,
+    apply_chat_template: bool = False,
     json_path: str | Path | None = None,
     cache_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
@@ -336,7 +361,8 @@ def evaluate_folders(
 
     ``limit``, ``num_fewshot``, ``device``, ``batch_size`` are lm-eval's (``device`` defaults
     to cuda where there is one, ``batch_size`` to 1); ``model_args`` adds to
-    ``pretrained=FOLDER`` (e.g. ``{"dtype": "bfloat16"}``). ``json_path`` writes the combined
+    ``pretrained=FOLDER`` (e.g. ``{"dtype": "bfloat16"}``); ``apply_chat_template`` prompts through the
+    tokenizer's chat template (lm-eval's ``--apply_chat_template``). ``json_path`` writes the combined
     results. Raises before any evaluation for a folder that is not a model, an unknown task
     or data that cannot be had; a folder whose model fails to load raises naming it.
     """
@@ -351,13 +377,14 @@ def evaluate_folders(
         device=device,
         batch_size=batch_size,
         model_args=model_args,
+        apply_chat_template=apply_chat_template,
     )
     for path in paths:
         check_model_folder(path)
     evaluator = Evaluator(settings, cache_dir=Path(cache_dir) if cache_dir else None, log=log)
-    catalog = evaluator.prepare()
+    evaluator.prepare()  # every task found and loaded before any model
     models = [evaluator.evaluate(path, label) for path, label in zip(paths, folder_labels(paths))]
-    evaluation = Evaluation(settings, models, catalog.metrics)
+    evaluation = Evaluation(settings, models)
     if json_path is not None:
         evaluation.write_json(Path(json_path))
     return evaluation

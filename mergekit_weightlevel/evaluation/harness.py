@@ -44,6 +44,7 @@ class _DropNoise(logging.Filter):
     chat-template hint for every folder whose name contains "instruct"."""
 
     NOISE = ("Custom kwargs can be passed to `--metadata`", "appears to be an instruct or chat")
+    # (``evaluate`` says itself when a folder has a chat template that is not applied.)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -236,6 +237,7 @@ def run_lm_eval(
     device: str | None = None,
     batch_size: int | str | None = None,
     model_args: dict[str, Any] | None = None,
+    apply_chat_template: bool = False,
 ) -> tuple[dict[str, Any], Path]:
     """Evaluate ``folder`` on the catalog's tasks as ``lm_eval --model hf`` would.
 
@@ -256,6 +258,7 @@ def run_lm_eval(
         device=device or default_device(),
         limit=limit,
         log_samples=False,
+        apply_chat_template=apply_chat_template,
         evaluation_tracker=tracker,
         task_manager=task_manager_for(catalog.manager, arguments),
     )

@@ -170,6 +170,7 @@ def evaluate_sweep(
     device: str | None = None,
     batch_size: int | str | None = None,
     model_args: dict[str, Any] | None = None,
+    apply_chat_template: bool = False,
     cache_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
 ) -> SweepEvaluation:
@@ -184,7 +185,7 @@ def evaluate_sweep(
       ``{"Instruct": ...}``). They are evaluated like the outputs and never written into
       nor removed.
     - ``tasks`` and ``include_path``, ``limit``, ``num_fewshot``, ``device``,
-      ``batch_size``, ``model_args``: as ``evaluate_folders``.
+      ``batch_size``, ``model_args``, ``apply_chat_template``: as ``evaluate_folders``.
     - ``select``: ``"TASK:METRIC[:max|min]"``; ``within``: X points (see ``selection``);
       ``keep``: ``"all"``, or ``"best"`` to remove every other output folder once all are
       evaluated (only folders holding ``mergekit_config.yml``; the report lists them).
@@ -213,6 +214,7 @@ def evaluate_sweep(
         device=device,
         batch_size=batch_size,
         model_args=model_args,
+        apply_chat_template=apply_chat_template,
     )
     evaluator = Evaluator(settings, cache_dir=Path(cache_dir) if cache_dir else None, log=log)
     catalog = evaluator.prepare()
