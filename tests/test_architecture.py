@@ -26,7 +26,8 @@ ALLOWED = {
     "methods": {"about", "errors", "tensor_names", "numerics", "checks", "registry"},
     "registry": {"checks", "methods"},
     "analyze": {"about", "errors", "tensor_names", "numerics", "checks"},
-    "publishing": {"about", "errors", "checks", "methods", "registry", "analyze"},
+    "evaluation": {"about", "errors"},
+    "publishing": {"about", "errors", "checks", "methods", "registry", "analyze", "evaluation"},
     "running": {
         "about",
         "errors",
@@ -36,6 +37,7 @@ ALLOWED = {
         "numerics",
         "registry",
         "publishing",
+        "evaluation",
     },
     "timber_sweep": {"running"},
     "demo": {
@@ -59,8 +61,18 @@ ALLOWED = {
         "methods",
         "numerics",
         "running",
+        "evaluation",
     },
-    "cli": {"about", "errors", "analyze", "demo", "publishing", "registry", "running"},
+    "cli": {
+        "about",
+        "errors",
+        "analyze",
+        "demo",
+        "publishing",
+        "registry",
+        "running",
+        "evaluation",
+    },
     "__init__": {"about", "registry", "running"},
 }
 

@@ -1,16 +1,13 @@
-"""The toy world's pieces: tokenizer, task generators, evaluation harness, trainer."""
+"""The toy world's pieces: tokenizer, task generators, trainer (scoring: test_toy_eval_tasks)."""
 
 from __future__ import annotations
-
-import math
-import random
 
 import pytest
 import torch
 
 from mergekit_weightlevel.toy import tasks
-from mergekit_weightlevel.toy.evaluate import generate, pass_at_k, score, summarize
 from mergekit_weightlevel.toy.tokenizer import (
+    BOS_ID,
     CHARACTERS,
     EOS_ID,
     CharCodec,
@@ -29,9 +26,12 @@ def test_saved_tokenizer_loads_with_autotokenizer_and_round_trips(tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(str(tmp_path))
     text = "Q:13+5+8?A:[13+5=18,18+8=26]26 7*8=56. 9%4=1"
     ids = tokenizer(text)["input_ids"]
-    assert ids == CharCodec().encode(text)  # one token per character, no BOS/EOS added
-    assert len(ids) == len(text)
-    assert tokenizer.decode(ids) == text
+    # One token per character after BOS, as training feeds the models (train.encode_batch);
+    # no EOS added.
+    assert ids == [BOS_ID, *CharCodec().encode(text)]
+    assert len(ids) == len(text) + 1
+    assert tokenizer.decode(ids, skip_special_tokens=True) == text
+    assert tokenizer(text, add_special_tokens=False)["input_ids"] == CharCodec().encode(text)
     assert len(tokenizer) == vocab_size() == 4 + len(CHARACTERS)
     assert tokenizer.eos_token_id == EOS_ID
 
@@ -83,71 +83,6 @@ def test_split_is_deterministic_and_disjoint():
     assert held_a == held_b and train_a == train_b
     assert not set(train_a) & set(held_a) and len(held_a) == 300
     assert tasks.split(tasks.add3(), 300, seed=1)[1] != held_a
-
-
-# ---------------------------------------------------------------- evaluation harness
-
-
-@pytest.mark.parametrize(
-    ("completion", "truth", "format_ok", "reasoning", "correct"),
-    [
-        ("3+5+8=16", 16, True, False, True),  # instruct's format
-        ("16", 16, True, False, True),  # a bare answer follows the format too
-        ("[3+5=8,8+8=16]16", 16, True, True, True),  # thinking's format
-        ("[3+5=8,8+8=17]17", 16, True, True, False),  # right format, wrong answer
-        ("3+5+8=16.", 16, False, False, False),  # pre-training style: not the Q/A format
-        ("[3+5=8,8+8=16", 16, False, True, False),  # reasoning cut off: no answer
-        ("Q:3+5?A:8", 16, False, False, False),
-        ("", 16, False, False, False),
-    ],
-)
-def test_score_hand_constructed(completion, truth, format_ok, reasoning, correct):
-    scored = score(completion, truth)
-    assert (scored.format_ok, scored.reasoning, scored.correct) == (format_ok, reasoning, correct)
-    assert scored.length == len(completion)
-
-
-def test_summarize_shares():
-    scored = [score("3+5=8", 8), score("[3+5=8]8", 8), score("[3+5=8]9", 8), score("x", 8)]
-    summary = summarize(scored)
-    assert summary.accuracy == 0.5
-    assert summary.format_followed == 0.75
-    assert summary.reasoning_share == 0.5
-    assert summary.mean_length == (5 + 8 + 8 + 1) / 4
-
-
-@pytest.mark.parametrize("n", [1, 5, 16, 40])
-def test_pass_at_k_matches_the_closed_form(n):
-    for c in range(n + 1):
-        for k in range(1, n + 1):
-            expected = 1 - math.comb(n - c, k) / math.comb(n, k)
-            assert pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-12)
-
-
-def test_pass_at_k_is_the_probability_a_random_k_subset_has_a_hit():
-    rng = random.Random(0)
-    n, c, k = 10, 3, 4
-    samples = [1] * c + [0] * (n - c)
-    hits = sum(any(rng.sample(samples, k)) for _ in range(20000)) / 20000
-    assert hits == pytest.approx(pass_at_k(n, c, k), abs=0.02)
-
-
-def test_batched_left_padded_decoding_equals_one_prompt_at_a_time():
-    torch.manual_seed(0)
-    model = new_model(ModelShape(hidden_size=32, intermediate_size=64, num_hidden_layers=1), 0)
-    prompts = ["Q:1+2?A:", "Q:13+5+8?A:", "Q:7*8?A:", "Q:19%4?A:"]
-    batched = generate(model, prompts, max_new_tokens=8)
-    alone = [generate(model, [p], max_new_tokens=8)[0] for p in prompts]
-    assert batched == alone
-    assert all(0 <= length <= 8 and len(text) <= length for text, length in batched)
-
-
-def test_sampling_is_seeded():
-    model = new_model(ModelShape(hidden_size=32, intermediate_size=64, num_hidden_layers=1), 0)
-    prompts = ["Q:1+2?A:"] * 6
-    first = generate(model, prompts, max_new_tokens=6, temperature=1.0, seed=3)
-    assert first == generate(model, prompts, max_new_tokens=6, temperature=1.0, seed=3)
-    assert len({text for text, _ in first}) > 1  # random init, temperature 1: varied samples
 
 
 # ---------------------------------------------------------------- trainer

@@ -110,6 +110,7 @@ class LazyGroup(click.Group):
         "merge": "mergekit_weightlevel.cli.merge_commands:merge",
         "sweep": "mergekit_weightlevel.cli.merge_commands:sweep",
         "analyze": "mergekit_weightlevel.cli.analyze_command:analyze",
+        "evaluate": "mergekit_weightlevel.cli.evaluate_command:evaluate",
         "card": "mergekit_weightlevel.cli.publish_commands:card",
         "publish": "mergekit_weightlevel.cli.publish_commands:publish",
     },

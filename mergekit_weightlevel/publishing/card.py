@@ -38,6 +38,7 @@ from mergekit_weightlevel.methods.output_files import (
     file_sources,
 )
 from mergekit_weightlevel.publishing.checks import WeightsSummary, check_finished, check_weights
+from mergekit_weightlevel.publishing.eval_results import card_evaluation, write_benchmark_files
 from mergekit_weightlevel.publishing.inputs import (
     CardFacts,
     CardInputError,
@@ -426,6 +427,9 @@ def build_card(
         tags=list(dict.fromkeys(tags)),
     )
     name = _short(model_id) if model_id else folder.resolve().name
+    evaluation = card_evaluation(folder)  # FOLDER/evaluation.json, written by `evaluate`
+    if evaluation.eval_results:
+        data.eval_results, data.model_name = evaluation.eval_results, name
     local_only = [m.name for m in inputs if m.location.hub_id is None]
     body = [
         f"{CARD_MARKER} {__version__}; rewrite it with `mergekit-weightlevel card FOLDER` -->",
@@ -460,6 +464,7 @@ def build_card(
         from mergekit_weightlevel.publishing.report_section import weight_level_section
 
         body += [weight_level_section(folder, inputs), ""]
+    body += evaluation.section
     body += [
         "## Configuration",
         "",
@@ -495,4 +500,5 @@ def write_card(
     temporary = path.with_name(".README.md.tmp")
     temporary.write_text(str(card), encoding="utf-8")
     os.replace(temporary, path)  # never a half-written card, even if interrupted
+    write_benchmark_files(folder, card_evaluation(folder))  # .eval_results/, Hub benchmarks only
     return path

@@ -33,6 +33,7 @@ import torch
 
 from mergekit_weightlevel.toy import tasks
 from mergekit_weightlevel.toy.tasks import Example
+from mergekit_weightlevel.toy.tokenizer import save_tokenizer
 from mergekit_weightlevel.toy.train import (
     ModelShape,
     TrainSpec,
@@ -282,6 +283,10 @@ def build_toy_family(
         else:
             make, save = _finetune(source, mixture, steps, lr, recipe, seed_offset), save_model
         member = _member(root, name, key, make, save)
+        if member.cached and not lora:
+            # Tokenizer files hold no trained state: a member cached by an older version of
+            # the toy gets the current ones (the BOS that lm-eval needs, e.g.).
+            save_tokenizer(member.path)
         members[name], keys[name] = member, key
         state = "cached" if member.cached else f"trained in {member.seconds:.0f} s"
         log(f"  {name:<15} {state}, final loss {member.final_loss:.3f}")

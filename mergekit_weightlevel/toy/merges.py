@@ -52,3 +52,14 @@ def interpolate(instruct: Path, thinking: Path, lam: float, out: Path) -> Path:
 def timber(base: Path, instruct: Path, lam: float, out: Path) -> Path:
     """base + top-⌈eRank⌉ directions of (instruct − base) + λ × the rest, per matrix."""
     return _run(timber_config(base, instruct, lam, dtype=DTYPE), out)
+
+
+def apply_lora(model: Path, adapter: Path, out: Path) -> Path:
+    """``model`` with a PEFT adapter merged by PEFT itself (``merge_and_unload``), saved with
+    the toy's tokenizer: the usual way of using a LoRA, to compare with Shadow-FT's graft."""
+    from peft import PeftModel
+
+    from mergekit_weightlevel.toy.train import load_model, save_model
+
+    merged = PeftModel.from_pretrained(load_model(model), str(adapter)).merge_and_unload()
+    return save_model(merged, out)

@@ -2,8 +2,10 @@
 
     python -m mergekit_weightlevel.toy [--work toy-work] [--doc docs/toy-replication.md]
 
-Trained members are cached under ``--work`` (a rerun only merges and evaluates). Every
-merge goes through mergekit's YAML path (``merging.merge_yaml``). The report has one
+Trained members are cached under ``--work`` (a rerun only merges, and evaluates nothing
+whose weights it evaluated before). Every merge goes through mergekit's YAML path
+(``merging.merge_yaml``); every evaluation through ``evaluation.Evaluator``, lm-eval on the
+toy's tasks (``evaluation/tasks/toy``), cached in ``WORK/eval-cache``. The report has one
 table per paper (``toy/report/``, one module each), the machine, the date, the timings and
 the exact command; each "Reading" paragraph is written from the numbers, so it stays true
 when they change.
@@ -12,6 +14,7 @@ when they change.
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,16 +22,12 @@ from pathlib import Path
 import torch
 
 from mergekit_weightlevel.toy import merges
-from mergekit_weightlevel.toy.family import Data, build_toy_family
-from mergekit_weightlevel.toy.report.evaluator import Evaluator
-from mergekit_weightlevel.toy.report.family import family_section
-from mergekit_weightlevel.toy.report.interpolation import interp_section
-from mergekit_weightlevel.toy.report.paramdelta import paramdelta_section
+from mergekit_weightlevel.toy.family import build_toy_family
+from mergekit_weightlevel.toy.report import family, interpolation, paramdelta, shadow_ft, timber
+from mergekit_weightlevel.toy.report.evaluator import Scores
 from mergekit_weightlevel.toy.report.regime import Regime, analyze_section
 from mergekit_weightlevel.toy.report.render import render
 from mergekit_weightlevel.toy.report.section import Section
-from mergekit_weightlevel.toy.report.shadow_ft import shadow_section
-from mergekit_weightlevel.toy.report.timber import timber_section
 from mergekit_weightlevel.toy.settings import Settings
 
 __all__ = ["Replication", "Settings", "replicate"]
@@ -69,8 +68,6 @@ def replicate(
     log(f"training the family under {work / 'models'}")
     members = build_toy_family(work / "models", settings.recipe, log=log)
     paths = {name: m.path for name, m in members.items()}
-    data = Data.make(settings.recipe)
-    ev = Evaluator(data, settings.eval_limit)
     lap("train")
     out = work / "merged"
     pd = merges.paramdelta(paths["base"], paths["instruct"], paths["base_v2"], out / "paramdelta")
@@ -80,6 +77,7 @@ def replicate(
     graft_lora = merges.shadow_graft_adapter(
         paths["base"], paths["base_lora"], paths["instruct"], out / "shadow_lora"
     )
+    direct_lora = merges.apply_lora(paths["instruct"], paths["instruct_lora"], out / "lora_usual")
     sweep = [
         (
             lam,
@@ -89,7 +87,7 @@ def replicate(
         )
         for lam in settings.interp_lambdas
     ]
-    timber = [
+    timber_outputs = [
         (lam, merges.timber(paths["base"], paths["instruct"], lam, out / f"timber-{lam:g}"))
         for lam in settings.timber_lambdas
     ]
@@ -97,17 +95,39 @@ def replicate(
     # The regime first: it is the premise of every paper's table below.
     regime_section, regime = analyze_section(paths, settings.analyze_metrics)
     lap("analyze")
+    # Every model on every toy task a section reads of it, each model evaluated once.
+    needs: dict[Path, set[str]] = defaultdict(set)
+    for name in family.MEMBERS:
+        needs[paths[name]] |= set(family.TASKS)
+    for path in (paths["base_v2"], paths["instruct"], pd, paths["base_v2_sft"]):
+        needs[path] |= set(paramdelta.TASKS)
+    shadow_models = (paths["instruct"], paths["instruct_tuned"], graft, direct_lora, graft_lora)
+    for path in (*shadow_models, paths["base_tuned"]):
+        needs[path] |= set(shadow_ft.TASKS)
+    for _, path in sweep:
+        needs[path] |= set(interpolation.TASKS)
+    for path in (paths["instruct"], *(path for _, path in timber_outputs)):
+        needs[path] |= set(timber.TASKS)
+    scores = Scores(
+        work / "eval-cache",
+        limit=settings.eval_limit,
+        pass_limit=settings.pass_limit,
+        batch_size=settings.batch_size,
+        log=log,
+    )
+    scores.evaluate(needs)
+    lap("evaluate")
     plot = doc.with_name(doc.stem + "-interpolation.png")
     sections = [
-        family_section(paths, ev, data),
+        family.family_section(paths, scores),
         regime_section,
-        paramdelta_section(paths, ev, pd),
-        shadow_section(paths, ev, graft, graft_lora),
-        interp_section(sweep, ev, plot),
+        paramdelta.paramdelta_section(paths, scores, pd),
+        shadow_ft.shadow_section(paths, scores, graft, graft_lora, direct_lora),
+        interpolation.interp_section(sweep, scores, plot),
+        timber.timber_section(paths, scores, timber_outputs),
     ]
-    lap("evaluate")
-    sections.append(timber_section(paths, ev, timber, settings, data))
-    lap("timber pass@k")
+    # What the evaluations cost when they ran (a rerun reads them from the cache).
+    timings["evaluations as run"] = scores.seconds
     timings["total"] = time.perf_counter() - start
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(render(sections, regime, members, settings, timings, command), encoding="utf-8")

@@ -9,7 +9,6 @@ from mergekit_weightlevel.toy.family import Recipe
 
 INTERP_LAMBDAS = tuple(round(0.1 * i, 1) for i in range(11))
 TIMBER_LAMBDAS = (0.0, 0.2, 0.5)
-PASS_KS = (1, 4, 16)
 
 
 @dataclass(frozen=True)
@@ -17,14 +16,16 @@ class Settings:
     recipe: Recipe = field(default_factory=Recipe)
     interp_lambdas: Sequence[float] = INTERP_LAMBDAS
     timber_lambdas: Sequence[float] = TIMBER_LAMBDAS
-    pass_problems: int = 100
-    pass_samples: int = 16
-    pass_ks: Sequence[int] = PASS_KS
-    temperature: float = 1.0
     threads: int = 1
     analyze_metrics: tuple[str, ...] = ("sigma", "erank", "structure")
-    #: Evaluate on at most this many problems per set (None: all); the smoke run caps it.
+    #: lm-eval's --limit: at most this many problems per toy task (None: all); the smoke run
+    #: caps it. The tasks themselves (problems, samples, temperature, pass@k) are the YAMLs
+    #: in evaluation/tasks/toy.
     eval_limit: int | None = None
+    #: The same for the sampled pass@k task (100 problems × 16 samples in full).
+    pass_limit: int | None = None
+    #: lm-eval's batch size (rows generated at once).
+    batch_size: int = 512
 
     @classmethod
     def smoke(cls, threads: int = 1) -> Settings:
@@ -34,9 +35,7 @@ class Settings:
             threads=threads,
             interp_lambdas=(0.0, 0.5, 1.0),
             timber_lambdas=(0.2,),
-            pass_problems=4,
-            pass_samples=4,
-            pass_ks=(1, 4),
             analyze_metrics=("sigma", "erank"),
             eval_limit=12,
+            pass_limit=4,
         )

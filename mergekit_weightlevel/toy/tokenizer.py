@@ -27,10 +27,12 @@ def vocab_size() -> int:
 
 
 def build_tokenizer():
-    """A ``PreTrainedTokenizerFast`` with one token per character (no BOS/EOS added)."""
-    from tokenizers import Regex, decoders, pre_tokenizers
+    """A ``PreTrainedTokenizerFast`` with one token per character that starts every text with
+    BOS, as the models were trained (and as Llama's tokenizer does), so that lm-eval and
+    ``transformers`` feed them what training did; no EOS is added."""
+    from tokenizers import Regex, decoders, pre_tokenizers, processors
 
-    return word_level_tokenizer(
+    tokenizer = word_level_tokenizer(
         vocabulary(),
         # Every character is its own piece, spaces included (they carry no meaning to split on).
         pre_tokenizers.Split(Regex("."), behavior="isolated"),
@@ -38,6 +40,10 @@ def build_tokenizer():
         padding_side="left",
         model_max_length=64,
     )
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{SPECIALS[BOS_ID]} $A", special_tokens=[(SPECIALS[BOS_ID], BOS_ID)]
+    )
+    return tokenizer
 
 
 def save_tokenizer(folder: str | Path) -> Path:

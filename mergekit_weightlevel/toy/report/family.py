@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mergekit_weightlevel.toy.evaluate import plain_accuracy
-from mergekit_weightlevel.toy.family import Data
-from mergekit_weightlevel.toy.report.evaluator import Evaluator
+from mergekit_weightlevel.toy.report.evaluator import Scores
 from mergekit_weightlevel.toy.report.section import Section, pct
-from mergekit_weightlevel.toy.train import load_model
+
+MEMBERS = ("base", "instruct", "thinking", "base_v2", "base_v2_sft", "base_tuned")
+#: The toy tasks this section reads, for each member.
+TASKS = ("add3", "plain", "mul", "mod")
 
 
-def family_section(paths: dict[str, Path], ev: Evaluator, data: Data) -> Section:
+def family_section(paths: dict[str, Path], ev: Scores) -> Section:
     rows = [
         [
             "member",
@@ -24,22 +25,21 @@ def family_section(paths: dict[str, Path], ev: Evaluator, data: Data) -> Section
             "Q/A mod",
         ]
     ]
-    for name in ("base", "instruct", "thinking", "base_v2", "base_v2_sft", "base_tuned"):
-        model = load_model(paths[name])
-        add3 = ev(paths[name], "add3", model)
+    for name in MEMBERS:
+        add3 = ev(paths[name], "add3")
         rows.append(
             [
                 f"`{name}`",
-                pct(plain_accuracy(model, ev.sets["add3"])),
+                pct(ev.plain(paths[name])),
                 pct(add3.accuracy),
                 pct(add3.format_followed),
                 pct(add3.reasoning_share),
                 f"{add3.mean_length:.1f}",
-                pct(ev(paths[name], "mul", model).accuracy),
-                pct(ev(paths[name], "mod", model).accuracy),
+                pct(ev(paths[name], "mul").accuracy),
+                pct(ev(paths[name], "mod").accuracy),
             ]
         )
-    base_plain = plain_accuracy(load_model(paths["base"]), ev.sets["add3"])
+    base_plain = ev.plain(paths["base"])
     base, instruct, thinking = (ev(paths[n], "add3") for n in ("base", "instruct", "thinking"))
     gap = thinking.accuracy - instruct.accuracy
     if base.format_followed < 0.05:
@@ -61,7 +61,8 @@ def family_section(paths: dict[str, Path], ev: Evaluator, data: Data) -> Section
     ]
     return Section(
         "The family",
-        "(no paper: what each trained member knows; held-out add3 = 300 sums never trained on)",
+        f"(no paper: what each trained member knows; held-out add3 = "
+        f"{ev(paths['base'], 'add3').count} sums never trained on)",
         rows,
         reading,
         key="family",

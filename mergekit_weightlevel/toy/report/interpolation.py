@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mergekit_weightlevel.toy.evaluate import Summary
-from mergekit_weightlevel.toy.report.evaluator import Evaluator
+from mergekit_weightlevel.evaluation.selection import Selection, choose
+from mergekit_weightlevel.toy.eval_tasks import QA_TASKS
+from mergekit_weightlevel.toy.report.evaluator import Scores, Summary
 from mergekit_weightlevel.toy.report.section import Section, pct
 
 #: The widest λ interval (≤ 5 % to ≥ 95 % reasoning) still called a narrow switch.
 NARROW = 0.35
+#: The toy tasks this section reads, for each λ.
+TASKS = ("add3",)
+#: The efficiency reading of ``sweep --eval``: the shortest answers within this many points
+#: of the best accuracy (the interpolation paper's efficient point).
+WITHIN = 2.0
 
 
-def interp_section(
-    sweep: list[tuple[float, Path]], ev: Evaluator, plot_path: Path | None
-) -> Section:
+def interp_section(sweep: list[tuple[float, Path]], ev: Scores, plot_path: Path | None) -> Section:
     rows = [["λ", "add3 accuracy", "format", "reasoning share", "mean length (tokens)"]]
     points = []
     for lam, path in sweep:
@@ -29,6 +33,33 @@ def interp_section(
                 f"{s.mean_length:.1f}",
             ]
         )
+    reading = _interp_reading(points)
+    verdict = reading[-1]
+    choice = choose(
+        "λ",
+        [(lam, ev.evaluation(path, "add3")) for lam, path in sweep],
+        Selection(QA_TASKS["add3"], "acc"),
+        within=WITHIN,
+    )
+    if choice is not None:
+        lowest = min(lam for lam, _ in sweep)
+        command = (
+            f"`sweep --eval {QA_TASKS['add3']} --select {QA_TASKS['add3']}:acc --within {WITHIN:g}`"
+        )
+        if choice.value == lowest:
+            reading.append(
+                f"{command} (the paper's efficiency reading: the shortest answers within "
+                f"{WITHIN:g} points of the best accuracy) chooses λ = {choice.value:g}: no λ "
+                "past the switch comes that close to the best accuracy, so the efficient "
+                "point is the Instruct end."
+            )
+        else:
+            chosen = dict(points)[choice.value]
+            reading.append(
+                f"{command} (the paper's efficiency reading: the shortest answers within "
+                f"{WITHIN:g} points of the best accuracy) chooses λ = {choice.value:g} "
+                f"({pct(chosen.accuracy)}, length {chosen.mean_length:.1f})."
+            )
     extra = ""
     if plot_path is not None:
         plot_sweep(points, plot_path)
@@ -39,8 +70,9 @@ def interp_section(
         "behaviour first (short answers, no reasoning), then a quick switch to explicit "
         "reasoning, then a plateau where accuracy saturates while length keeps growing.",
         rows,
-        _interp_reading(points),
+        reading,
         extra,
+        verdict=verdict,
         key="interpolation",
     )
 

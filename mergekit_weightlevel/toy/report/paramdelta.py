@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mergekit_weightlevel.toy.report.evaluator import Evaluator
+from mergekit_weightlevel.toy.report.evaluator import Scores
 from mergekit_weightlevel.toy.report.section import Section, pct
 
 #: A share of the direct SFT from which the effect is called shown (the paper: ≈ 95 %).
 SHOWN = 0.90
+#: The toy tasks this section reads, for each model in its table.
+TASKS = ("mul", "add3", "add2", "sub")
 
 
-def paramdelta_section(paths: dict[str, Path], ev: Evaluator, merged: Path) -> Section:
-    tasks = ("mul", "add3", "add2", "sub")
+def paramdelta_section(paths: dict[str, Path], ev: Scores, merged: Path) -> Section:
+    tasks = TASKS
     rows = [
         [
             "model",

@@ -4,36 +4,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mergekit_weightlevel.toy.report.evaluator import Evaluator
+from mergekit_weightlevel.toy.report.evaluator import Scores
 from mergekit_weightlevel.toy.report.section import Section, pct
-from mergekit_weightlevel.toy.train import load_model
 
-
-def merged_lora(model_path: Path, adapter: Path):
-    """``model_path`` with a PEFT adapter merged in memory (PEFT's own merge_and_unload)."""
-    from peft import PeftModel
-
-    return PeftModel.from_pretrained(load_model(model_path), str(adapter)).merge_and_unload()
+#: The toy tasks this section reads, for each model in its table.
+TASKS = ("mod", "add3", "add2", "sub")
 
 
 def shadow_section(
-    paths: dict[str, Path], ev: Evaluator, grafted_full: Path, grafted_lora: Path
+    paths: dict[str, Path], ev: Scores, grafted_full: Path, grafted_lora: Path, direct_lora: Path
 ) -> Section:
-    direct_lora = paths["instruct_lora"].parent / "instruct_lora (merged in memory)"
-    lora_model = merged_lora(paths["instruct"], paths["instruct_lora"])
+    """``direct_lora``: `instruct` with its own LoRA merged by PEFT (``merges.apply_lora``)."""
     rows = [["model", "Q/A mod (new skill)", "Q/A add3 (kept?)", "Q/A add2", "Q/A sub"]]
     named = [
-        ("`instruct` (before tuning)", paths["instruct"], None),
-        ("full FT of `instruct` (usual)", paths["instruct_tuned"], None),
-        ("**Shadow-FT full**: `instruct + (base_tuned − base)`", grafted_full, None),
-        ("LoRA on `instruct` (usual)", direct_lora, lora_model),
-        ("**Shadow-FT LoRA**: `instruct` + base's LoRA (`adapter:`)", grafted_lora, None),
-        ("`base_tuned` itself", paths["base_tuned"], None),
+        ("`instruct` (before tuning)", paths["instruct"]),
+        ("full FT of `instruct` (usual)", paths["instruct_tuned"]),
+        ("**Shadow-FT full**: `instruct + (base_tuned − base)`", grafted_full),
+        ("LoRA on `instruct` (usual)", direct_lora),
+        ("**Shadow-FT LoRA**: `instruct` + base's LoRA (`adapter:`)", grafted_lora),
+        ("`base_tuned` itself", paths["base_tuned"]),
     ]
-    for label, path, model in named:
+    for label, path in named:
         row = [label]
-        for task in ("mod", "add3", "add2", "sub"):
-            row.append(pct(ev(path, task, model).accuracy))
+        for task in TASKS:
+            row.append(pct(ev(path, task).accuracy))
         rows.append(row)
     shadow = ev(grafted_full, "mod").accuracy, ev(grafted_full, "add3").accuracy
     usual = (

@@ -8,23 +8,18 @@ import torch
 
 from mergekit_weightlevel.checkpoints import read_state
 from mergekit_weightlevel.numerics.pair_statistics import sigma
-from mergekit_weightlevel.toy.evaluate import pass_at_ks
-from mergekit_weightlevel.toy.family import Data
-from mergekit_weightlevel.toy.report.evaluator import Evaluator, token_budget
+from mergekit_weightlevel.toy.report.evaluator import Scores
 from mergekit_weightlevel.toy.report.section import Section, pct
-from mergekit_weightlevel.toy.settings import Settings
-from mergekit_weightlevel.toy.train import load_model
+
+#: The toy tasks this section reads, for `instruct` and each Timber output.
+TASKS = ("add3", "pass")
 
 
 def timber_section(
-    paths: dict[str, Path],
-    ev: Evaluator,
-    outputs: list[tuple[float, Path]],
-    settings: Settings,
-    data: Data,
+    paths: dict[str, Path], ev: Scores, outputs: list[tuple[float, Path]]
 ) -> Section:
-    ks = list(settings.pass_ks)
-    problems = data.add3_test[: settings.pass_problems]
+    ks = sorted(ev.pass_at(paths["instruct"]))
+    sampling = ev.facts(paths["instruct"], "pass")
     rows = [
         ["model", "greedy add3"]
         + [f"pass@{k}" for k in ks]
@@ -39,15 +34,7 @@ def timber_section(
     ]
     results = {}
     for label, path in named:
-        passes = pass_at_ks(
-            load_model(path),
-            problems,
-            ks,
-            samples=settings.pass_samples,
-            temperature=settings.temperature,
-            seed=settings.recipe.seed,
-            max_new_tokens=token_budget("add3"),
-        )
+        passes = ev.pass_at(path)
         results[label] = passes
         flat = _flat(read_state(path))
         # How much of the post-training delta the merge takes away (0 for instruct itself).
@@ -59,8 +46,8 @@ def timber_section(
         )
     inst = results["`instruct`"]
     reading = [
-        f"Sampling at temperature {settings.temperature:g}, {settings.pass_samples} samples on "
-        f"{len(problems)} held-out sums: `instruct` has pass@1 {pct(inst[ks[0]])} and "
+        f"Sampling at temperature {sampling.temperature:g}, {sampling.samples} samples on "
+        f"{sampling.documents} held-out sums: `instruct` has pass@1 {pct(inst[ks[0]])} and "
         f"pass@{ks[-1]} {pct(inst[ks[-1]])}.",
         f"Timber changes the delta by at most {pct(max(removed.values()))} of its norm: the "
         "tail beyond the top-⌈eRank⌉ directions of each matrix's delta holds little of it.",

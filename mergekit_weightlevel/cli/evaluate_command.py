@@ -1,0 +1,232 @@
+"""``evaluate``, and the evaluation options a sweep shares with it (each declared once here).
+
+``evaluation_options`` adds lm-eval's run options (``--include-path``, ``--limit``,
+``--num-fewshot``, ``--device``, ``--batch-size``, ``--model-args``,
+``--apply-chat-template``) and hands them to the
+command as one ``eval_options`` dict, ready for ``evaluate_folders(**eval_options)`` or
+``evaluate_sweep(**eval_options)``; ``sweep_evaluation_options`` adds ``--eval``,
+``--select``, ``--within`` and ``--keep`` for a sweep that evaluates its outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mergekit_weightlevel.cli import user_errors
+
+
+def _tasks(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    tasks = [t.strip() for t in value.split(",") if t.strip()]
+    if not tasks:
+        raise click.BadParameter("give one or more lm-eval task names, comma-separated")
+    return tasks
+
+
+def _limit(ctx: click.Context, param: click.Parameter, value: str | None) -> int | float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"a number of documents (or a fraction < 1), got {value!r}"
+        ) from None
+    if number <= 0:
+        raise click.BadParameter(f"must be positive, got {value}")
+    return int(number) if number >= 1 and number.is_integer() else number
+
+
+def _batch_size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | str | None:
+    if value is None or value == "auto" or value.startswith("auto:"):
+        return value
+    try:
+        size = int(value)
+    except ValueError:
+        raise click.BadParameter(f"an integer or 'auto', got {value!r}") from None
+    if size < 1:
+        raise click.BadParameter(f"must be at least 1, got {size}")
+    return size
+
+
+def _model_args(ctx: click.Context, param: click.Parameter, value: str | None) -> dict[str, str]:
+    if not value:
+        return {}
+    pairs = {}
+    for part in value.split(","):
+        key, sep, item = part.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"KEY=VALUE pairs, comma-separated; got {part!r}")
+        if key.strip() == "pretrained":
+            raise click.BadParameter("pretrained is the FOLDER itself; leave it out")
+        pairs[key.strip()] = item.strip()
+    return pairs
+
+
+def evaluation_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """lm-eval's run options, passed to the command as ``eval_options``."""
+
+    @wraps(func)
+    def wrapper(
+        *args: Any,
+        include_paths: tuple[Path, ...],
+        limit: int | float | None,
+        num_fewshot: int | None,
+        device: str | None,
+        batch_size: int | str | None,
+        model_args: dict[str, str],
+        apply_chat_template: bool,
+        **kwargs: Any,
+    ) -> Any:
+        eval_options = {
+            "include_path": list(include_paths),
+            "limit": limit,
+            "num_fewshot": num_fewshot,
+            "device": device,
+            "batch_size": batch_size,
+            "model_args": model_args,
+            "apply_chat_template": apply_chat_template,
+        }
+        return func(*args, eval_options=eval_options, **kwargs)
+
+    options = [
+        click.option(
+            "--include-path",
+            "include_paths",
+            multiple=True,
+            type=click.Path(exists=True, file_okay=False, path_type=Path),
+            help="A folder of lm-eval task YAMLs (repeatable); the package's own tasks "
+            "(toy_*, demo_*) are always available.",
+        ),
+        click.option(
+            "--limit",
+            callback=_limit,
+            help="Documents per task (a fraction < 1: that share). Default: all.",
+        ),
+        click.option(
+            "--num-fewshot", type=click.IntRange(min=0), help="Few-shot examples per task."
+        ),
+        click.option(
+            "--device",
+            type=click.Choice(["cpu", "cuda"]),
+            help="Where the model runs. Default: cuda where there is one, else cpu.",
+        ),
+        click.option(
+            "--batch-size",
+            callback=_batch_size,
+            help="lm-eval's batch size: a number or 'auto'. Default: 1.",
+        ),
+        click.option(
+            "--model-args",
+            callback=_model_args,
+            metavar="KEY=VALUE,...",
+            help="More arguments of lm-eval's hf model, e.g. dtype=bfloat16.",
+        ),
+        click.option(
+            "--apply-chat-template",
+            is_flag=True,
+            help="Send the prompts through the tokenizer's chat template (Instruct and "
+            "Thinking models usually need it).",
+        ),
+    ]
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _within(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and value < 0:
+        raise click.BadParameter(f"must be ≥ 0, got {value}")
+    return value
+
+
+def sweep_evaluation_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--eval``, ``--select``, ``--within``, ``--keep``: the arguments of ``evaluate_sweep``
+    a sweep takes from its user (with ``evaluation_options`` for the rest)."""
+    options = [
+        click.option(
+            "--eval",
+            "eval_tasks",
+            callback=_tasks,
+            metavar="T1,T2",
+            help="Evaluate every output (and the axis' ends) on these lm-eval tasks.",
+        ),
+        click.option(
+            "--select",
+            metavar="TASK:METRIC[:max|min]",
+            help="Choose the output best by this metric (direction: lm-eval's, or as given).",
+        ),
+        click.option(
+            "--within",
+            type=float,
+            callback=_within,
+            metavar="X",
+            help="Instead, choose the shortest generations (or the smallest value) within X "
+            "points of the best.",
+        ),
+        click.option(
+            "--keep",
+            type=click.Choice(["all", "best"]),
+            default="all",
+            show_default=True,
+            help="best: remove every other output folder after evaluation.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.command()
+@click.argument(
+    "folders", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="FOLDER..."
+)
+@click.option(
+    "--tasks",
+    required=True,
+    callback=_tasks,
+    metavar="T1,T2",
+    help="lm-eval tasks (names, globs, groups), built-in or from --include-path.",
+)
+@evaluation_options
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every folder's results here (one JSON).",
+)
+@user_errors
+def evaluate(
+    folders: tuple[Path, ...],
+    tasks: list[str],
+    eval_options: dict[str, Any],
+    json_path: Path | None,
+) -> None:
+    """Evaluate model FOLDERs with lm-evaluation-harness and print one table.
+
+    Offline where the tasks' data is local (the package's tasks, --include-path tasks with
+    local files; HF_DATASETS_OFFLINE=1 is respected). Results are cached by the folders'
+    content: a rerun evaluates nothing again. A merged folder keeps its results in
+    FOLDER/evaluation.json, which its model card shows. See docs/evaluation.md.
+    """
+    from mergekit_weightlevel.evaluation.evaluate import evaluate_folders
+
+    evaluation = evaluate_folders(
+        list(folders),
+        tasks,
+        json_path=json_path,
+        log=lambda line: click.echo(line, err=True),
+        **eval_options,
+    )
+    click.echo(evaluation.table())
+    click.echo("")
+    for model in evaluation.models:
+        click.echo(f"lm-eval's results for {model.label}: {model.lm_eval_results}")
+    if json_path is not None:
+        click.echo(f"wrote {json_path}")
