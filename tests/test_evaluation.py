@@ -271,15 +271,15 @@ def test_the_sweep_options_reach_the_command_as_evaluate_sweeps_arguments():
     import click
 
     from mergekit_weightlevel.cli.evaluate_command import (
-        evaluation_options,
         sweep_evaluation_options,
+        sweep_run_options,
     )
 
     seen = {}
 
     @click.command()
     @sweep_evaluation_options
-    @evaluation_options
+    @sweep_run_options
     def sweep(**kwargs):
         seen.update(kwargs)
 
@@ -296,7 +296,6 @@ def test_the_sweep_options_reach_the_command_as_evaluate_sweeps_arguments():
             "include_path": [],
             "limit": 0.5,
             "num_fewshot": None,
-            "device": None,
             "batch_size": "auto",
             "model_args": {"dtype": "bfloat16"},
             "apply_chat_template": False,
@@ -307,4 +306,4 @@ def test_the_sweep_options_reach_the_command_as_evaluate_sweeps_arguments():
     from mergekit_weightlevel.evaluation import evaluate_sweep
 
     accepted = inspect.signature(evaluate_sweep).parameters
-    assert set(seen["eval_options"]) <= set(accepted)
+    assert set(seen["eval_options"]) | {"device"} <= set(accepted)  # the sweep adds its device

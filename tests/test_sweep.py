@@ -265,3 +265,66 @@ def test_a_rerun_reuses_finished_outputs_and_redoes_the_rest(llama_family, tmp_p
     merged.clear()
     sweep(config, [0.2, 0.4], tmp_path / "i", options=options)
     assert merged == [[0.2, 0.4]]  # nothing is current any more
+
+
+TOY = Path(__file__).resolve().parent.parent / "examples" / "toy"
+
+
+def test_sweep_with_eval_evaluates_chooses_and_reports(tmp_path, monkeypatch):
+    """`sweep … --eval`: every output and the axis' ends evaluated as `evaluate` does, a value
+    chosen by the rule, the report written."""
+    import json
+
+    from mergekit_weightlevel.evaluation.evaluate import evaluate_folders
+
+    monkeypatch.setenv("MERGEKIT_WEIGHTLEVEL_CACHE", str(tmp_path / "cache"))
+    config = yaml.safe_load((TOY / "instruct_thinking_interp.yml").read_text())
+    config["base_model"], config["models"][0]["model"] = (
+        str(TOY / "models/instruct"),
+        str(TOY / "models/thinking"),
+    )
+    path = write_config(tmp_path / "toy.yml", config)
+    prefix = tmp_path / "toy"
+    arguments = ["sweep", str(path), str(prefix), "--values", "0.2,0.8", "--eval", "toy_qa_add3"]
+    arguments += ["--limit", "20", "--batch-size", "32"]
+    arguments += ["--select", "toy_qa_add3:reasoning", "--within", "5"]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "toy-sweep.json").read_text())
+    assert [row["value"] for row in report["values"]] == [0.2, 0.8]
+    assert [row["name"] for row in report["references"]] == ["Instruct", "Thinking"]
+    assert (tmp_path / "toy-sweep.html").is_file()
+    # The numbers are those `evaluate` gives on the same folder.
+    alone = evaluate_folders(
+        [tmp_path / "toy-lambda0.8"], ["toy_qa_add3"], limit=20, batch_size=32, log=quiet,
+        device="cpu",
+    )  # fmt: skip
+    expected = {m.key: m.value for m in alone.models[0].metrics}
+    measured = {k: v["score"] for k, v in report["values"][1]["metrics"].items()}
+    assert measured == expected
+    # The rule: the shortest generations among values within 5 points of the best reasoning.
+    scores = {row["value"]: row["metrics"] for row in report["values"]}
+    best = max(m["toy_qa_add3:reasoning"]["score"] for m in scores.values())
+    near = [v for v, m in scores.items() if m["toy_qa_add3:reasoning"]["score"] >= best - 0.05]
+    shortest = min(near, key=lambda v: scores[v]["toy_qa_add3:gen_length"]["score"])
+    assert report["chosen"]["value"] == shortest
+    assert f"chosen: lambda {shortest:g}" in result.output
+
+
+def quiet(_line: str) -> None:
+    pass
+
+
+def test_sweep_eval_mistakes_fail_before_any_merge(tmp_path):
+    config = write_config(tmp_path / "t.yml", method_configs.interp_config(
+        TOY / "models/instruct", TOY / "models/thinking", dtype="float32"))  # fmt: skip
+    base = ["sweep", str(config), str(tmp_path / "o"), "--values", "0.5"]
+    result = CliRunner().invoke(
+        main, [*base, "--eval", "toy_qa_add3", "--select", "toy_qa_add3:nope"]
+    )
+    assert result.exit_code == 1 and "metric 'nope' is not produced" in result.output
+    result = CliRunner().invoke(main, [*base, "--eval", "toy_qa_ad3"])
+    assert result.exit_code == 1 and "toy_qa_add3" in result.output  # the close name
+    result = CliRunner().invoke(main, [*base, "--select", "toy_qa_add3:acc"])
+    assert result.exit_code == 2 and "add --eval" in result.output
+    assert not list(tmp_path.glob("o-*"))  # nothing merged

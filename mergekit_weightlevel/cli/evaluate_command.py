@@ -69,75 +69,75 @@ def _model_args(ctx: click.Context, param: click.Parameter, value: str | None) -
     return pairs
 
 
-def evaluation_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """lm-eval's run options, passed to the command as ``eval_options``."""
+#: lm-eval's run options, each declared once: (parameter name, its click option).
+RUN_OPTIONS = {
+    "include_paths": click.option(
+        "--include-path",
+        "include_paths",
+        multiple=True,
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        help="A folder of lm-eval task YAMLs (repeatable); the package's own tasks "
+        "(toy_*, demo_*) are always available.",
+    ),
+    "limit": click.option(
+        "--limit",
+        callback=_limit,
+        help="Documents per task (a fraction < 1: that share). Default: all.",
+    ),
+    "num_fewshot": click.option(
+        "--num-fewshot", type=click.IntRange(min=0), help="Few-shot examples per task."
+    ),
+    "device": click.option(
+        "--device",
+        type=click.Choice(["cpu", "cuda"]),
+        help="Where the model runs. Default: cuda where there is one, else cpu.",
+    ),
+    "batch_size": click.option(
+        "--batch-size",
+        callback=_batch_size,
+        help="lm-eval's batch size: a number or 'auto'. Default: 1.",
+    ),
+    "model_args": click.option(
+        "--model-args",
+        callback=_model_args,
+        metavar="KEY=VALUE,...",
+        help="More arguments of lm-eval's hf model, e.g. dtype=bfloat16.",
+    ),
+    "apply_chat_template": click.option(
+        "--apply-chat-template",
+        is_flag=True,
+        help="Send the prompts through the tokenizer's chat template (Instruct and "
+        "Thinking models usually need it).",
+    ),
+}
+
+
+def _with_run_options(func: Callable[..., Any], names: list[str]) -> Callable[..., Any]:
+    """``func`` taking the run options ``names`` as one ``eval_options`` dict."""
 
     @wraps(func)
-    def wrapper(
-        *args: Any,
-        include_paths: tuple[Path, ...],
-        limit: int | float | None,
-        num_fewshot: int | None,
-        device: str | None,
-        batch_size: int | str | None,
-        model_args: dict[str, str],
-        apply_chat_template: bool,
-        **kwargs: Any,
-    ) -> Any:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        given = {name: kwargs.pop(name) for name in names}
         eval_options = {
-            "include_path": list(include_paths),
-            "limit": limit,
-            "num_fewshot": num_fewshot,
-            "device": device,
-            "batch_size": batch_size,
-            "model_args": model_args,
-            "apply_chat_template": apply_chat_template,
+            "include_path": list(given.pop("include_paths")),
+            **given,
         }
         return func(*args, eval_options=eval_options, **kwargs)
 
-    options = [
-        click.option(
-            "--include-path",
-            "include_paths",
-            multiple=True,
-            type=click.Path(exists=True, file_okay=False, path_type=Path),
-            help="A folder of lm-eval task YAMLs (repeatable); the package's own tasks "
-            "(toy_*, demo_*) are always available.",
-        ),
-        click.option(
-            "--limit",
-            callback=_limit,
-            help="Documents per task (a fraction < 1: that share). Default: all.",
-        ),
-        click.option(
-            "--num-fewshot", type=click.IntRange(min=0), help="Few-shot examples per task."
-        ),
-        click.option(
-            "--device",
-            type=click.Choice(["cpu", "cuda"]),
-            help="Where the model runs. Default: cuda where there is one, else cpu.",
-        ),
-        click.option(
-            "--batch-size",
-            callback=_batch_size,
-            help="lm-eval's batch size: a number or 'auto'. Default: 1.",
-        ),
-        click.option(
-            "--model-args",
-            callback=_model_args,
-            metavar="KEY=VALUE,...",
-            help="More arguments of lm-eval's hf model, e.g. dtype=bfloat16.",
-        ),
-        click.option(
-            "--apply-chat-template",
-            is_flag=True,
-            help="Send the prompts through the tokenizer's chat template (Instruct and "
-            "Thinking models usually need it).",
-        ),
-    ]
-    for option in reversed(options):
-        wrapper = option(wrapper)
+    for name in reversed(names):
+        wrapper = RUN_OPTIONS[name](wrapper)
     return wrapper
+
+
+def evaluation_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """lm-eval's run options, passed to the command as ``eval_options``."""
+    return _with_run_options(func, list(RUN_OPTIONS))
+
+
+def sweep_run_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """lm-eval's run options for a sweep: all but ``--device``, which is mergekit's there
+    (``--device`` / ``--cuda``): the sweep evaluates where it merges."""
+    return _with_run_options(func, [name for name in RUN_OPTIONS if name != "device"])
 
 
 def _within(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:

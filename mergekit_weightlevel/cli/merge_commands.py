@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from mergekit.options import MergeOptions, PrettyPrintHelp, add_merge_options
 
 from mergekit_weightlevel.cli import user_errors
+from mergekit_weightlevel.cli.evaluate_command import sweep_evaluation_options, sweep_run_options
 
 
 @click.command(cls=PrettyPrintHelp)
@@ -60,13 +63,29 @@ def parse_numbers(
 
 
 def echo_outputs(parameter: str, outputs: list) -> None:
-    """One line per value: its folder, or why it was not written; exit 1 if any failed."""
+    """One line per value: its folder, or why it was not written."""
     for output in outputs:
         failed = f"  NOT WRITTEN: {output.error}" if output.error else ""
         reused = "  (already written by an earlier run: reused)" if output.reused else ""
         click.echo(f"{parameter} {output.value:g}: {output.folder}{failed}{reused}")
+
+
+def exit_if_any_failed(outputs: list) -> None:
     if any(output.error for output in outputs):
         raise click.exceptions.Exit(1)
+
+
+def echo_evaluation(report: Any) -> None:
+    """The evaluated sweep: its table, the chosen value and why, where the report is."""
+    click.echo("")
+    click.echo(report.table())
+    click.echo("")
+    if report.chosen is not None:
+        click.echo(f"chosen: {report.parameter} {report.chosen.value:g}: {report.chosen.folder}")
+        click.echo(f"  {report.chosen.reason}")
+    for folder in report.removed:
+        click.echo(f"removed (--keep best): {folder}")
+    click.echo(f"wrote {report.json_path} and {report.html_path}")
 
 
 @sweep.command(name="config", cls=PrettyPrintHelp, hidden=True)
@@ -91,6 +110,8 @@ def echo_outputs(parameter: str, outputs: list) -> None:
     help="Merge every value again, even those whose folder already holds the same merge "
     "written after its inputs last changed (by default such outputs are reused).",
 )
+@sweep_evaluation_options
+@sweep_run_options
 @add_merge_options
 @user_errors
 def sweep_values(
@@ -100,17 +121,57 @@ def sweep_values(
     values: list[float] | None,
     parameter: str | None,
     rewrite: bool,
+    eval_tasks: list[str] | None,
+    select: str | None,
+    within: float | None,
+    keep: str,
+    eval_options: dict[str, Any],
 ) -> None:
     """CONFIG (any of this plugin's methods) at each value, reading each tensor once.
 
     Each output equals a merge of CONFIG with that value on its own. Takes mergekit-yaml's
-    options.
+    options. With --eval, every output and the models at the axis' ends are evaluated with
+    lm-evaluation-harness, a value is chosen (--select, --within) and OUT_PREFIX-sweep.json
+    and OUT_PREFIX-sweep.html are written (docs/evaluation.md).
     """
-    from mergekit_weightlevel.running.sweep import plan_sweep, run_sweep
+    from mergekit_weightlevel.running.sweep import evaluate_swept, plan_sweep, run_sweep
 
     merge_options.apply_global_options()
     request = plan_sweep(config_file, values, out_prefix=out_prefix, parameter=parameter)
-    echo_outputs(request.parameter, run_sweep(request, merge_options, reuse=not rewrite))
+    eval_options["device"] = merge_options.device  # evaluated where it merges
+    prepared = prepare_evaluation(eval_tasks, select, within, keep, eval_options)
+    outputs = run_sweep(request, merge_options, reuse=not rewrite)
+    echo_outputs(request.parameter, outputs)
+    if prepared is not None:
+        echo_evaluation(evaluate_swept(request, outputs, prepared, out_prefix))
+    exit_if_any_failed(outputs)
+
+
+def prepare_evaluation(
+    eval_tasks: list[str] | None,
+    select: str | None,
+    within: float | None,
+    keep: str,
+    eval_options: dict[str, Any],
+) -> Any:
+    """The sweep's evaluation checked before any merge (tasks, data, --select); None
+    without --eval, where the choice's options make no sense."""
+    if eval_tasks is None:
+        if select is not None or within is not None or keep != "all":
+            raise click.UsageError(
+                "--select, --within and --keep choose among evaluated outputs: add --eval TASKS"
+            )
+        return None
+    from mergekit_weightlevel.evaluation.sweep import prepare_sweep_evaluation
+
+    return prepare_sweep_evaluation(
+        eval_tasks,
+        select=select,
+        within=within,
+        keep=keep,
+        log=lambda line: click.echo(line, err=True),
+        **eval_options,
+    )
 
 
 @sweep.command(name="timber", cls=PrettyPrintHelp)
@@ -137,4 +198,6 @@ def sweep_timber(
 
     merge_options.apply_global_options()
     request = plan_timber_sweep(config_file, lambdas, out_prefix=out_prefix)
-    echo_outputs(request.parameter, run_sweep(request, merge_options))
+    outputs = run_sweep(request, merge_options)
+    echo_outputs(request.parameter, outputs)
+    exit_if_any_failed(outputs)

@@ -101,24 +101,23 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _check_inputs(
-    outputs: Sequence[tuple[float, Path]],
-    references: Mapping[str, Path],
-    select: str | None,
-    within: float | None,
-    keep: str,
-) -> Selection | None:
-    if not outputs:
-        raise SelectionError("a sweep evaluation needs at least one output")
-    values = [value for value, _ in outputs]
-    if len(set(values)) != len(values):
-        raise SelectionError(f"the swept values repeat: {values}")
+def _check_options(select: str | None, within: float | None, keep: str) -> Selection | None:
+    """The choice's options, as given (before any task or folder is looked at)."""
     if keep not in KEEP:
         raise SelectionError(f"--keep must be one of {', '.join(KEEP)}, got {keep!r}")
     if keep == "best" and select is None:
         raise SelectionError("--keep best needs --select TASK:METRIC (which output is best?)")
     if within is not None and (select is None or within < 0):
         raise SelectionError("--within X needs --select TASK:METRIC and X ≥ 0")
+    return Selection.parse(select) if select is not None else None
+
+
+def _check_folders(outputs: Sequence[tuple[float, Path]], references: Mapping[str, Path]) -> None:
+    if not outputs:
+        raise SelectionError("a sweep evaluation needs at least one output")
+    values = [value for value, _ in outputs]
+    if len(set(values)) != len(values):
+        raise SelectionError(f"the swept values repeat: {values}")
     for name, reference in references.items():
         for _, output in outputs:
             if _inside(output.resolve(), reference.resolve()) or _inside(
@@ -132,7 +131,54 @@ def _check_inputs(
         check_model_folder(folder)
     for folder in references.values():
         check_model_folder(folder)
-    return Selection.parse(select) if select is not None else None
+
+
+@dataclass
+class PreparedSweepEvaluation:
+    """A sweep evaluation checked as far as it can be without its folders: the options, the
+    tasks and their data, the selected metric. ``prepare_sweep_evaluation`` makes it."""
+
+    evaluator: Evaluator
+    selection: Selection | None
+    within: float | None
+    keep: str
+
+
+def prepare_sweep_evaluation(
+    tasks: Sequence[str] | str,
+    *,
+    select: str | None = None,
+    within: float | None = None,
+    keep: str = "all",
+    include_path: str | Path | Sequence[str | Path] | None = None,
+    limit: int | float | None = None,
+    num_fewshot: int | None = None,
+    device: str | None = None,
+    batch_size: int | str | None = None,
+    model_args: dict[str, Any] | None = None,
+    apply_chat_template: bool = False,
+    cache_dir: str | Path | None = None,
+    log: Callable[[str], None] = print,
+) -> PreparedSweepEvaluation:
+    """Every check of ``evaluate_sweep`` that needs no model folder, for a sweep to run before
+    it merges anything: a typo in a task or in ``--select`` fails in seconds, not after hours
+    of merging. The arguments are ``evaluate_sweep``'s."""
+    selection = _check_options(select, within, keep)
+    settings = make_settings(
+        tasks,
+        include_path=include_path,
+        limit=limit,
+        num_fewshot=num_fewshot,
+        device=device,
+        batch_size=batch_size,
+        model_args=model_args,
+        apply_chat_template=apply_chat_template,
+    )
+    evaluator = Evaluator(settings, cache_dir=Path(cache_dir) if cache_dir else None, log=log)
+    catalog = evaluator.prepare()
+    if selection is not None:
+        selection = selection.resolve(catalog.metrics)
+    return PreparedSweepEvaluation(evaluator, selection, within, keep)
 
 
 def _remove_all_but(
@@ -203,11 +249,11 @@ def evaluate_sweep(
     table and one plot per metric over ``parameter``, reference lines, the chosen point
     marked). Returns a ``SweepEvaluation`` (``.table()`` for the terminal).
     """
-    pairs = [(float(value), Path(folder)) for value, folder in outputs]
-    named = {name: Path(folder) for name, folder in references.items()}
-    selection = _check_inputs(pairs, named, select, within, keep)
-    settings = make_settings(
+    prepared = prepare_sweep_evaluation(
         tasks,
+        select=select,
+        within=within,
+        keep=keep,
         include_path=include_path,
         limit=limit,
         num_fewshot=num_fewshot,
@@ -215,11 +261,26 @@ def evaluate_sweep(
         batch_size=batch_size,
         model_args=model_args,
         apply_chat_template=apply_chat_template,
+        cache_dir=cache_dir,
+        log=log,
     )
-    evaluator = Evaluator(settings, cache_dir=Path(cache_dir) if cache_dir else None, log=log)
-    catalog = evaluator.prepare()
-    if selection is not None:
-        selection = selection.resolve(catalog.metrics)
+    return evaluate_prepared_sweep(prepared, parameter, outputs, references, out_prefix)
+
+
+def evaluate_prepared_sweep(
+    prepared: PreparedSweepEvaluation,
+    parameter: str,
+    outputs: Sequence[tuple[float, str | Path]],
+    references: Mapping[str, str | Path],
+    out_prefix: str | Path,
+) -> SweepEvaluation:
+    """``evaluate_sweep`` once ``prepare_sweep_evaluation`` has checked its options and tasks."""
+    pairs = [(float(value), Path(folder)) for value, folder in outputs]
+    named = {name: Path(folder) for name, folder in references.items()}
+    _check_folders(pairs, named)
+    evaluator, selection = prepared.evaluator, prepared.selection
+    within, keep, log = prepared.within, prepared.keep, prepared.evaluator.log
+    catalog, settings = evaluator.prepare(), evaluator.settings
     evaluated = [
         (value, evaluator.evaluate_or_fail(folder, f"{parameter} {value:g}"))
         for value, folder in pairs

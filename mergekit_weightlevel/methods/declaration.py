@@ -76,6 +76,9 @@ class SweepAxis:
     symbol: str  # how the card and messages write it: λ, α, weight
     grid: tuple[float, ...]
     per_donor: bool = False
+    #: the inputs that stand at the axis' ends, as (name, input kind): what an evaluated
+    #: sweep draws as reference lines (the interpolation: the Instruct and the Thinking model)
+    ends: tuple[tuple[str, Literal["base", "target", "other"]], ...] = ()
 
 
 @dataclass(frozen=True)

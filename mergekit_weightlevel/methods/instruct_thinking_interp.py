@@ -73,7 +73,12 @@ DECLARATION = MethodDeclaration(
     config_from=FileOrigin(OTHER, "the Thinking model"),
     tokenizer_from=FileOrigin(OTHER, "the Thinking model"),
     # The paper's own evaluation grid.
-    sweep=SweepAxis("lambda", "λ", grid=(0.2, 0.4, 0.45, 0.5, 0.55, 0.6, 0.8)),
+    sweep=SweepAxis(
+        "lambda",
+        "λ",
+        grid=(0.2, 0.4, 0.45, 0.5, 0.55, 0.6, 0.8),
+        ends=(("Instruct", "base"), ("Thinking", OTHER)),  # λ = 0 and λ = 1
+    ),
     describe=describe,
     aliases=("mi", "model_interpolation", "thinking_interp", "interp", "interpolation"),
     decoding_note="The paper decodes interpolated models with the Thinking model's sampling "

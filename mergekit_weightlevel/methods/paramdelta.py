@@ -83,7 +83,14 @@ DECLARATION = MethodDeclaration(
     config_from=FileOrigin(TARGET, "the `role: target` model"),
     tokenizer_from=FileOrigin(OTHER, "the (first) donor Θ_post"),
     # Users scale the transplanted delta: the donors' `weight`.
-    sweep=SweepAxis("weight", "weight", grid=(0.25, 0.5, 0.75, 1.0), per_donor=True),
+    sweep=SweepAxis(
+        "weight",
+        "weight",
+        grid=(0.25, 0.5, 0.75, 1.0),
+        per_donor=True,
+        # weight 0 is the new base itself; the paper reads the share of Θ_post's score recovered
+        ends=(("new base Θ'_base", TARGET), ("post-trained Θ_post", OTHER)),
+    ),
     describe=describe,
     aliases=("param_delta", "paramΔ", "param-delta"),
 )

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from mergekit.config import MergeConfiguration
@@ -33,12 +33,17 @@ from mergekit_weightlevel.checks.parameter_types import describe_type, is_numeri
 from mergekit_weightlevel.checks.parameters import TOP_LEVEL, check_parameters, parameter_blocks
 from mergekit_weightlevel.errors import WeightLevelConfigError, WeightLevelError
 from mergekit_weightlevel.method_configs import donor_entries, timber_config, with_value
-from mergekit_weightlevel.methods.base import WeightLevelMethod
+from mergekit_weightlevel.methods.base import ROLE_TARGET, WeightLevelMethod
+from mergekit_weightlevel.methods.declaration import OTHER, TARGET
 from mergekit_weightlevel.methods.merge_run import merge_run
+from mergekit_weightlevel.methods.output_files import model_entries, models_in_order
 from mergekit_weightlevel.methods.sweep_share import SweepShare
 from mergekit_weightlevel.methods.timber.declaration import NAME as TIMBER
 from mergekit_weightlevel.numerics.threads import policy_for
 from mergekit_weightlevel.registry import METHOD_NAMES, method_of
+
+if TYPE_CHECKING:  # the [eval] extra: imported only by evaluated sweeps
+    from mergekit_weightlevel.evaluation.sweep import PreparedSweepEvaluation, SweepEvaluation
 
 Config = dict[str, Any]
 
@@ -256,6 +261,49 @@ def sweep(
         config, values, out_prefix=out_prefix, out_dirs=out_dirs, parameter=parameter
     )
     return run_sweep(request, options)
+
+
+# --- evaluated sweeps (``sweep … --eval``: ``evaluation.sweep`` measures and chooses) ------
+
+
+def axis_ends(request: SweepRequest) -> dict[str, Path]:
+    """The inputs at the swept axis' ends (the method's ``SweepAxis.ends``), by name, as
+    local folders: what an evaluated sweep draws as reference lines. An end that is not a
+    local folder, or is a ``model+adapter``, cannot be evaluated as it is and is left out."""
+    from mergekit_weightlevel.checks.headers import local_folder
+
+    config = MergeConfiguration.model_validate(request.configs[0])
+    targets = [m for m, given in model_entries(config) if given.get("role") == ROLE_TARGET]
+    others = [m for m in models_in_order(config) if m != config.base_model and m not in targets]
+    found = {"base": [config.base_model] if config.base_model else [], TARGET: targets}
+    found[OTHER] = others
+    ends = {}
+    for name, kind in request.method.declaration.sweep.ends:
+        model = next(iter(found[kind]), None)
+        folder = local_folder(model) if model is not None and model.lora is None else None
+        if folder is not None:
+            ends[name] = folder
+    return ends
+
+
+def evaluate_swept(
+    request: SweepRequest,
+    outputs: Sequence[SweptOutput],
+    prepared: PreparedSweepEvaluation,
+    out_prefix: str | Path,
+) -> SweepEvaluation:
+    """Evaluate a sweep's written outputs and its axis' ends, choose a value, write
+    ``OUT_PREFIX-sweep.json`` / ``.html`` (``evaluation.sweep.evaluate_prepared_sweep``)."""
+    from mergekit_weightlevel.evaluation.sweep import evaluate_prepared_sweep
+
+    written = [(output.value, output.folder) for output in outputs if output.error is None]
+    if not written:
+        raise SweepFailed(
+            f"{request.method.spec.name} sweep: no output was written, none evaluated."
+        )
+    return evaluate_prepared_sweep(
+        prepared, request.parameter, written, axis_ends(request), out_prefix
+    )
 
 
 # --- Timber's λ sweep, as it was first offered (``sweep timber``, ``timber_sweep``) ---------

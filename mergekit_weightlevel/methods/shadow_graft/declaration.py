@@ -74,7 +74,13 @@ DECLARATION = MethodDeclaration(
     config_from=FileOrigin(TARGET, "the `role: target` model"),
     tokenizer_from=FileOrigin(TARGET, "the `role: target` model"),
     # α, the graft's scale (the paper's v3 sweeps it over 0.1–2.0).
-    sweep=SweepAxis("weight", "α", grid=(0.5, 1.0, 1.5, 2.0), per_donor=True),
+    sweep=SweepAxis(
+        "weight",
+        "α",
+        grid=(0.5, 1.0, 1.5, 2.0),
+        per_donor=True,
+        ends=(("Instruct W_I", TARGET),),  # α = 0
+    ),
     describe=describe,
     aliases=("shadow_ft", "shadowft", "shadow", "shadow-ft"),
 )

@@ -55,7 +55,12 @@ DECLARATION = MethodDeclaration(
     config_from=FileOrigin(OTHER, "the Instruct model W_I"),
     tokenizer_from=FileOrigin(OTHER, "the Instruct model W_I"),
     # The paper's best is λ = 0.2; users try 0 (hard truncation) to 0.4.
-    sweep=SweepAxis("lambda", "λ", grid=(0.0, 0.1, 0.2, 0.3, 0.4)),
+    sweep=SweepAxis(
+        "lambda",
+        "λ",
+        grid=(0.0, 0.1, 0.2, 0.3, 0.4),
+        ends=(("Instruct", OTHER),),  # λ = 1
+    ),
     describe=describe,
     aliases=("timber",),
 )
