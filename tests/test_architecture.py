@@ -60,7 +60,17 @@ ALLOWED = {
         "numerics",
         "running",
     },
-    "cli": {"about", "errors", "analyze", "demo", "publishing", "registry", "running"},
+    "distributed": {"errors", "analyze", "running"},
+    "cli": {
+        "about",
+        "errors",
+        "analyze",
+        "demo",
+        "publishing",
+        "registry",
+        "running",
+        "distributed",
+    },
     "__init__": {"about", "registry", "running"},
 }
 

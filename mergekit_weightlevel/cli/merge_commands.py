@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 from mergekit.options import MergeOptions, PrettyPrintHelp, add_merge_options
 
 from mergekit_weightlevel.cli import user_errors
+from mergekit_weightlevel.cli.ray_options import ray_options
+from mergekit_weightlevel.distributed.settings import RaySettings
+
+if TYPE_CHECKING:
+    from mergekit_weightlevel.running.sweep import SweepRequest, SweptOutput
 
 
 @click.command(cls=PrettyPrintHelp)
@@ -59,6 +66,39 @@ def parse_numbers(
         raise click.BadParameter(f"a comma-separated list of numbers, got {value!r}") from None
 
 
+values_per_task_option = click.option(
+    "--values-per-task",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="With --ray: N values per Ray task (each task reads the inputs once).  "
+    "[default: as many tasks as the cluster runs at once, at most one per value]",
+)
+
+
+def check_values_per_task(values_per_task: int | None, ray_settings: RaySettings | None) -> None:
+    if values_per_task is not None and ray_settings is None:
+        raise click.UsageError("--values-per-task applies to a run on Ray: add --ray.")
+
+
+def run_request(
+    request: SweepRequest,
+    merge_options: MergeOptions,
+    ray_settings: RaySettings | None,
+    values_per_task: int | None,
+) -> list[SweptOutput]:
+    """The sweep's outputs: ``run_sweep`` here, or ``sweep_on_ray`` with ``--ray``."""
+    if ray_settings is None:
+        from mergekit_weightlevel.running.sweep import run_sweep
+
+        return run_sweep(request, merge_options)
+    from mergekit_weightlevel.distributed.sweep import sweep_on_ray
+
+    swept = sweep_on_ray(
+        request, merge_options, settings=ray_settings, values_per_task=values_per_task
+    )
+    return [result.output for result in swept]
+
+
 def echo_outputs(parameter: str, outputs: list) -> None:
     """One line per value: its folder, or why it was not written; exit 1 if any failed."""
     for output in outputs:
@@ -84,6 +124,8 @@ def echo_outputs(parameter: str, outputs: list) -> None:
     help="The numeric parameter to sweep. Default: the method's axis (λ for timber_spectral "
     "and instruct_thinking_interp, the donors' weight for paramdelta and shadow_graft).",
 )
+@values_per_task_option
+@ray_options
 @add_merge_options
 @user_errors
 def sweep_values(
@@ -92,17 +134,22 @@ def sweep_values(
     out_prefix: str,
     values: list[float] | None,
     parameter: str | None,
+    values_per_task: int | None,
+    ray_settings: RaySettings | None,
 ) -> None:
     """CONFIG (any of this plugin's methods) at each value, reading each tensor once.
 
     Each output equals a merge of CONFIG with that value on its own. Takes mergekit-yaml's
     options.
     """
-    from mergekit_weightlevel.running.sweep import plan_sweep, run_sweep
+    from mergekit_weightlevel.running.sweep import plan_sweep
 
+    check_values_per_task(values_per_task, ray_settings)
     merge_options.apply_global_options()
     request = plan_sweep(config_file, values, out_prefix=out_prefix, parameter=parameter)
-    echo_outputs(request.parameter, run_sweep(request, merge_options))
+    echo_outputs(
+        request.parameter, run_request(request, merge_options, ray_settings, values_per_task)
+    )
 
 
 @sweep.command(name="timber", cls=PrettyPrintHelp)
@@ -114,10 +161,17 @@ def sweep_values(
     callback=parse_numbers,
     help="Comma-separated λ values, e.g. 0,0.1,0.2,0.4; one output OUT_PREFIX-lambda<λ> each.",
 )
+@values_per_task_option
+@ray_options
 @add_merge_options
 @user_errors
 def sweep_timber(
-    merge_options: MergeOptions, config_file: str, out_prefix: str, lambdas: list[float]
+    merge_options: MergeOptions,
+    config_file: str,
+    out_prefix: str,
+    lambdas: list[float],
+    values_per_task: int | None,
+    ray_settings: RaySettings | None,
 ) -> None:
     """Timber (timber_spectral) for every λ, decomposing each tensor once.
 
@@ -125,8 +179,11 @@ def sweep_timber(
     of --lambdas. Takes mergekit-yaml's options. The same as `sweep CONFIG_FILE OUT_PREFIX
     --values …` on a timber_spectral config.
     """
-    from mergekit_weightlevel.running.sweep import plan_timber_sweep, run_sweep
+    from mergekit_weightlevel.running.sweep import plan_timber_sweep
 
+    check_values_per_task(values_per_task, ray_settings)
     merge_options.apply_global_options()
     request = plan_timber_sweep(config_file, lambdas, out_prefix=out_prefix)
-    echo_outputs(request.parameter, run_sweep(request, merge_options))
+    echo_outputs(
+        request.parameter, run_request(request, merge_options, ray_settings, values_per_task)
+    )
