@@ -145,6 +145,7 @@ def test_ray_options_without_ray_are_a_usage_error(llama_family, tmp_path):
 
 
 def test_an_unreachable_address_fails_fast_naming_it(llama_family, tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed: pip install '.[distributed]'")
     address = f"ray://127.0.0.1:{closed_port()}"
     expected = f"cannot reach the Ray cluster at {address}"
     with pytest.raises(ClusterUnreachableError, match=expected), connect(address):
@@ -241,6 +242,11 @@ def test_sweep_timber_command_with_ray_writes_what_it_writes_without(
         result = CliRunner().invoke(main, [*args, "--quiet", *extra])
         assert result.exit_code == 0, result.output
         lines[where] = result.stdout.replace(str(tmp_path / where), "OUT").splitlines()
+        if where == "ray":  # progress on stderr as each task ends
+            assert sorted(result.stderr.splitlines()) == [
+                "task lambda 0.2: done",
+                "task lambda 0: done",
+            ]
     assert (
         lines["ray"]
         == lines["local"]

@@ -94,9 +94,18 @@ def run_request(
     from mergekit_weightlevel.distributed.sweep import sweep_on_ray
 
     swept = sweep_on_ray(
-        request, merge_options, settings=ray_settings, values_per_task=values_per_task
+        request,
+        merge_options,
+        settings=ray_settings,
+        values_per_task=values_per_task,
+        on_done=echo_task,
     )
     return [result.output for result in swept]
+
+
+def echo_task(outcome) -> None:
+    """Progress on stderr as each Ray task ends (the outputs' lines come at the end)."""
+    click.echo(f"task {outcome.label}: {'done' if outcome.ok else outcome.error}", err=True)
 
 
 def echo_outputs(parameter: str, outputs: list) -> None:
