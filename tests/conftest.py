@@ -65,3 +65,27 @@ def pytest_collection_modifyitems(config, items):
 
 def tensor_files(folder: Path) -> list[Path]:
     return sorted(Path(folder).glob("*.safetensors"))
+
+
+@pytest.fixture(scope="session")
+def ray_instance():
+    """One local Ray instance with 2 CPUs for the session's Ray tests, stopped at the end.
+
+    Its workers import ``tests/`` modules (the units of ``ray_units``) by name: the folder is
+    on the ``PYTHONPATH`` they inherit.
+    """
+    ray = pytest.importorskip(
+        "ray", reason="Ray is not installed: pip install '.[distributed]' (CI installs it)"
+    )
+    tests = str(Path(__file__).resolve().parent)
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (tests, previous) if p)
+    try:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    finally:
+        if previous is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = previous
+    yield ray
+    ray.shutdown()

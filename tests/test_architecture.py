@@ -40,6 +40,7 @@ ALLOWED = {
         "evaluation",
     },
     "timber_sweep": {"running"},
+    "distributed": {"errors", "analyze", "running", "evaluation"},
     "demo": {
         "errors",
         "checkpoints",
@@ -72,6 +73,7 @@ ALLOWED = {
         "registry",
         "running",
         "evaluation",
+        "distributed",
     },
     "__init__": {"about", "registry", "running"},
 }

@@ -105,6 +105,33 @@ def _pairs_to_compute(count: int, all_pairs: bool) -> list[tuple[int, int, bool]
     return pairs
 
 
+def planned_pairs(count: int, all_pairs: bool = False) -> list[tuple[int, int]]:
+    """The pairs ``analyze_models`` compares among ``count`` models, in the report's order.
+
+    (0, j) for each other model; with ``all_pairs`` then (i, j), 0 < i < j. Indices into
+    ``models``; pass a subset as ``analyze_models(pairs=…)`` to compute only those.
+    """
+    return [(i, j) for i, j, _full in _pairs_to_compute(count, all_pairs)]
+
+
+def _chosen_pairs(
+    count: int, all_pairs: bool, only: Sequence[tuple[int, int]] | None
+) -> list[tuple[int, int, bool]]:
+    """The plan, restricted to ``only`` (None: all of it); a pair not in the plan is an error."""
+    plan = _pairs_to_compute(count, all_pairs)
+    if only is None:
+        return plan
+    wanted = {tuple(pair) for pair in only}
+    unknown = sorted(wanted - {(i, j) for i, j, _full in plan})
+    if unknown or not wanted:
+        raise WeightLevelInputError(
+            f"analyze: pairs={unknown} are not compared among {count} models "
+            f"(all_pairs={all_pairs}); choose from planned_pairs({count}, {all_pairs}): "
+            f"{[(i, j) for i, j, _full in plan]}"
+        )
+    return [pair for pair in plan if pair[:2] in wanted]
+
+
 def _missing(models: list[ModelTensors], i: int, j: int, keep: TensorFilter) -> tuple[list, list]:
     held_i, held_j = set(models[i].names), set(models[j].names)
     only_i = [n for n in models[i].names if n not in held_j and keep.keeps(n)]
@@ -125,6 +152,7 @@ def analyze_models(
     options: AnyLoaderOptions = None,
     quiet: bool = False,
     names: DisplayNames = None,
+    pairs: Sequence[tuple[int, int]] | None = None,
 ) -> AnalysisReport:
     """Compare ``models[1:]`` with the reference ``models[0]``, tensor by tensor.
 
@@ -135,6 +163,11 @@ def analyze_models(
     ``names``: how the reports name the models (one per model in order, or {model: name});
     default: as given, Hub ids for folders of the Hugging Face cache.
 
+    ``pairs``: only these of ``planned_pairs(len(models), all_pairs)`` (e.g. one per Ray
+    task): the report then holds just their ``PairReport``s, each equal to the full run's,
+    and only their models' tensors are read (every model's index is still opened: the
+    tensors compared are those all the models hold).
+
     Raises ``NothingComparableError`` when a pair shares no tensor of one shape.
     """
     labels = [str(model) for model in models]
@@ -143,6 +176,7 @@ def analyze_models(
     chosen = parse_metrics(metrics if isinstance(metrics, str) else list(metrics))
     dtype = parse_precision(precision)
     shown = display_names(labels, names)  # a wrong count fails before anything is read
+    plan = _chosen_pairs(len(labels), all_pairs, pairs)
     compute_device = resolve_device(device)
     layer_set = parse_layers(layers) if isinstance(layers, str) else layers
     keep = TensorFilter(include, exclude, frozenset(layer_set) if layer_set is not None else None)
@@ -154,16 +188,16 @@ def analyze_models(
                 f"analyze: no tensor is common to {', '.join(labels)} after the filters "
                 f"(include={include!r}, exclude={exclude!r}, layers={layers!r}); loosen them"
             )
-        pairs = _run(opened, names, keep, chosen, dtype, compute_device, all_pairs, quiet)
+        reports = _run(opened, names, keep, chosen, dtype, compute_device, plan, quiet)
     finally:
         close_models(opened)
-    for pair in pairs:
+    for pair in reports:
         check_comparable(pair)
     return AnalysisReport(
         models=labels,
         names=shown,
         metrics=chosen,
-        pairs=pairs,
+        pairs=reports,
         settings={
             "all_pairs": all_pairs,
             "include": include,
@@ -188,10 +222,10 @@ def _run(
     metrics: tuple[str, ...],
     precision: torch.dtype,
     device: str,
-    all_pairs: bool,
+    plan: list[tuple[int, int, bool]],
     quiet: bool,
 ) -> list[PairReport]:
-    plan = _pairs_to_compute(len(opened), all_pairs)
+    used = sorted({index for i, j, _full in plan for index in (i, j)})  # models the plan reads
     reports = []
     for i, j, full in plan:
         only_a, only_b = _missing(opened, i, j, keep)
@@ -209,7 +243,7 @@ def _run(
     )
     for name in progress:
         # One tensor per model is alive at a time; they are dropped before the next name.
-        tensors = [model.read(name) for model in opened]
+        tensors = {index: opened[index].read(name) for index in used}
         for (i, j, full), report in zip(plan, reports):
             a, b = tensors[i], tensors[j]
             reason = _skip_reason(a, b)

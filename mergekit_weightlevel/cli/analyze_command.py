@@ -7,15 +7,25 @@ model, and a value wrong on its face (``OptionError``) is shown as a usage error
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import click
 
 from mergekit_weightlevel.analyze.options import DEFAULT_METRICS, METRIC_COSTS, PRECISIONS
 from mergekit_weightlevel.cli import user_errors
+from mergekit_weightlevel.cli.ray_options import ray_options
+from mergekit_weightlevel.distributed.settings import RaySettings
 
 
 def _metrics_help() -> str:
     levels = "; ".join(f"{level} ({cost})" for level, cost in METRIC_COSTS.items())
     return f"Comma-separated levels, by cost (sigma is always on): {levels}."
+
+
+def _echo_pair(outcome: Any) -> None:
+    """Progress on stderr as each pair's Ray task ends."""
+    click.echo(f"pair {outcome.label}: {'done' if outcome.ok else outcome.error}", err=True)
 
 
 @click.command()
@@ -103,6 +113,7 @@ def _metrics_help() -> str:
 @click.option("--num-threads", "-j", type=int, help="Threads for CPU math (torch).")
 @click.option("-v", "verbosity", count=True, help="Verbose logging (repeat for more).")
 @click.option("--quiet/--no-quiet", default=False, help="No progress bar.")
+@ray_options
 @user_errors
 def analyze(
     models: tuple[str, ...],
@@ -128,6 +139,7 @@ def analyze(
     num_threads: int | None,
     verbosity: int,
     quiet: bool,
+    ray_settings: RaySettings | None,
 ) -> None:
     """Compare checkpoints tensor by tensor: how far did post-training move the weights?
 
@@ -136,7 +148,8 @@ def analyze(
     mergekit's loaders. σ = Σ|A−B| / (Σ|A|+Σ|B|) is the relative weight gap (not
     WeightWatcher's sigma). Default metrics: sigma,erank; add structure for the spectral
     scale / rotation diagnostics. --device (cpu, cuda, auto) is where the SVDs run;
-    --quiet hides the progress bar. See docs/analyze.md.
+    --quiet hides the progress bar. With --ray (or --ray-address), each pair is one Ray
+    task (docs/distributed.md). See docs/analyze.md.
     """
     from mergekit_weightlevel.analyze import LoaderOptions, OptionError, analyze_models
     from mergekit_weightlevel.analyze.core import cuda_hint
@@ -161,8 +174,13 @@ def analyze(
     hint = cuda_hint(device or ("cuda" if cuda else None))
     if hint:
         click.echo(hint, err=True)
+    run = analyze_models
+    if ray_settings is not None:
+        from mergekit_weightlevel.distributed.analyze import analyze_on_ray
+
+        run = functools.partial(analyze_on_ray, settings=ray_settings, on_done=_echo_pair)
     try:
-        report = analyze_models(
+        report = run(
             list(models),
             metrics=metrics,
             all_pairs=all_pairs,

@@ -10,6 +10,7 @@ command as one ``eval_options`` dict, ready for ``evaluate_folders(**eval_option
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any
 import click
 
 from mergekit_weightlevel.cli import user_errors
+from mergekit_weightlevel.cli.ray_options import ray_options
+from mergekit_weightlevel.distributed.settings import RaySettings
 
 
 def _tasks(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
@@ -183,6 +186,11 @@ def sweep_evaluation_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def _echo_folder(outcome: Any) -> None:
+    """Progress on stderr as each folder's Ray task ends."""
+    click.echo(f"task {outcome.label}: {'done' if outcome.ok else outcome.error}", err=True)
+
+
 @click.command()
 @click.argument(
     "folders", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="FOLDER..."
@@ -201,23 +209,31 @@ def sweep_evaluation_options(func: Callable[..., Any]) -> Callable[..., Any]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write every folder's results here (one JSON).",
 )
+@ray_options
 @user_errors
 def evaluate(
     folders: tuple[Path, ...],
     tasks: list[str],
     eval_options: dict[str, Any],
     json_path: Path | None,
+    ray_settings: RaySettings | None,
 ) -> None:
     """Evaluate model FOLDERs with lm-evaluation-harness and print one table.
 
     Offline where the tasks' data is local (the package's tasks, --include-path tasks with
     local files; HF_DATASETS_OFFLINE=1 is respected). Results are cached by the folders'
     content: a rerun evaluates nothing again. A merged folder keeps its results in
-    FOLDER/evaluation.json, which its model card shows. See docs/evaluation.md.
+    FOLDER/evaluation.json, which its model card shows. With --ray, one folder per Ray task
+    (pass --device cuda on a GPU cluster; see docs/distributed.md). See docs/evaluation.md.
     """
     from mergekit_weightlevel.evaluation.evaluate import evaluate_folders
 
-    evaluation = evaluate_folders(
+    run = evaluate_folders
+    if ray_settings is not None:
+        from mergekit_weightlevel.distributed.evaluation import evaluate_on_ray
+
+        run = functools.partial(evaluate_on_ray, settings=ray_settings, on_done=_echo_folder)
+    evaluation = run(
         list(folders),
         tasks,
         json_path=json_path,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -9,6 +10,8 @@ from mergekit.options import MergeOptions, PrettyPrintHelp, add_merge_options
 
 from mergekit_weightlevel.cli import user_errors
 from mergekit_weightlevel.cli.evaluate_command import sweep_evaluation_options, sweep_run_options
+from mergekit_weightlevel.cli.ray_options import ray_options
+from mergekit_weightlevel.distributed.settings import RaySettings
 
 
 @click.command(cls=PrettyPrintHelp)
@@ -70,6 +73,25 @@ def echo_outputs(parameter: str, outputs: list) -> None:
         click.echo(f"{parameter} {output.value:g}: {output.folder}{failed}{reused}")
 
 
+values_per_task_option = click.option(
+    "--values-per-task",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="With --ray: N values per Ray task (each task reads the inputs once).  "
+    "[default: as many tasks as the cluster runs at once, at most one per value]",
+)
+
+
+def check_values_per_task(values_per_task: int | None, ray_settings: RaySettings | None) -> None:
+    if values_per_task is not None and ray_settings is None:
+        raise click.UsageError("--values-per-task applies to a run on Ray: add --ray.")
+
+
+def echo_task(outcome: Any) -> None:
+    """Progress on stderr as each Ray task ends (the outputs' lines come at the end)."""
+    click.echo(f"task {outcome.label}: {'done' if outcome.ok else outcome.error}", err=True)
+
+
 def exit_if_any_failed(outputs: list) -> None:
     if any(output.error for output in outputs):
         raise click.exceptions.Exit(1)
@@ -112,6 +134,8 @@ def echo_evaluation(report: Any) -> None:
 )
 @sweep_evaluation_options
 @sweep_run_options
+@values_per_task_option
+@ray_options
 @add_merge_options
 @user_errors
 def sweep_values(
@@ -126,6 +150,8 @@ def sweep_values(
     within: float | None,
     keep: str,
     eval_options: dict[str, Any],
+    values_per_task: int | None,
+    ray_settings: RaySettings | None,
 ) -> None:
     """CONFIG (any of this plugin's methods) at each value, reading each tensor once.
 
@@ -136,14 +162,28 @@ def sweep_values(
     """
     from mergekit_weightlevel.running.sweep import evaluate_swept, plan_sweep, run_sweep
 
+    check_values_per_task(values_per_task, ray_settings)
     merge_options.apply_global_options()
     request = plan_sweep(config_file, values, out_prefix=out_prefix, parameter=parameter)
     eval_options["device"] = merge_options.device  # evaluated where it merges
+    if ray_settings is not None:  # the evaluations travel through a cache every node shares
+        from mergekit_weightlevel.distributed.evaluation import shared_cache_dir
+
+        eval_options["cache_dir"] = shared_cache_dir(Path(out_prefix).resolve().parent)
     prepared = prepare_evaluation(eval_tasks, select, within, keep, eval_options)
-    outputs = run_sweep(request, merge_options, reuse=not rewrite)
+    if ray_settings is None:
+        outputs = run_sweep(request, merge_options, reuse=not rewrite)
+        report = evaluate_swept(request, outputs, prepared, out_prefix) if prepared else None
+    else:
+        from mergekit_weightlevel.distributed.evaluation import sweep_on_ray_with_evaluation
+
+        outputs, report = sweep_on_ray_with_evaluation(
+            request, merge_options, prepared, out_prefix, settings=ray_settings,
+            values_per_task=values_per_task, reuse=not rewrite, on_done=echo_task,
+        )  # fmt: skip
     echo_outputs(request.parameter, outputs)
-    if prepared is not None:
-        echo_evaluation(evaluate_swept(request, outputs, prepared, out_prefix))
+    if report is not None:
+        echo_evaluation(report)
     exit_if_any_failed(outputs)
 
 
@@ -183,10 +223,17 @@ def prepare_evaluation(
     callback=parse_numbers,
     help="Comma-separated λ values, e.g. 0,0.1,0.2,0.4; one output OUT_PREFIX-lambda<λ> each.",
 )
+@values_per_task_option
+@ray_options
 @add_merge_options
 @user_errors
 def sweep_timber(
-    merge_options: MergeOptions, config_file: str, out_prefix: str, lambdas: list[float]
+    merge_options: MergeOptions,
+    config_file: str,
+    out_prefix: str,
+    lambdas: list[float],
+    values_per_task: int | None,
+    ray_settings: RaySettings | None,
 ) -> None:
     """Timber (timber_spectral) for every λ, decomposing each tensor once.
 
@@ -196,8 +243,18 @@ def sweep_timber(
     """
     from mergekit_weightlevel.running.sweep import plan_timber_sweep, run_sweep
 
+    check_values_per_task(values_per_task, ray_settings)
     merge_options.apply_global_options()
     request = plan_timber_sweep(config_file, lambdas, out_prefix=out_prefix)
-    outputs = run_sweep(request, merge_options)
+    if ray_settings is None:
+        outputs = run_sweep(request, merge_options)
+    else:
+        from mergekit_weightlevel.distributed.sweep import sweep_on_ray
+
+        swept = sweep_on_ray(
+            request, merge_options, settings=ray_settings, values_per_task=values_per_task,
+            on_done=echo_task,
+        )  # fmt: skip
+        outputs = [result.output for result in swept]
     echo_outputs(request.parameter, outputs)
     exit_if_any_failed(outputs)
