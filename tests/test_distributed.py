@@ -316,3 +316,51 @@ def test_the_storage_probe_passes_on_shared_storage_and_names_what_a_node_misses
         missing = tmp_path / "not-here"
         with pytest.raises(SharedStorageError, match=f"does not see the input {missing}: "):
             check_shared_storage(cluster, request, out, [llama_family.base, missing])
+
+
+TOY = Path(__file__).resolve().parent.parent / "examples" / "toy"
+
+
+def test_sweep_with_eval_on_ray_reports_what_the_local_run_reports(ray_instance, tmp_path):
+    """`sweep --eval --ray`: merged and evaluated in the tasks, the same report as without Ray
+    (the same numbers, the same choice)."""
+    import json
+
+    import yaml
+
+    config = yaml.safe_load((TOY / "instruct_thinking_interp.yml").read_text())
+    config["base_model"] = str(TOY / "models/instruct")
+    config["models"][0]["model"] = str(TOY / "models/thinking")
+    path = tmp_path / "toy.yml"
+    path.write_text(yaml.safe_dump(config))
+    reports = {}
+    for where, extra in (("local", []), ("ray", ["--ray", "--values-per-task", "1"])):
+        prefix = tmp_path / where / "toy"
+        arguments = ["sweep", str(path), str(prefix), "--values", "0.4,0.8", "--quiet"]
+        arguments += ["--eval", "toy_qa_add3", "--limit", "10", "--batch-size", "16"]
+        arguments += ["--select", "toy_qa_add3:reasoning", "--within", "5", *extra]
+        result = CliRunner().invoke(main, arguments)
+        assert result.exit_code == 0, result.output
+        report = json.loads((tmp_path / where / "toy-sweep.json").read_text())
+        reports[where] = {
+            "values": [(row["value"], row["metrics"]) for row in report["values"]],
+            "references": [(row["name"], row["metrics"]) for row in report["references"]],
+            "chosen": report["chosen"]["value"],
+        }
+    assert reports["ray"] == reports["local"]
+    # On Ray the numbers came through the cache beside the outputs, which every node shares.
+    assert (tmp_path / "ray" / ".mergekit-weightlevel-cache").is_dir()
+
+
+def test_evaluate_on_ray_gives_the_local_table(ray_instance, tmp_path, monkeypatch):
+    from mergekit_weightlevel.distributed.evaluation import evaluate_on_ray
+    from mergekit_weightlevel.distributed.settings import RaySettings
+    from mergekit_weightlevel.evaluation.evaluate import evaluate_folders
+
+    folders = [TOY / "models/instruct", TOY / "models/thinking"]
+    settings = {"limit": 10, "batch_size": 16, "device": "cpu", "log": lambda _line: None}
+    local = evaluate_folders(folders, ["toy_qa_add3"], cache_dir=tmp_path / "local", **settings)
+    on_ray = evaluate_on_ray(
+        folders, ["toy_qa_add3"], RaySettings(), cache_dir=tmp_path / "ray", **settings
+    )
+    assert on_ray.table() == local.table()
