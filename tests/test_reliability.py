@@ -356,7 +356,8 @@ def test_unknown_parameter_on_a_model_names_the_model(llama_family, tmp_path):
          "float in [0, 1], got 1.5"),
         ({"lambda": [{"filter": "mlp", "value": -1}, {"value": 0.5}]}, None,
          "parameter `lambda` must be a float in [0, 1], got -1"),
-        ({"lambda": 0.5}, {"lambda": "x"}, "in the parameters of model {thinking} must be"),
+        ({"lambda": 0.5}, {"lambda": "x"},
+         "in the parameters of model {thinking} is one setting for the whole merge"),
     ],
 )  # fmt: skip
 def test_wrong_parameter_values_name_method_parameter_and_place(
