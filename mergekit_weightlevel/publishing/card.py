@@ -130,12 +130,24 @@ def _short(name: str) -> str:
     return name.rstrip("/").split("/")[-1]
 
 
-def _value_text(value: Any) -> str:
+def _value_text(value: Any, *, per_slice: bool = False) -> str:
     """A parameter's value for the card's tables: a number or word as is, any other form of a
     mergekit parameter (a layer gradient, filters) in words (``declaration.setting_words``)."""
     if is_plain_number(value) or isinstance(value, str) or value is None:
         return f"`{setting_words(value)}`" if value is not None else "`None`"
-    return setting_words(value)
+    return setting_words(value, per_slice=per_slice)
+
+
+def _has_slices(merge_config: MergeConfiguration) -> bool:
+    """Whether mergekit runs a layer gradient over slices rather than over every layer."""
+    modules = (merge_config.modules or {}).values()
+    return bool(merge_config.slices) or any(module.slices for module in modules)
+
+
+def _symbol(declaration: MethodDeclaration, parameter: str) -> str:
+    """How the method writes a parameter (λ, α), its name where it has no symbol."""
+    axis = declaration.sweep
+    return axis.symbol if parameter == axis.parameter else parameter
 
 
 def method_defaults(method: str) -> dict[str, Any]:
@@ -181,13 +193,15 @@ def summary_sentence(
     view = MergeView(
         inputs=[InputView(_short(i.name), i.kind, i.parameters) for i in inputs],
         parameters=_shared_parameters(merge_config, defaults),
+        per_slice=_has_slices(merge_config),
     )
     if declaration is None or not _is_complete(view, declaration):
         names = ", ".join(_short(i.name) for i in inputs)
         return f"A `{merge_config.merge_method}` merge of {names}, made with mergekit."
     sentence = declaration.describe(view)
     below = [
-        f"{parameter} = {setting_words(setting)} in {where.removeprefix('the parameters of ')}"
+        f"{view.text(_symbol(declaration, parameter), setting)} in "
+        + where.removeprefix("the parameters of ")
         for where, parameter, setting in _overrides(merge_config)
         if defaults.get(parameter, {}).get("scope") == "shared"
     ]
@@ -197,11 +211,11 @@ def summary_sentence(
     return sentence
 
 
-def _inputs_table(inputs: list[InputModel]) -> list[str]:
+def _inputs_table(inputs: list[InputModel], *, per_slice: bool) -> list[str]:
     lines = ["| role | model | parameters |", "|---|---|---|"]
     for model in inputs:
         shown = {k: v for k, v in model.parameters.items() if k != "role"}
-        params = ", ".join(f"{k}: {_value_text(v)}" for k, v in shown.items()) or ""
+        params = ", ".join(f"{k}: {_value_text(v, per_slice=per_slice)}" for k, v in shown.items())
         lines.append(f"| {model.symbol}: {model.role} | {model.markdown()} | {params} |")
     return lines
 
@@ -212,19 +226,21 @@ def _parameters_table(merge_config: MergeConfiguration, defaults: dict[str, Any]
     overrides = [o for o in _overrides(merge_config) if o[1] in shared]
     if not shared and not given:
         return []
+    per_slice = _has_slices(merge_config)
     lines = ["| parameter | value | meaning |", "|---|---|---|"]
     for name, spec in shared.items():
         if name in given:
-            value = _value_text(given.pop(name))
+            value = _value_text(given.pop(name), per_slice=per_slice)
         elif spec["required"]:
             value = "(required, missing)"
         else:
             value = f"{_value_text(spec['default'])} (default)"
         lines.append(f"| `{name}` | {value} | {spec['description']} |")
     for name, value in given.items():
-        lines.append(f"| `{name}` | {_value_text(value)} | |")
+        lines.append(f"| `{name}` | {_value_text(value, per_slice=per_slice)} | |")
     for where, name, setting in overrides:
-        lines.append(f"| `{name}` | {_value_text(setting)} | set in {where} |")
+        shown = _value_text(setting, per_slice=per_slice)
+        lines.append(f"| `{name}` | {shown} | set in {where}, taking precedence there |")
     return lines
 
 
@@ -442,7 +458,7 @@ def build_card(
             f"(arXiv {paper.arxiv_id}).",
             "",
         ]
-    body += ["## Inputs", "", *_inputs_table(inputs), ""]
+    body += ["## Inputs", "", *_inputs_table(inputs, per_slice=_has_slices(merge_config)), ""]
     if local_only:
         body += [
             "Not on the Hub (or not named as such): " + ", ".join(f"`{n}`" for n in local_only)
