@@ -123,7 +123,10 @@ METHODS = ["paramdelta", "shadow_graft", "timber_spectral", "instruct_thinking_i
 def test_every_form_merges_as_mergekits_builtins_do(method, form, llama_family, tmp_path):
     setting = FORMS[form]
     _merge(method, setting, llama_family, tmp_path / "out")
-    merged, expected = read_state(tmp_path / "out"), _oracle(method, setting, llama_family, tmp_path)
+    merged, expected = (
+        read_state(tmp_path / "out"),
+        _oracle(method, setting, llama_family, tmp_path),
+    )
     instruct = read_state(llama_family.instruct)
     for name, tensor in merged.items():
         if method == "shadow_graft" and not name.endswith("_proj.weight"):

@@ -229,9 +229,7 @@ def _pytorch_config(config: dict) -> dict:
         return str(Path(path) / "model.safetensors")
 
     converted = dict(config, base_model=file_of(config["base_model"]))
-    converted["models"] = [
-        dict(entry, model=file_of(entry["model"])) for entry in config["models"]
-    ]
+    converted["models"] = [dict(entry, model=file_of(entry["model"])) for entry in config["models"]]
     return converted
 
 

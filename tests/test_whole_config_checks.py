@@ -185,9 +185,7 @@ def test_sweep_refuses_before_creating_any_folder(case, llama_family, tmp_path):
 def _stock(command: str, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "MERGEKIT_WEIGHTLEVEL_DISABLE"}
     executable = str(Path(sys.executable).with_name(command))
-    return subprocess.run(
-        [executable, *args], env=env, capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([executable, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.slow
@@ -210,6 +208,8 @@ def test_stock_mergekit_multi_prints_one_line_before_creating_the_folder(
 ):
     config = write_config(tmp_path / "c.yml", broken_config(case, llama_family))
     out = tmp_path / "out"
-    result = _stock("mergekit-multi", str(config), "--out-path", str(out), "-I", str(tmp_path / "i"))
+    result = _stock(
+        "mergekit-multi", str(config), "--out-path", str(out), "-I", str(tmp_path / "i")
+    )
     assert f"Error: {expected(case, llama_family)}" in result.stderr
     assert_one_line_and_nothing_written(result.stderr, expected(case, llama_family), out)
