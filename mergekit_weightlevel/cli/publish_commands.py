@@ -116,8 +116,10 @@ def publish(
     if dry_run:
         click.echo(result.card_text)
         click.echo(f"files ({len(result.files)}, {_size(sum(s for _, s in result.files))}):")
+        extra = set(result.not_model_files)
         for name, size in result.files:
-            click.echo(f"  {name}  {_size(size)}")
+            flag = "  (not part of the model)" if name in extra else ""
+            click.echo(f"  {name}  {_size(size)}{flag}")
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     _license_note(result.card_text)

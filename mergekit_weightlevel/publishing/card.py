@@ -13,6 +13,7 @@ weight-level section runs ``analyze`` on the output and its inputs).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,8 @@ CARD_MARKER = "<!-- model card written by mergekit-weightlevel"
 MERGEKIT_CARD_SENTENCE = "This is a merge of pre-trained language models created using [mergekit]"
 PROJECT_URL = "https://github.com/arcee-ai/mergekit"
 
+LOG = logging.getLogger(__name__)
+
 
 #: How the card records the ``--hub-id`` mapping it was built with, so a rewrite keeps it.
 HUB_IDS_LINE = "<!-- hub ids given for local inputs: "
@@ -77,6 +80,37 @@ def recorded_hub_ids(text: str) -> dict[str, str]:
 def is_generated_card(text: str) -> bool:
     """Whether a README.md is one a tool wrote (ours or mergekit's), safe to rewrite."""
     return CARD_MARKER in text or MERGEKIT_CARD_SENTENCE in text
+
+
+#: Where a card written by hand goes when a model card is written in its place.
+USER_CARD = "README.user.md"
+
+
+def keep_users_card(folder: Path) -> Path | None:
+    """Move a ``README.md`` that neither mergekit nor we wrote out of the way; return where.
+
+    The card about to be written would replace it. It is moved, never merged: its front
+    matter may state a license or base models the generated card decides otherwise, and a
+    silent blend could publish terms its author did not choose. Moved to ``README.user.md``
+    (``README.user-2.md``, … when taken), with one warning naming both.
+    """
+    readme = Path(folder) / "README.md"
+    if not readme.is_file() or is_generated_card(readme.read_text(encoding="utf-8")):
+        return None
+    kept = readme.with_name(USER_CARD)
+    number = 1
+    while kept.exists():
+        number += 1
+        kept = readme.with_name(f"README.user-{number}.md")
+    os.replace(readme, kept)
+    LOG.warning(
+        "%s was not written by mergekit or mergekit-weightlevel: moved to %s, so that the model "
+        "card written in its place does not destroy it. Copy what still applies (its license, "
+        "its text) into the new README.md.",
+        readme,
+        kept,
+    )
+    return kept
 
 
 @dataclass(frozen=True)
@@ -505,6 +539,7 @@ def write_card(
     so ``card FOLDER --hub-id ...`` followed by ``publish FOLDER REPO`` keeps the mapping.
     """
     path = Path(folder) / "README.md"
+    keep_users_card(Path(folder))
     previous = recorded_hub_ids(path.read_text(encoding="utf-8")) if path.is_file() else {}
     hub_ids = {**previous, **(hub_ids or {})}
     card = build_card(folder, hub_ids=hub_ids, report=report, model_id=model_id, lookup=lookup)

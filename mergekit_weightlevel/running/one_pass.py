@@ -46,6 +46,7 @@ from mergekit_weightlevel.running.file_donors import FileDecisions
 from mergekit_weightlevel.running.output_folder import (
     complete_output,
     mark_incomplete,
+    prepare_output,
     remove_new_weights,
     weight_files,
 )
@@ -182,7 +183,7 @@ def merge_in_one_pass(
         outcome.decisions = FileDecisions(output.config, file_sources(output.config))
         run.runner = outcome.decisions
         before.append(weight_files(output.out_path))
-        mark_incomplete(output.out_path)
+        prepare_output(output.out_path, options)
         out_config = stock._model_out_config(
             output.config, arch_info, trust_remote_code=options.trust_remote_code
         )

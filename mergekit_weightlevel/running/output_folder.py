@@ -7,7 +7,8 @@ one is recognised.
   refuse it.
 - Weight files or indexes this merge did not write (an earlier or interrupted run's) are
   removed at the end, so they are never uploaded beside the new weights.
-- The method's model card replaces mergekit's generic one.
+- The method's model card replaces mergekit's generic one; a ``README.md`` written by hand
+  is moved to ``README.user.md`` before mergekit would overwrite it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from mergekit.options import MergeOptions
 
-from mergekit_weightlevel.publishing.checks import INCOMPLETE_MARKER
+from mergekit_weightlevel.publishing.checks import INCOMPLETE_MARKER, INTERRUPTED
 from mergekit_weightlevel.running.file_donors import FileDecisions, copy_missing_generation_config
 
 LOG = logging.getLogger(__name__)
@@ -26,12 +27,6 @@ LOG = logging.getLogger(__name__)
 #: What counts as a weight file or index in an output folder.
 WEIGHT_SUFFIXES = (".safetensors", ".safetensors.index.json", ".bin.index.json")
 WEIGHT_BIN_PREFIXES = ("pytorch_model", "model")
-
-INTERRUPTED = (
-    "The merge into this folder started but did not finish (interrupted, or it failed before "
-    "its end): its weights are incomplete. Run the merge again; it replaces them and removes "
-    "this file.\n"
-)
 
 
 def is_weight_file(name: str) -> bool:
@@ -86,6 +81,16 @@ def mark_incomplete(folder: str | os.PathLike, why: str = INTERRUPTED) -> None:
     """Write the marker (creating the folder): the folder's merge has not finished."""
     Path(folder).mkdir(parents=True, exist_ok=True)
     (Path(folder) / INCOMPLETE_MARKER).write_text(why, encoding="utf-8")
+
+
+def prepare_output(folder: str | os.PathLike, options: MergeOptions) -> None:
+    """Before mergekit writes into ``folder``: a card written by hand is moved aside (the
+    merge writes its own ``README.md``), and the folder is marked unfinished."""
+    if options.write_model_card:
+        from mergekit_weightlevel.publishing.card import keep_users_card
+
+        keep_users_card(Path(folder))
+    mark_incomplete(folder)
 
 
 def mark_complete(folder: str | os.PathLike) -> None:

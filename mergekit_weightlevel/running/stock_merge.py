@@ -34,7 +34,7 @@ from mergekit_weightlevel.running.config_checks import check_config, suggest_met
 from mergekit_weightlevel.running.file_donors import FileDecisions, tokenizer_donor
 from mergekit_weightlevel.running.output_folder import (
     complete_output,
-    mark_incomplete,
+    prepare_output,
     weight_files,
 )
 
@@ -59,7 +59,7 @@ def _wrap_run_merge(original: Callable[..., Any]) -> Callable[..., Any]:
             run.runner = decisions
             run.threads = threads.policy_for(options.num_threads)
             before = weight_files(out_path)
-            mark_incomplete(out_path)
+            prepare_output(out_path, options)
             result = original(merge_config, out_path, options=options, config_source=config_source)
             complete_output(decisions, out_path, options, before)
         return result
