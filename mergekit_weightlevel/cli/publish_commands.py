@@ -35,6 +35,15 @@ def _license_note(card_text: str) -> None:
         click.echo(f"note: the card sets no license: {section}", err=True)
 
 
+def _base_model_note(folder: Path, card_text: str) -> None:
+    """Say so when the card names no base_model (every input a local folder)."""
+    from mergekit_weightlevel.publishing.card import base_model_note
+
+    note = base_model_note(folder, card_text)
+    if note is not None:
+        click.echo(f"note: {note}", err=True)
+
+
 def _size(count: int) -> str:
     value = float(count)
     for unit in ("B", "KB", "MB", "GB"):
@@ -60,6 +69,7 @@ def card(folder: Path, hub_ids: tuple[str, ...], report: bool) -> None:
     path = write_card(folder, hub_ids=_hub_ids(hub_ids), report=report)
     click.echo(f"wrote {path}")
     _license_note(path.read_text(encoding="utf-8"))
+    _base_model_note(folder, path.read_text(encoding="utf-8"))
 
 
 @click.command()
@@ -123,6 +133,7 @@ def publish(
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     _license_note(result.card_text)
+    _base_model_note(folder, result.card_text)
     if dry_run:
         click.echo(f"dry run: {folder} is ready; nothing was sent to {repo_id}")
     else:

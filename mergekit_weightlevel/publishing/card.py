@@ -40,14 +40,18 @@ from mergekit_weightlevel.methods.output_files import (
 )
 from mergekit_weightlevel.publishing.checks import WeightsSummary, check_finished, check_weights
 from mergekit_weightlevel.publishing.inputs import (
+    CONFIG_FILE,
     CardFacts,
     CardInputError,
     CardReader,
     InputModel,
     check_repo_id,
     describe_inputs,
+    folder_name,
+    hide_local_paths,
     read_json,
     read_merge_config,
+    shown_names,
 )
 from mergekit_weightlevel.registry import declaration_of
 
@@ -305,15 +309,15 @@ def _matching_input(
 ) -> InputModel | None:
     """The input (``preferred`` first) whose copies of ``names`` equal the output's, if any.
 
-    Only local inputs can be compared; None when none matches (or none is local).
+    Only local inputs can be compared; None when none matches (or none is local). A
+    ``model+adapter`` input's files are its model's (an adapter brings weights only).
     """
     present = [name for name in names if (folder / name).is_file()]
     ordered = ([preferred] if preferred else []) + [m for m in inputs if m is not preferred]
     for model in ordered:
         local = model.location.local_path
         if (
-            model.lora is None
-            and local is not None
+            local is not None
             and present
             and all(
                 (local / name).is_file()
@@ -323,6 +327,13 @@ def _matching_input(
         ):
             return model
     return None
+
+
+def _adapter_remark(model: InputModel | None) -> str:
+    """For a ``model+adapter`` input: whose files these are (an adapter has none of its own)."""
+    if model is None or model.lora is None:
+        return ""
+    return f"; a LoRA adapter brings weights only, so these are {model.location.name}'s files"
 
 
 def _origin_text(
@@ -335,7 +346,7 @@ def _origin_text(
     """Where a kind of file came from: the chosen input, or the one whose copy it is."""
     if found is None or found is preferred:
         shown = preferred.markdown() if preferred else "an input"
-        return f"from {shown} ({reason})"
+        return f"from {shown} ({reason}{_adapter_remark(preferred)})"
     if preferred is None:
         return f"from {found.markdown()} (identical to its files)"
     local = preferred.location.local_path
@@ -367,7 +378,7 @@ def file_origins(
     config_model = by_reference.get(str(config_ref))
     tokenizer_model = by_reference.get(str(tokenizer_ref))
     shown = config_model.markdown() if config_model else f"`{config_ref}`"
-    lines = [f"- `config.json`: from {shown} ({config_reason})"]
+    lines = [f"- `config.json`: from {shown} ({config_reason}{_adapter_remark(config_model)})"]
     built = (
         merge_config.tokenizer.source if merge_config.tokenizer else merge_config.tokenizer_source
     )
@@ -477,9 +488,11 @@ def build_card(
     )
     name = _short(model_id) if model_id else folder.resolve().name
     local_only = [m.name for m in inputs if m.location.hub_id is None]
+    # Recorded by folder name, like everything else on the card: no local path is published.
+    recorded = {folder_name(path): repo_id for path, repo_id in hub_ids.items()}
     body = [
         f"{CARD_MARKER} {__version__}; rewrite it with `mergekit-weightlevel card FOLDER` -->",
-        *([HUB_IDS_LINE + json.dumps(hub_ids, ensure_ascii=False) + " -->"] if hub_ids else []),
+        *([HUB_IDS_LINE + json.dumps(recorded, ensure_ascii=False) + " -->"] if hub_ids else []),
         f"# {name}",
         "",
         summary_sentence(merge_config, inputs, defaults),
@@ -504,15 +517,19 @@ def build_card(
     if parameters:
         body += ["## Parameters", "", *parameters, ""]
     body += ["## Files", "", *_weights_lines(summary, folder), *origin_lines, ""]
-    body += ["## How to use", "", *_usage_lines(model_id or str(folder), merge_config), ""]
+    body += ["## How to use", "", *_usage_lines(model_id or name, merge_config), ""]
     body += ["## License", "", licensing.explanation, ""]
     if report:
         from mergekit_weightlevel.publishing.report_section import weight_level_section
 
         body += [weight_level_section(folder, inputs), ""]
+    names = shown_names(config_text, inputs, hub_ids)
+    shown = "local folders by their names, " if names else ""
     body += [
         "## Configuration",
         "",
+        f"The mergekit YAML that produced this model ({shown}inputs with a Hub id by that id; "
+        f"`{CONFIG_FILE}` beside the weights has it as written):" if names else
         "The mergekit YAML that produced this model:",
         "",
         "```yaml",
@@ -520,9 +537,37 @@ def build_card(
         "```",
         "",
         *_citation_lines(paper),
-    ]
-    text = "---\n" + data.to_yaml() + "\n---\n\n" + "\n".join(body)
+    ]  # fmt: skip
+    text = "---\n" + data.to_yaml() + "\n---\n\n" + hide_local_paths("\n".join(body), names)
     return ModelCard(text, ignore_metadata_errors=False)
+
+
+def base_model_note(folder: Path, card_text: str) -> str | None:
+    """What to say when the card (ours) lists no ``base_model``: every input is a local folder
+    with no Hub id, so the Hub's model tree will not link the model to its parents."""
+    card = ModelCard(card_text)
+    if CARD_MARKER not in card_text or card.data.base_model:
+        return None
+    merge_config, _ = read_merge_config(Path(folder))
+    local = [i.location.path for i in describe_inputs(merge_config, {}) if not i.location.hub_id]
+    options = " ".join(f"--hub-id {path}=org/name" for path in local)
+    return (
+        "the card's base_model is empty: every input is a local folder, so the Hub's model "
+        "tree will not link this model to the models it was merged from. Name the Hub id "
+        f"each input stands for: {options}"
+    )
+
+
+def _input_paths_of(recorded: dict[str, str], folder: Path) -> dict[str, str]:
+    """A card's recorded Hub ids, keyed by the folder names it shows, as the paths of the
+    folder's inputs that have those names (an older card's recorded paths stay as they are)."""
+    try:
+        merge_config, _ = read_merge_config(folder)
+    except CardInputError:
+        return recorded  # build_card says what is wrong with the folder
+    paths = [i.location.path for i in describe_inputs(merge_config, {})]
+    mapped = {p: recorded[folder_name(p)] for p in paths if folder_name(p) in recorded}
+    return {**{k: v for k, v in recorded.items() if "/" in k}, **mapped}
 
 
 def write_card(
@@ -541,7 +586,7 @@ def write_card(
     path = Path(folder) / "README.md"
     keep_users_card(Path(folder))
     previous = recorded_hub_ids(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    hub_ids = {**previous, **(hub_ids or {})}
+    hub_ids = {**_input_paths_of(previous, Path(folder)), **(hub_ids or {})}
     card = build_card(folder, hub_ids=hub_ids, report=report, model_id=model_id, lookup=lookup)
     temporary = path.with_name(".README.md.tmp")
     temporary.write_text(str(card), encoding="utf-8")
