@@ -295,12 +295,13 @@ def _weights_lines(summary: WeightsSummary | None, folder: Path) -> list[str]:
     ]
 
 
+CHAT_TEMPLATE = "chat_template.jinja"
 #: The files mergekit copies as "the tokenizer" (its `_copy_tokenizer`), compared byte for byte.
 TOKENIZER_FILES = (
     TOKENIZER_CONFIG,
     *TOKENIZER_VOCABULARY,
     "special_tokens_map.json",
-    "chat_template.jinja",
+    CHAT_TEMPLATE,
 )
 
 
@@ -383,9 +384,13 @@ def file_origins(
         merge_config.tokenizer.source if merge_config.tokenizer else merge_config.tokenizer_source
     )
     if built is not None:
-        lines.append(
-            f"- tokenizer: built by mergekit from the config's tokenizer settings (source: `{built}`)"
-        )
+        line = f"- tokenizer: built by mergekit from the config's tokenizer settings (source: `{built}`)"
+        template = _matching_input(folder, (CHAT_TEMPLATE,), tokenizer_model, inputs)
+        if template is not None and not merge_config.chat_template:
+            line += "; its chat template " + _origin_text(
+                template, tokenizer_model, tokenizer_reason, "chat template", (CHAT_TEMPLATE,)
+            )
+        lines.append(line)
     elif not any((folder / name).is_file() for name in TOKENIZER_FILES):
         lines.append("- tokenizer: none in this folder")
     else:

@@ -42,7 +42,7 @@ from mergekit_weightlevel.errors import WeightLevelConfigError
 from mergekit_weightlevel.methods.merge_run import current_run
 from mergekit_weightlevel.methods.output_files import file_sources
 from mergekit_weightlevel.methods.sweep_share import SWEEP_SHARE, SweepShare
-from mergekit_weightlevel.running.file_donors import FileDecisions
+from mergekit_weightlevel.running.file_donors import FileDecisions, config_for_mergekit
 from mergekit_weightlevel.running.output_folder import (
     complete_output,
     mark_incomplete,
@@ -213,7 +213,8 @@ def merge_in_one_pass(
             LOG.error("%s: not written (%s)", output.out_path, outcome.message)
             continue
         run.runner = outcome.decisions
-        _finish_like_run_merge(output, out_config, arch_info, tokenizer, options)
+        chosen = config_for_mergekit(outcome.decisions, options)
+        _finish_like_run_merge(output, chosen, out_config, arch_info, tokenizer, options)
         complete_output(outcome.decisions, output.out_path, options, written)
     return outcomes
 
@@ -229,16 +230,18 @@ def _executor(targets: list[Task], options: MergeOptions) -> Any:
 
 def _finish_like_run_merge(
     output: PlannedOutput,
+    config: MergeConfiguration,
     out_config: Any,
     arch_info: ModelArchitecture,
     tokenizer: Any,
     options: MergeOptions,
 ) -> None:
     """What ``run_merge`` writes after the weights, with mergekit's own functions, in its order
-    (mergekit's generic card is left out: ``complete_output`` writes the method's)."""
+    (mergekit's generic card is left out: ``complete_output`` writes the method's); ``config``
+    is the one mergekit would run (``file_donors.config_for_mergekit``)."""
     import mergekit.merge as stock
 
-    config, out = output.config, str(output.out_path)
+    out = str(output.out_path)
     if tokenizer is not None:
         pad = config.tokenizer.pad_to_multiple_of if config.tokenizer else None
         stock._update_config_vocab(out_config, arch_info, tokenizer, pad_to_multiple_of=pad)

@@ -20,7 +20,11 @@ from pathlib import Path
 from mergekit.options import MergeOptions
 
 from mergekit_weightlevel.publishing.checks import INCOMPLETE_MARKER, INTERRUPTED
-from mergekit_weightlevel.running.file_donors import FileDecisions, copy_missing_generation_config
+from mergekit_weightlevel.running.file_donors import (
+    FileDecisions,
+    align_generation_config,
+    copy_missing_generation_config,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -128,8 +132,10 @@ def complete_output(
     before: dict[str, tuple[int, int, int]],
 ) -> None:
     """After mergekit has written an output of ours: the generation config its tokenizer did
-    not bring, no weight file this merge did not write, no marker, then the method's card."""
+    not bring (its token ids those of the output's tokenizer), no weight file this merge did
+    not write, no marker, then the method's card."""
     copy_missing_generation_config(decisions, folder, options)
+    align_generation_config(decisions, folder, options)
     remove_stale_weights(folder, before)
     mark_complete(folder)
     write_method_card(folder, options)
