@@ -12,7 +12,6 @@ does for a local path; anything else (a Hugging Face id, ``model+adapter``) goes
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ import torch
 from mergekit.io.lazy_tensor_loader import LazyTensorLoader
 
 from mergekit_weightlevel.checks.headers import read_headers
-from mergekit_weightlevel.errors import WeightLevelInputError, WeightLevelModelError
+from mergekit_weightlevel.errors import WeightLevelInputError, WeightLevelModelError, package_logger
 from mergekit_weightlevel.tensor_names import (
     expert_count,
     expert_matrices,
@@ -36,7 +35,7 @@ from mergekit_weightlevel.tensor_names import (
 if TYPE_CHECKING:
     from mergekit.options import MergeOptions
 
-LOG = logging.getLogger(__name__)
+LOG = package_logger(__name__)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ method it is given.
 from __future__ import annotations
 
 import difflib
-import logging
 import os
 import re
 from collections import defaultdict
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mergekit_weightlevel.checks.headers import read_file_headers
-from mergekit_weightlevel.errors import WeightLevelConfigError
+from mergekit_weightlevel.errors import WeightLevelConfigError, package_logger
 from mergekit_weightlevel.tensor_names import (
     PROJECTION_TYPES,
     layer_index,
@@ -26,7 +25,7 @@ from mergekit_weightlevel.tensor_names import (
     split_parameter,
 )
 
-logger = logging.getLogger(__name__)
+logger = package_logger(__name__)
 
 #: How many tensor names an `include` error or warning shows.
 SHOWN_NAMES = 5

@@ -12,13 +12,12 @@ They run from the methods' ``validate_inputs`` when mergekit plans a merge (so p
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mergekit_weightlevel.errors import WeightLevelError
+from mergekit_weightlevel.errors import WeightLevelError, package_logger
 
 # is_vocabulary_tensor lived here; it is imported from here too (tests, older code).
 from mergekit_weightlevel.tensor_names import (
@@ -27,7 +26,7 @@ from mergekit_weightlevel.tensor_names import (
     is_vocabulary_tensor,
 )
 
-LOG = logging.getLogger(__name__)
+LOG = package_logger(__name__)
 
 #: Tensors that a checkpoint may legitimately lack (tied to the input embeddings).
 TIEABLE = ("lm_head.weight",)

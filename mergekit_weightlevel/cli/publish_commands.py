@@ -19,6 +19,13 @@ REPORT_HELP = (
 )
 
 
+def _show_warnings() -> None:
+    """Warnings print as mergekit's commands print theirs (``WARNING:mergekit_weightlevel:…``)."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+
+
 def _hub_ids(pairs: tuple[str, ...]) -> dict[str, str]:
     from mergekit_weightlevel.publishing.inputs import parse_hub_ids
 
@@ -66,6 +73,7 @@ def card(folder: Path, hub_ids: tuple[str, ...], report: bool) -> None:
     """
     from mergekit_weightlevel.publishing import write_card
 
+    _show_warnings()
     path = write_card(folder, hub_ids=_hub_ids(hub_ids), report=report)
     click.echo(f"wrote {path}")
     _license_note(path.read_text(encoding="utf-8"))
@@ -112,6 +120,7 @@ def publish(
     """
     from mergekit_weightlevel.publishing import publish_folder
 
+    _show_warnings()
     result = publish_folder(
         folder,
         repo_id,

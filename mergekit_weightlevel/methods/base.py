@@ -8,7 +8,6 @@ otherwise be written four times.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,13 +25,13 @@ from mergekit.merge_methods.base import (
 )
 
 from mergekit_weightlevel.checks.headers import check_inputs
-from mergekit_weightlevel.errors import WeightLevelConfigError
+from mergekit_weightlevel.errors import WeightLevelConfigError, package_logger
 from mergekit_weightlevel.methods.declaration import MethodDeclaration
 from mergekit_weightlevel.methods.input_groups import PER_TENSOR, InputGroup, input_groups
 from mergekit_weightlevel.methods.merge_run import current_run
 from mergekit_weightlevel.numerics.metrics import sigma
 
-LOG = logging.getLogger(__name__)
+LOG = package_logger(__name__)
 
 
 def model_label(model_id: Hashable) -> str:

@@ -13,7 +13,6 @@ weight-level section runs ``analyze`` on the output and its inputs).
 from __future__ import annotations
 
 import json
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from mergekit.config import MergeConfiguration
 
 from mergekit_weightlevel.about import __version__
 from mergekit_weightlevel.checks.parameters import TOP_LEVEL, parameter_blocks
+from mergekit_weightlevel.errors import package_logger
 from mergekit_weightlevel.methods.declaration import (
     InputView,
     MergeView,
@@ -61,7 +61,7 @@ CARD_MARKER = "<!-- model card written by mergekit-weightlevel"
 MERGEKIT_CARD_SENTENCE = "This is a merge of pre-trained language models created using [mergekit]"
 PROJECT_URL = "https://github.com/arcee-ai/mergekit"
 
-LOG = logging.getLogger(__name__)
+LOG = package_logger(__name__)
 
 
 #: How the card records the ``--hub-id`` mapping it was built with, so a rewrite keeps it.

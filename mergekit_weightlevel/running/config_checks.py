@@ -12,14 +12,13 @@ right name.
 from __future__ import annotations
 
 import difflib
-import logging
 from typing import Any
 
 from mergekit.common import ModelReference
 from mergekit.config import MergeConfiguration
 from mergekit.options import MergeOptions
 
-from mergekit_weightlevel.errors import WeightLevelConfigError
+from mergekit_weightlevel.errors import WeightLevelConfigError, package_logger
 from mergekit_weightlevel.methods.merge_run import current_run
 from mergekit_weightlevel.methods.output_files import (
     FileSources,
@@ -29,7 +28,7 @@ from mergekit_weightlevel.methods.output_files import (
 )
 from mergekit_weightlevel.registry import DECLARATIONS, METHOD_NAMES
 
-LOG = logging.getLogger(__name__)
+LOG = package_logger(__name__)
 
 
 def _normal(name: str) -> str:

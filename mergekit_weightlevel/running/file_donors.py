@@ -13,7 +13,6 @@ and the generation config, whose token ids are renumbered to the built tokenizer
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from mergekit.common import ModelReference
 from mergekit.config import MergeConfiguration
 from mergekit.options import MergeOptions
 
+from mergekit_weightlevel.errors import package_logger
 from mergekit_weightlevel.methods.output_files import (
     GENERATION_CONFIG,
     FileSources,
@@ -31,7 +31,7 @@ from mergekit_weightlevel.methods.output_files import (
     models_in_order,
 )
 
-LOG = logging.getLogger(__name__)
+LOG = package_logger(__name__)
 
 
 @dataclass

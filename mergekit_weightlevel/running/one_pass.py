@@ -20,7 +20,6 @@ what our wrapper adds (generation config, card, no stale weights).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ from mergekit.plan import MergePlanner
 from mergekit.tokenizer import TokenizerInfo
 from pydantic import ConfigDict
 
-from mergekit_weightlevel.errors import WeightLevelConfigError
+from mergekit_weightlevel.errors import WeightLevelConfigError, package_logger
 from mergekit_weightlevel.methods.merge_run import current_run
 from mergekit_weightlevel.methods.output_files import file_sources
 from mergekit_weightlevel.methods.sweep_share import SWEEP_SHARE, SweepShare
@@ -51,7 +50,7 @@ from mergekit_weightlevel.running.output_folder import (
     weight_files,
 )
 
-LOG = logging.getLogger(__name__)
+LOG = package_logger(__name__)
 
 
 @dataclass

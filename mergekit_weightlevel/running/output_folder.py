@@ -13,12 +13,12 @@ one is recognised.
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
 from mergekit.options import MergeOptions
 
+from mergekit_weightlevel.errors import package_logger
 from mergekit_weightlevel.publishing.checks import INCOMPLETE_MARKER, INTERRUPTED
 from mergekit_weightlevel.running.file_donors import (
     FileDecisions,
@@ -26,7 +26,7 @@ from mergekit_weightlevel.running.file_donors import (
     copy_missing_generation_config,
 )
 
-LOG = logging.getLogger(__name__)
+LOG = package_logger(__name__)
 
 #: What counts as a weight file or index in an output folder.
 WEIGHT_SUFFIXES = (".safetensors", ".safetensors.index.json", ".bin.index.json")

@@ -21,7 +21,6 @@ the base and (when ``base_model`` is left out) without reading W_B at all.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Hashable, Mapping
 from typing import Annotated, Any
@@ -46,6 +45,7 @@ from mergekit_weightlevel.checks.grafting import (
     warn_if_other_base,
 )
 from mergekit_weightlevel.checks.parameter_types import choice
+from mergekit_weightlevel.errors import package_logger
 from mergekit_weightlevel.methods.base import (
     ROLE_TARGET,
     ROLES,
@@ -71,7 +71,7 @@ from mergekit_weightlevel.tensor_names import (
 #: GPT-2 / GPT-NeoX / Starcoder2 / Mixtral names (docs/architectures.md).
 DEFAULT_INCLUDE = DEFAULT_PROJECTIONS
 
-logger = logging.getLogger(__name__)
+logger = package_logger(__name__)
 
 
 def _check_regex(value: str) -> str:
