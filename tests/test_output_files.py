@@ -303,10 +303,15 @@ PAPER_PHRASES = {"timber_spectral": "spectral tail", "paramdelta": "transplanted
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["timber_spectral", "paramdelta"])
-def test_stock_mergekit_yaml_gets_the_same_files(method, llama_family, tmp_path):
+@pytest.mark.parametrize(
+    "method, extra",
+    [("timber_spectral", {}), ("paramdelta", {}), ("paramdelta", {"tokenizer_source": "union"})],
+    ids=["timber_spectral", "paramdelta", "paramdelta-tokenizer_source"],
+)
+def test_stock_mergekit_yaml_gets_the_same_files(method, extra, llama_family, tmp_path):
     config_file = tmp_path / "config.yml"
-    config_file.write_text(yaml.safe_dump(configs(llama_family)[method]), encoding="utf-8")
+    config = {**configs(llama_family)[method], **extra}
+    config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
     out = tmp_path / "out"
     mergekit_yaml = Path(sys.executable).with_name("mergekit-yaml")
     env = {k: v for k, v in os.environ.items() if k != "MERGEKIT_WEIGHTLEVEL_DISABLE"}

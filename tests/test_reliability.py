@@ -568,3 +568,15 @@ def test_unsafe_truncate_embeddings_from_the_command_line(
     )
     assert result.exit_code == 0, result.output
     assert read_state(out)["model.embed_tokens.weight"].shape == (128, 64)
+
+
+def test_unsafe_truncate_embeddings_in_a_sweep(llama_family, bigger_vocab_model, tmp_path):
+    from mergekit.options import MergeOptions
+
+    from mergekit_weightlevel.running.sweep import sweep
+
+    config = timber(llama_family) | {"models": [{"model": str(bigger_vocab_model)}]}
+    options = MergeOptions(quiet=True, unsafe_truncate_embeddings=True)
+    (output,) = sweep(config, [0.4], tmp_path / "s", options=options)
+    assert output.error is None
+    assert read_state(output.folder)["lm_head.weight"].shape == (128, 64)
