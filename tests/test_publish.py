@@ -784,3 +784,13 @@ def test_a_lora_donors_files_are_named_one_way(method, family, tmp_path):
         if line.startswith(("- tokenizer", "- `generation_config.json`")):
             assert line.endswith(remark), line
     assert "not to those of" not in text
+
+
+def test_card_of_paths_that_do_not_exist_here_shows_their_names(merged, tmp_path):
+    """A card rewritten on another machine: the config's paths are no folders here."""
+    out = Path(shutil.copytree(merged["timber_spectral"], tmp_path / "out"))
+    config = timber_config("/home/me/models/base", "work/models/instruct", 0.2)
+    (out / "mergekit_config.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    card = str(build_card(out, lookup=False))
+    assert "/home/me" not in card and "work/models" not in card
+    assert "base_model: base\n" in card and "- model: instruct\n" in card

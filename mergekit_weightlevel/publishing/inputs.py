@@ -325,7 +325,13 @@ def folder_name(path: str) -> str:
 
 
 def _looks_local(path: str) -> bool:
-    return path.startswith(("/", "~", "./", "../")) or Path(path).expanduser().exists()
+    """A path on some disk, here or where the merge ran: never a Hub id (`org/name`)."""
+    return (
+        path.startswith(("/", "~", "./", "../"))
+        or path.count("/") > 1
+        or "\\" in path
+        or Path(path).expanduser().exists()
+    )
 
 
 def _strings(node: Any) -> Iterable[str]:
