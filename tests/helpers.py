@@ -93,3 +93,39 @@ def numpy_structure(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
         "alignment": float(np.abs(np.diag(q_u)).mean()),
         "reconstruction_error": float(np.linalg.norm(b - w_hat) / np.linalg.norm(b)),
     }
+
+
+def with_extra_tokens(
+    source: Path, dest: Path, tokens: list[str], *, generation: dict | None = None
+) -> Path:
+    """A copy of a tiny checkpoint whose vocabulary ends with ``tokens`` (special, in order), as
+    a Thinking model adds `<think>`, `</think>` and its own end-of-turn token: embedding and
+    lm_head rows, the tokenizer, ``vocab_size``; ``generation`` updates its generation config."""
+    import json
+    import shutil
+
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer
+
+    shutil.copytree(source, dest)
+    state = read_state(source)
+    generator = torch.Generator().manual_seed(len(tokens))
+    for name in ("model.embed_tokens.weight", "lm_head.weight"):
+        if name in state:
+            rows = 0.02 * torch.randn(len(tokens), state[name].shape[1], generator=generator)
+            state[name] = torch.cat([state[name], rows.to(state[name].dtype)])
+    for file in dest.glob("*.safetensors*"):
+        file.unlink()
+    save_file({k: v.contiguous() for k, v in state.items()}, str(dest / "model.safetensors"))
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer.add_tokens(tokens, special_tokens=True)
+    tokenizer.save_pretrained(dest)
+    config = json.loads((dest / "config.json").read_text(encoding="utf-8"))
+    config["vocab_size"] = len(tokenizer)
+    (dest / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    if generation is not None:
+        path = dest / "generation_config.json"
+        current = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        path.write_text(json.dumps({**current, **generation}, indent=2), encoding="utf-8")
+    return dest

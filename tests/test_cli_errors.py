@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -195,3 +197,41 @@ def test_a_librarys_complaint_about_the_input_stays_a_user_error(monkeypatch):
     result = CliRunner().invoke(main, ["methods"])
     assert result.exit_code == 1
     assert result.output.startswith("error: ") and "Traceback" not in result.output
+
+
+# ------------------------------------------ warnings: one format, as mergekit prints its own
+
+
+def test_every_warning_of_the_package_carries_its_name(llama_family, tmp_path, caplog):
+    """Issued deep inside (running.config_checks here), named as the package."""
+    from mergekit.config import MergeConfiguration
+    from mergekit.merge import run_merge
+    from mergekit.options import MergeOptions
+
+    from mergekit_weightlevel.method_configs import paramdelta_config
+
+    config = paramdelta_config(llama_family.base, llama_family.instruct, llama_family.base_v2)
+    with caplog.at_level(logging.WARNING):
+        run_merge(MergeConfiguration.model_validate(config), str(tmp_path / "out"), MergeOptions())
+    ours = [r for r in caplog.records if "config.json differ" in r.getMessage()]
+    assert [r.name for r in ours] == ["mergekit_weightlevel"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["mergekit-yaml", "mergekit-weightlevel merge"])
+def test_warnings_print_like_mergekits_own(command, llama_family, tmp_path):
+    from mergekit_weightlevel.method_configs import paramdelta_config
+
+    config = paramdelta_config(llama_family.base, llama_family.instruct, llama_family.base_v2)
+    path = write_config(tmp_path / "c.yml", config)
+    executable, *sub = command.split()
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name(executable)), *sub, str(path), str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "MERGEKIT_WEIGHTLEVEL_DISABLE"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "WARNING:mergekit_weightlevel:paramdelta: the inputs' config.json differ" in (
+        result.stderr
+    )
+    assert "WARNING:mergekit_weightlevel." not in result.stderr  # no module path

@@ -63,3 +63,48 @@ def test_example_runs_and_loads(example, demo_family, tmp_path):
     for name in base:
         # The loaded model holds exactly what mergekit wrote (nothing re-initialised).
         torch.testing.assert_close(loaded[name], out[name].to(loaded[name].dtype), rtol=0, atol=0)
+
+
+# --------------------------------------- what the README and the examples tell a newcomer
+
+REPO = EXAMPLES_DIR.parent
+QUICKSTART = EXAMPLES_DIR / "quickstart.sh"
+
+
+def test_the_quickstart_says_what_it_does_before_each_slow_step():
+    """Its installs take minutes and print nothing themselves (pip -q): each is announced."""
+    import subprocess
+
+    assert subprocess.run(["bash", "-n", str(QUICKSTART)]).returncode == 0
+    lines = [
+        line.strip()
+        for line in QUICKSTART.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    slow = ("pip install", "-m venv", "mergekit-weightlevel demo")
+    steps = [i for i, line in enumerate(lines) if any(s in line for s in slow)]
+    assert len(steps) == 5
+    for index in steps:
+        announced = lines[index].split("python3 -m venv")[0] + lines[index - 1]
+        assert "say " in announced, f"quickstart.sh runs `{lines[index]}` without saying so"
+
+
+def _output_folders() -> dict[str, set[str]]:
+    """example → every output folder the README, the docs and the example's own comments
+    give it in `mergekit-yaml examples/<example> OUT`."""
+    import re
+
+    command = re.compile(r"mergekit-yaml examples/([\w.]+\.yml) (\S+)")
+    texts = [REPO / "README.md", *(REPO / "docs").rglob("*.md"), *EXAMPLES_DIR.glob("*.yml")]
+    found: dict[str, set[str]] = {}
+    for path in texts:
+        for example, out in command.findall(path.read_text(encoding="utf-8")):
+            found.setdefault(example, set()).add(out)
+    return found
+
+
+def test_each_example_has_one_output_folder_everywhere():
+    """The README's `out/timber` and the example's comment used to disagree (`merged-timber`)."""
+    folders = _output_folders()
+    assert "timber_spectral.yml" in folders
+    assert {example: outs for example, outs in folders.items() if len(outs) > 1} == {}

@@ -160,15 +160,106 @@ def test_an_override_in_a_per_model_block_is_refused(llama_family, tmp_path):
         merge(config, tmp_path / "bad")
 
 
-def test_mergekits_tokenizer_settings_win(llama_family, tmp_path):
-    """`tokenizer: {source: base}` builds the base's tokenizer; the generation config is the
-    chosen model's (mergekit would write none)."""
-    config = configs(llama_family)["timber_spectral"]
-    config["tokenizer"] = {"source": "base"}
+TOKENIZER_SETTINGS = {
+    "tokenizer: source: base": {"tokenizer": {"source": "base"}},
+    "tokenizer: source: union": {"tokenizer": {"source": "union"}},
+    "tokenizer_source: union": {"tokenizer_source": "union"},
+}
+
+
+@pytest.mark.parametrize("setting", list(TOKENIZER_SETTINGS))
+@pytest.mark.parametrize("method", sorted(EXPECTED))
+def test_a_tokenizer_mergekit_builds_keeps_the_methods_chat_template(
+    method, setting, llama_family, tmp_path
+):
+    """mergekit builds that tokenizer from base_model's; its chat template and the generation
+    config still come from the model the output stands for (issue 29, item 8)."""
+    config = {**configs(llama_family)[method], **TOKENIZER_SETTINGS[setting]}
     out = merge(config, tmp_path / "tok")
-    assert not (out / "chat_template.jinja").exists()
-    generation = read_json(out / "generation_config.json")
-    assert generation["eos_token_id"] == [2, 3]  # the Instruct's
+    config_member, tokenizer_member = EXPECTED[method]
+    paths = llama_family.paths()
+    assert_files_from(out, paths[config_member], paths[tokenizer_member])
+    assert "chat_template" not in (out / "mergekit_config.yml").read_text(encoding="utf-8")
+
+
+def test_tokenizer_from_chooses_the_chat_template_of_a_built_tokenizer_too(llama_family, tmp_path):
+    config = configs(llama_family)["instruct_thinking_interp"]
+    config |= {"tokenizer": {"source": "union"}, "parameters": {"lambda": 0.5}}
+    config["parameters"]["tokenizer_from"] = "base"  # the Instruct model, the λ = 0 end
+    out = merge(config, tmp_path / "tok")
+    assert_files_from(out, llama_family.thinking, llama_family.instruct)
+
+
+def test_a_chat_template_in_the_config_wins(llama_family, tmp_path):
+    from transformers import AutoTokenizer
+
+    config = {**configs(llama_family)["timber_spectral"], "tokenizer": {"source": "union"}}
+    config["chat_template"] = "chatml"
+    out = merge(config, tmp_path / "tok")
+    prompt = AutoTokenizer.from_pretrained(out).apply_chat_template(
+        MESSAGES, tokenize=False, add_generation_prompt=True
+    )
+    assert prompt.startswith("<|im_start|>user\nw1 w2<|im_end|>")
+
+
+def test_a_sweep_with_a_built_tokenizer_keeps_the_methods_chat_template(llama_family, tmp_path):
+    from mergekit_weightlevel.running.sweep import sweep
+
+    config = {**configs(llama_family)["timber_spectral"], "tokenizer": {"source": "base"}}
+    outputs = sweep(config, [0.2, 0.6], tmp_path / "s", options=MergeOptions(quiet=True))
+    for output in outputs:
+        assert output.error is None
+        assert_files_from(output.folder, llama_family.instruct, llama_family.instruct)
+
+
+# --- a Thinking model with extra tokens (issue 29, item 8) ----------------------------------
+
+THINKING_TOKENS = ["<think>", "</think>", "<|im_end|>"]
+
+
+@pytest.fixture(scope="module")
+def extra_tokens(llama_family, tmp_path_factory):
+    """An Instruct with one token of its own and a Thinking model with three, the last its
+    end-of-turn token (id 130 there), which its generation config stops at."""
+    from helpers import with_extra_tokens
+
+    root = tmp_path_factory.mktemp("extra-tokens")
+    instruct = with_extra_tokens(llama_family.instruct, root / "instruct", ["<tool>"])
+    thinking = with_extra_tokens(
+        llama_family.thinking, root / "thinking", THINKING_TOKENS,
+        generation={"eos_token_id": [130, 2]},
+    )  # fmt: skip
+    return instruct, thinking
+
+
+def test_a_union_tokenizer_renumbers_the_generation_configs_stop_ids(extra_tokens, tmp_path):
+    from transformers import AutoTokenizer
+
+    instruct, thinking = extra_tokens
+    config = interp_config(instruct, thinking, 0.5) | {"tokenizer": {"source": "union"}}
+    out = merge(config, tmp_path / "out")
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    stops = read_json(out / "generation_config.json")["eos_token_id"]
+    # The union holds <tool> first, so the Thinking model's <|im_end|> (130 there) moved.
+    assert tokenizer.convert_ids_to_tokens(stops) == ["<|im_end|>", "</s>"]
+    assert stops == [131, 2]
+    prompt = tokenizer.apply_chat_template(MESSAGES, tokenize=False, add_generation_prompt=True)
+    assert prompt.endswith("[assistant] [think]")  # the Thinking model's template
+
+
+def test_a_stop_token_the_output_lacks_is_removed_with_a_warning(extra_tokens, tmp_path, caplog):
+    instruct, thinking = extra_tokens
+    config = interp_config(instruct, thinking, 0.5) | {"tokenizer": {"source": "base"}}
+    with caplog.at_level(logging.WARNING):
+        out = merge(config, tmp_path / "out")
+    assert read_json(out / "generation_config.json")["eos_token_id"] == [2]
+    (message,) = [r.getMessage() for r in caplog.records if "does not have" in r.getMessage()]
+    assert (
+        f"instruct_thinking_interp: the generation config (from {thinking}) has eos_token_id "
+        "'<|im_end|>' (id 130 there), a token the output's tokenizer (built by mergekit from "
+        "`tokenizer: source: base`) does not have: removed from the output's "
+        "generation_config.json." in message
+    )
 
 
 def test_a_missing_tokenizer_comes_from_the_next_input_with_one_warning(
@@ -212,10 +303,15 @@ PAPER_PHRASES = {"timber_spectral": "spectral tail", "paramdelta": "transplanted
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["timber_spectral", "paramdelta"])
-def test_stock_mergekit_yaml_gets_the_same_files(method, llama_family, tmp_path):
+@pytest.mark.parametrize(
+    "method, extra",
+    [("timber_spectral", {}), ("paramdelta", {}), ("paramdelta", {"tokenizer_source": "union"})],
+    ids=["timber_spectral", "paramdelta", "paramdelta-tokenizer_source"],
+)
+def test_stock_mergekit_yaml_gets_the_same_files(method, extra, llama_family, tmp_path):
     config_file = tmp_path / "config.yml"
-    config_file.write_text(yaml.safe_dump(configs(llama_family)[method]), encoding="utf-8")
+    config = {**configs(llama_family)[method], **extra}
+    config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
     out = tmp_path / "out"
     mergekit_yaml = Path(sys.executable).with_name("mergekit-yaml")
     env = {k: v for k, v in os.environ.items() if k != "MERGEKIT_WEIGHTLEVEL_DISABLE"}

@@ -198,7 +198,11 @@ def test_card_round_trips_through_modelcard(method, family, merged, tmp_path):
     assert EXPECTED_SUMMARY[method] in text
     assert paper.url in text and paper.bibtex in text
     yaml_text = (out / "mergekit_config.yml").read_text(encoding="utf-8")
-    assert f"```yaml\n{yaml_text.rstrip()}\n```" in text
+    published = yaml_text
+    for local, repo_id in names.items():  # every input shown by its Hub id, as --hub-id says
+        published = published.replace(f" {local}\n", f" {repo_id}\n")
+    assert f"```yaml\n{published.rstrip()}\n```" in text
+    assert str(family.root) not in str(card)  # no local path anywhere on the card
     assert 'model_id = "me/' + method + '"' in text
     assert MergeConfiguration.model_validate(yaml.safe_load(yaml_text)).merge_method == method
     assert "This is a merge of pre-trained language models" not in text  # mergekit's card replaced
@@ -709,3 +713,86 @@ def test_installed_command_publishes_through_hf_endpoint(folder, tmp_path):
         assert done.returncode == 0, done.stderr
         assert hub.repos["me/tiny"].branches["main"] == folder_bytes(folder)
     assert TOKEN not in done.stdout + done.stderr
+
+
+# ------------------------------------ no local path on the card; an empty base_model; LoRA files
+
+
+def test_card_shows_local_inputs_by_folder_name_never_by_path(family, merged, tmp_path):
+    out = Path(shutil.copytree(merged["paramdelta"], tmp_path / "out"))
+    written = (out / "mergekit_config.yml").read_bytes()
+    card = str(build_card(out))
+    assert str(family.root) not in card and str(tmp_path) not in card
+    assert "base_model: base\nmodels:\n- model: instruct\n- model: base_v2\n" in card
+    assert "(local folders by their names, inputs with a Hub id by that id; " in card
+    assert (out / "mergekit_config.yml").read_bytes() == written  # as mergekit wrote it
+
+
+def test_card_with_a_hub_id_for_one_input_shows_it_there(family, merged, tmp_path):
+    out = Path(shutil.copytree(merged["paramdelta"], tmp_path / "out"))
+    card = str(build_card(out, hub_ids={str(family.base): "org/tiny-base"}))
+    assert "base_model: org/tiny-base\nmodels:\n- model: instruct\n" in card
+    assert '<!-- hub ids given for local inputs: {"base": "org/tiny-base"} -->' in card
+    assert str(family.root) not in card
+
+
+def test_card_of_relative_paths_and_two_folders_of_one_name(family, merged, tmp_path, monkeypatch):
+    """Relative paths (run from where the merge ran) and same-named folders, told apart."""
+    other = Path(shutil.copytree(family.instruct, tmp_path / "elsewhere" / "base"))
+    out = Path(shutil.copytree(merged["timber_spectral"], tmp_path / "out"))
+    monkeypatch.chdir(family.root.parent)
+    config = timber_config(Path(family.root.name) / "base", other, 0.2)
+    (out / "mergekit_config.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    card = str(build_card(out, lookup=False))
+    assert str(other) not in card and f"base_model: {family.root.name}/base" not in card
+    assert f"base_model: …/{family.root.name}/base\n" in card  # folder and parent: no more
+    assert "- model: …/elsewhere/base\n" in card
+
+
+def test_publish_says_when_base_model_will_be_empty(family, merged, tmp_path, hub):
+    out = Path(shutil.copytree(merged["instruct_thinking_interp"], tmp_path / "out"))
+    result = CliRunner().invoke(main, ["publish", str(out), "me/tiny", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "note: the card's base_model is empty: every input is a local folder, so the Hub's model "
+        "tree will not link this model to the models it was merged from. Name the Hub id each "
+        f"input stands for: --hub-id {family.instruct}=org/name --hub-id {family.thinking}="
+        "org/name\n" in result.output
+    )
+    named = ["--hub-id", f"{family.instruct}=org/tiny-instruct"]
+    result = CliRunner().invoke(main, ["publish", str(out), "me/tiny", "--dry-run", *named])
+    assert "base_model is empty" not in result.output
+
+
+@pytest.mark.parametrize("method", ["paramdelta", "instruct_thinking_interp"])
+def test_a_lora_donors_files_are_named_one_way(method, family, tmp_path):
+    """`model+adapter` as the input the files come from: the card says it one way, truthfully."""
+    from mergekit_weightlevel.demo import demo_lora_adapter
+
+    adapter = demo_lora_adapter(family, tmp_path / "lora")
+    donor = f"{family.base}+{adapter}"
+    config = (
+        paramdelta_config(family.base, donor, family.base_v2)
+        if method == "paramdelta"
+        else interp_config(family.instruct, donor, 0.5)
+    )
+    out = merge(config, tmp_path / "out", lora_merge_cache=str(tmp_path / "cache"))
+    text = build_card(out, lookup=False).text
+    remark = "a LoRA adapter brings weights only, so these are base's files)"
+    source = "from `base` (local folder) + LoRA `lora` (local folder) ("
+    assert f"- tokenizer and chat template: {source}" in text
+    assert f"- `generation_config.json` (stop ids, sampling defaults): {source}" in text
+    for line in text.splitlines():
+        if line.startswith(("- tokenizer", "- `generation_config.json`")):
+            assert line.endswith(remark), line
+    assert "not to those of" not in text
+
+
+def test_card_of_paths_that_do_not_exist_here_shows_their_names(merged, tmp_path):
+    """A card rewritten on another machine: the config's paths are no folders here."""
+    out = Path(shutil.copytree(merged["timber_spectral"], tmp_path / "out"))
+    config = timber_config("/home/me/models/base", "work/models/instruct", 0.2)
+    (out / "mergekit_config.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    card = str(build_card(out, lookup=False))
+    assert "/home/me" not in card and "work/models" not in card
+    assert "base_model: base\n" in card and "- model: instruct\n" in card

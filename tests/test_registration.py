@@ -215,3 +215,74 @@ def test_the_wrapper_wraps_once():
 def test_disable_switch_leaves_run_merge_alone():
     result = run_python(WRAPPED.format(first=""), {"MERGEKIT_WEIGHTLEVEL_DISABLE": "1"})
     assert result.stdout.split() == ["mergekit.merge"] * 3
+
+
+# ----------------------------------------------- mergekit-pytorch: one checkpoint file per model
+
+
+def _pytorch_config(config: dict) -> dict:
+    """A YAML config with every model path pointing at its `model.safetensors` file, as
+    `mergekit-pytorch` takes them."""
+    from pathlib import Path
+
+    def file_of(path: str) -> str:
+        return str(Path(path) / "model.safetensors")
+
+    converted = dict(config, base_model=file_of(config["base_model"]))
+    converted["models"] = [dict(entry, model=file_of(entry["model"])) for entry in config["models"]]
+    return converted
+
+
+def _pytorch_cases(family) -> dict:
+    from mergekit_weightlevel.method_configs import (
+        interp_config,
+        paramdelta_config,
+        shadow_graft_config,
+        timber_config,
+    )
+
+    return {
+        "paramdelta": paramdelta_config(family.base, family.instruct, family.base_v2),
+        "shadow_graft": shadow_graft_config(family.base, family.base_tuned, family.instruct),
+        "timber_spectral": timber_config(family.base, family.instruct, 0.2),
+        "instruct_thinking_interp": interp_config(family.instruct, family.thinking, 0.5),
+    }
+
+
+def _mergekit_pytorch(config: dict, out, tmp_path):
+    from click.testing import CliRunner
+    from helpers import write_config
+    from mergekit.scripts.merge_raw_pytorch import main as mergekit_pytorch
+
+    path = write_config(tmp_path / "pytorch.yml", _pytorch_config(config))
+    return CliRunner().invoke(mergekit_pytorch, [str(path), str(out), "--quiet"])
+
+
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_every_method_under_mergekit_pytorch_equals_its_yaml_merge(method, llama_family, tmp_path):
+    """The oracle: the same config through mergekit's YAML path (issue 29, item 10)."""
+    import torch
+    from helpers import read_state, run_yaml_merge
+
+    config = _pytorch_cases(llama_family)[method]
+    result = _mergekit_pytorch(config, tmp_path / "pytorch", tmp_path)
+    assert result.exit_code == 0, result.output
+    expected = run_yaml_merge(config, tmp_path / "yaml")
+    merged = read_state(tmp_path / "pytorch")
+    assert merged.keys() == expected.keys()
+    for name, tensor in expected.items():
+        assert torch.equal(merged[name], tensor), name
+
+
+def test_shadow_graft_include_is_checked_under_mergekit_pytorch(llama_family, tmp_path):
+    """The checkpoint file's own tensor names are what `include` is matched against there."""
+    config = _pytorch_cases(llama_family)["shadow_graft"]
+    config["parameters"] = {"include": "q_projection"}
+    result = _mergekit_pytorch(config, tmp_path / "out", tmp_path)
+    assert result.exit_code != 0
+    assert "shadow_graft: parameter `include` ('q_projection') matches none of the 16" in str(
+        result.exception
+    )
+    # mergekit-pytorch runs no whole-config check of ours (it bypasses run_merge): the check
+    # runs at the first tensor, before any is written.
+    assert not list((tmp_path / "out").glob("*.safetensors"))

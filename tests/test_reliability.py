@@ -356,7 +356,8 @@ def test_unknown_parameter_on_a_model_names_the_model(llama_family, tmp_path):
          "float in [0, 1], got 1.5"),
         ({"lambda": [{"filter": "mlp", "value": -1}, {"value": 0.5}]}, None,
          "parameter `lambda` must be a float in [0, 1], got -1"),
-        ({"lambda": 0.5}, {"lambda": "x"}, "in the parameters of model {thinking} must be"),
+        ({"lambda": 0.5}, {"lambda": "x"},
+         "in the parameters of model {thinking} is one setting for the whole merge"),
     ],
 )  # fmt: skip
 def test_wrong_parameter_values_name_method_parameter_and_place(
@@ -481,3 +482,101 @@ def test_no_vocabulary_warning_when_the_config_aligns_vocabularies(
     with caplog.at_level(logging.WARNING):
         run_yaml_merge(config, tmp_path / "out")
     assert not [r for r in caplog.records if "vocabulary sizes differ" in r.getMessage()]
+
+
+# ------------------------------------- --unsafe-truncate-embeddings, as mergekit's built-ins
+
+VOCABULARY = ("model.embed_tokens.weight", "lm_head.weight")
+
+
+def _truncated(state: dict, rows: int = 128) -> dict:
+    return {n: t[:rows] if n in VOCABULARY else t for n, t in state.items()}
+
+
+def _truncation_cases(family, bigger):
+    """(config with one input of 132 rows, the reference on the inputs cut to 128 rows)."""
+    from mergekit_weightlevel import reference
+
+    base, instruct, v2, tuned, thinking = (
+        _truncated(read_state(p))
+        for p in (family.base, bigger, family.base_v2, family.base_tuned, family.instruct)
+    )
+    return {
+        "paramdelta": (
+            paramdelta_config(family.base, bigger, family.base_v2),
+            reference.paramdelta_state(base, instruct, v2),
+        ),
+        "shadow_graft": (
+            shadow_graft_config(family.base, family.base_tuned, bigger),
+            reference.shadow_graft_state(base, tuned, instruct, r"(q|k|v|o|gate|up|down)_proj"),
+        ),
+        "timber_spectral": (
+            timber_config(family.base, bigger, 0.2),
+            reference.timber_state(base, instruct, 0.2),
+        ),
+        "instruct_thinking_interp": (
+            interp_config(family.instruct, bigger, 0.4),
+            reference.interp_state(thinking, instruct, 0.4),
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "method", ["paramdelta", "shadow_graft", "timber_spectral", "instruct_thinking_interp"]
+)
+def test_unsafe_truncate_embeddings_is_honoured(method, llama_family, bigger_vocab_model, tmp_path):
+    config, expected = _truncation_cases(llama_family, bigger_vocab_model)[method]
+    out = run_yaml_merge(config, tmp_path / "out", unsafe_truncate_embeddings=True)
+    assert out.keys() == expected.keys()
+    for name, tensor in out.items():
+        torch.testing.assert_close(tensor.double(), expected[name], rtol=1e-5, atol=1e-6)
+
+
+def test_unsafe_truncate_embeddings_matches_mergekits_task_arithmetic(
+    llama_family, bigger_vocab_model, tmp_path
+):
+    """The oracle: mergekit's own built-in on the same inputs and option."""
+    ours = run_yaml_merge(
+        paramdelta(llama_family, bigger_vocab_model),
+        tmp_path / "ours",
+        unsafe_truncate_embeddings=True,
+    )
+    builtin = run_yaml_merge(
+        {
+            "merge_method": "task_arithmetic",
+            "base_model": str(llama_family.base),
+            "models": [
+                {"model": str(bigger_vocab_model), "parameters": {"weight": 1.0}},
+                {"model": str(llama_family.base_v2), "parameters": {"weight": 1.0}},
+            ],
+            "parameters": {"normalize": False},
+        },
+        tmp_path / "builtin",
+        unsafe_truncate_embeddings=True,
+    )
+    for name, tensor in builtin.items():
+        torch.testing.assert_close(ours[name], tensor, rtol=1e-5, atol=1e-6)
+
+
+def test_unsafe_truncate_embeddings_from_the_command_line(
+    llama_family, bigger_vocab_model, tmp_path
+):
+    config = write_config(tmp_path / "c.yml", paramdelta(llama_family, bigger_vocab_model))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, ["merge", str(config), str(out), "--unsafe-truncate-embeddings", "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    assert read_state(out)["model.embed_tokens.weight"].shape == (128, 64)
+
+
+def test_unsafe_truncate_embeddings_in_a_sweep(llama_family, bigger_vocab_model, tmp_path):
+    from mergekit.options import MergeOptions
+
+    from mergekit_weightlevel.running.sweep import sweep
+
+    config = timber(llama_family) | {"models": [{"model": str(bigger_vocab_model)}]}
+    options = MergeOptions(quiet=True, unsafe_truncate_embeddings=True)
+    (output,) = sweep(config, [0.4], tmp_path / "s", options=options)
+    assert output.error is None
+    assert read_state(output.folder)["lm_head.weight"].shape == (128, 64)

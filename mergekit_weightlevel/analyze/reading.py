@@ -12,7 +12,6 @@ does for a local path; anything else (a Hugging Face id, ``model+adapter``) goes
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from mergekit.io.lazy_tensor_loader import LazyTensorLoader
 
 from mergekit_weightlevel.analyze.options import check_regex
 from mergekit_weightlevel.checks.headers import read_headers
-from mergekit_weightlevel.errors import WeightLevelModelError
+from mergekit_weightlevel.errors import WeightLevelModelError, package_logger
 from mergekit_weightlevel.tensor_names import (
     expert_count,
     expert_matrices,
@@ -37,7 +36,7 @@ from mergekit_weightlevel.tensor_names import (
 if TYPE_CHECKING:
     from mergekit.options import MergeOptions
 
-LOG = logging.getLogger(__name__)
+LOG = package_logger(__name__)
 
 
 @dataclass(frozen=True)

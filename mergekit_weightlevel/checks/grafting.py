@@ -8,7 +8,6 @@ method it is given.
 from __future__ import annotations
 
 import difflib
-import logging
 import os
 import re
 from collections import defaultdict
@@ -16,8 +15,8 @@ from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
-from mergekit_weightlevel.checks.headers import read_headers
-from mergekit_weightlevel.errors import WeightLevelConfigError
+from mergekit_weightlevel.checks.headers import read_file_headers
+from mergekit_weightlevel.errors import WeightLevelConfigError, package_logger
 from mergekit_weightlevel.tensor_names import (
     PROJECTION_TYPES,
     layer_index,
@@ -26,7 +25,7 @@ from mergekit_weightlevel.tensor_names import (
     split_parameter,
 )
 
-logger = logging.getLogger(__name__)
+logger = package_logger(__name__)
 
 #: How many tensor names an `include` error or warning shows.
 SHOWN_NAMES = 5
@@ -37,21 +36,30 @@ def checkpoint_shapes(
 ) -> dict[str, tuple[int, ...] | None] | None:
     """Tensor names (and shapes, from safetensors headers) of a model mergekit is reading.
 
-    None when the id is not a mergekit model (the in-memory API): then only the
-    tensors the merge visits are checked, one at a time.
+    A model is a folder (or Hub id) to ``mergekit-yaml``, and one checkpoint file to
+    ``mergekit-pytorch``, which reads it with ``ShardedTensorIndex.from_file``. None when
+    the id is not a mergekit model (the in-memory API): then only the tensors the merge
+    visits are checked, one at a time.
     """
     # Imported here: mergekit.common pulls in mergekit.io, which the package import must
     # not (it warns under numpy 2, and registration has to stay light).
     from mergekit.common import ModelReference
+    from mergekit.io import ShardedTensorIndex
     from mergekit.io.tasks import LoaderCache
 
     if not isinstance(model_id, ModelReference):
         return None
-    index = LoaderCache().get(model_id).index
+    path = model_id.model.path
+    if model_id.lora is None and os.path.isfile(path):
+        index = ShardedTensorIndex.from_file(path)
+    else:
+        index = LoaderCache().get(model_id).index
     shapes: dict[str, tuple[int, ...] | None] = dict.fromkeys(index.tensor_paths)
     if index.is_safetensors:
-        headers = read_headers(Path(index.base_path), f"{method}: model {model_id}")
-        shapes.update({name: header.shape for name, header in headers.items()})
+        for shard in sorted(set(index.tensor_paths.values())):
+            file = Path(index.base_path) / shard
+            headers = read_file_headers(file, f"{method}: model {model_id}")
+            shapes.update({name: header.shape for name, header in headers.items()})
     return shapes
 
 

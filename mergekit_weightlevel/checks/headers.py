@@ -12,13 +12,12 @@ They run from the methods' ``validate_inputs`` when mergekit plans a merge (so p
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mergekit_weightlevel.errors import WeightLevelError
+from mergekit_weightlevel.errors import WeightLevelError, package_logger
 
 # is_vocabulary_tensor lived here; it is imported from here too (tests, older code).
 from mergekit_weightlevel.tensor_names import (
@@ -27,7 +26,7 @@ from mergekit_weightlevel.tensor_names import (
     is_vocabulary_tensor,
 )
 
-LOG = logging.getLogger(__name__)
+LOG = package_logger(__name__)
 
 #: Tensors that a checkpoint may legitimately lack (tied to the input embeddings).
 TIEABLE = ("lm_head.weight",)
@@ -87,7 +86,6 @@ def read_headers(folder: Path, label: str) -> dict[str, TensorHeader]:
     Raises ``PreflightError`` naming the file when an index entry points at a missing
     file or a shard's header cannot be read (a truncated or corrupted download).
     """
-    from safetensors import safe_open
 
     index_file = folder / "model.safetensors.index.json"
     if index_file.exists():
@@ -109,19 +107,7 @@ def read_headers(folder: Path, label: str) -> dict[str, TensorHeader]:
         shards = sorted(p.name for p in folder.glob("*.safetensors"))
     headers: dict[str, TensorHeader] = {}
     for shard in shards:
-        file = folder / shard
-        try:
-            with safe_open(str(file), framework="pt") as handle:
-                for name in handle.keys():  # noqa: SIM118 - a safe_open handle is not iterable
-                    tensor_slice = handle.get_slice(name)
-                    headers[name] = TensorHeader(
-                        tuple(tensor_slice.get_shape()), str(tensor_slice.get_dtype()), file
-                    )
-        except Exception as error:  # noqa: BLE001 - safetensors raises its own error type
-            raise PreflightError(
-                f"{label}: cannot read the safetensors file {file} ({error}). The file is "
-                "truncated or corrupted: re-download it (compare its size with the Hub's)."
-            ) from None
+        headers.update(read_file_headers(folder / shard, label))
     if weight_map is not None:
         unlisted = sorted(name for name, shard in weight_map.items() if name not in headers)
         if unlisted:
@@ -130,6 +116,29 @@ def read_headers(folder: Path, label: str) -> dict[str, TensorHeader]:
                 f"{', '.join(unlisted[:5])}{' …' if len(unlisted) > 5 else ''}. "
                 "Re-download the model or fix the index."
             )
+    return headers
+
+
+def read_file_headers(file: Path, label: str) -> dict[str, TensorHeader]:
+    """Name → shape / dtype / file for every tensor of one safetensors file (its header only).
+
+    Raises ``PreflightError`` naming the file when its header cannot be read.
+    """
+    from safetensors import safe_open
+
+    headers: dict[str, TensorHeader] = {}
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            for name in handle.keys():  # noqa: SIM118 - a safe_open handle is not iterable
+                tensor_slice = handle.get_slice(name)
+                headers[name] = TensorHeader(
+                    tuple(tensor_slice.get_shape()), str(tensor_slice.get_dtype()), file
+                )
+    except Exception as error:  # noqa: BLE001 - safetensors raises its own error type
+        raise PreflightError(
+            f"{label}: cannot read the safetensors file {file} ({error}). The file is "
+            "truncated or corrupted: re-download it (compare its size with the Hub's)."
+        ) from None
     return headers
 
 

@@ -19,6 +19,13 @@ REPORT_HELP = (
 )
 
 
+def _show_warnings() -> None:
+    """Warnings print as mergekit's commands print theirs (``WARNING:mergekit_weightlevel:…``)."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+
+
 def _hub_ids(pairs: tuple[str, ...]) -> dict[str, str]:
     from mergekit_weightlevel.publishing.inputs import parse_hub_ids
 
@@ -33,6 +40,15 @@ def _license_note(card_text: str) -> None:
     if card.data.license is None:
         section = card.text.split("## License", 1)[-1].strip().split("\n\n")[0]
         click.echo(f"note: the card sets no license: {section}", err=True)
+
+
+def _base_model_note(folder: Path, card_text: str) -> None:
+    """Say so when the card names no base_model (every input a local folder)."""
+    from mergekit_weightlevel.publishing.card import base_model_note
+
+    note = base_model_note(folder, card_text)
+    if note is not None:
+        click.echo(f"note: {note}", err=True)
 
 
 def _size(count: int) -> str:
@@ -57,9 +73,11 @@ def card(folder: Path, hub_ids: tuple[str, ...], report: bool) -> None:
     """
     from mergekit_weightlevel.publishing import write_card
 
+    _show_warnings()
     path = write_card(folder, hub_ids=_hub_ids(hub_ids), report=report)
     click.echo(f"wrote {path}")
     _license_note(path.read_text(encoding="utf-8"))
+    _base_model_note(folder, path.read_text(encoding="utf-8"))
 
 
 @click.command()
@@ -102,6 +120,7 @@ def publish(
     """
     from mergekit_weightlevel.publishing import publish_folder
 
+    _show_warnings()
     result = publish_folder(
         folder,
         repo_id,
@@ -116,11 +135,14 @@ def publish(
     if dry_run:
         click.echo(result.card_text)
         click.echo(f"files ({len(result.files)}, {_size(sum(s for _, s in result.files))}):")
+        extra = set(result.not_model_files)
         for name, size in result.files:
-            click.echo(f"  {name}  {_size(size)}")
+            flag = "  (not part of the model)" if name in extra else ""
+            click.echo(f"  {name}  {_size(size)}{flag}")
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     _license_note(result.card_text)
+    _base_model_note(folder, result.card_text)
     if dry_run:
         click.echo(f"dry run: {folder} is ready; nothing was sent to {repo_id}")
     else:

@@ -8,11 +8,10 @@ otherwise be written four times.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from mergekit.merge_methods.base import (
@@ -26,12 +25,13 @@ from mergekit.merge_methods.base import (
 )
 
 from mergekit_weightlevel.checks.headers import check_inputs
-from mergekit_weightlevel.errors import WeightLevelConfigError
+from mergekit_weightlevel.errors import WeightLevelConfigError, package_logger
 from mergekit_weightlevel.methods.declaration import MethodDeclaration
+from mergekit_weightlevel.methods.input_groups import PER_TENSOR, InputGroup, input_groups
 from mergekit_weightlevel.methods.merge_run import current_run
 from mergekit_weightlevel.numerics.pair_statistics import sigma
 
-LOG = logging.getLogger(__name__)
+LOG = package_logger(__name__)
 
 
 def model_label(model_id: Hashable) -> str:
@@ -53,39 +53,63 @@ ROLE_DONOR = "donor"
 ROLES = (None, ROLE_TARGET, ROLE_DONOR)
 
 
-def split_roles(group: TensorGroup, role: PerInputValues, *, method: str, usage: str) -> RoleSplit:
-    """Sort a group into base / target / donors, or explain what is wrong with the roles.
+def sort_roles(
+    base: Hashable | None,
+    role: Mapping[Hashable, Any],
+    non_base: Sequence[Hashable],
+    *,
+    method: str,
+    usage: str,
+    tensor: str | None = None,
+) -> tuple[Hashable, list[Hashable]]:
+    """(the target, the donors) among ``non_base``, or explain what is wrong with the roles.
 
-    ``role`` is a per-input parameter (the base included, so that a role put on the
-    base by mistake is seen instead of silently ignored). ``usage`` is one line that
-    says how the method expects its models to be configured.
+    ``role`` maps each input, the base included (so that a role put on the base by mistake
+    is seen instead of silently ignored), to its `role`. ``usage`` is one line that says how
+    the method expects its models to be configured. The merge of each tensor and the
+    whole-config check before the merge both sort with this, so they say the same.
     """
-    base = group.base
-    tensor = group.metadata.name or "<tensor>"
     if base is None:
-        raise WeightLevelConfigError(f"{method}: no base_model for tensor {tensor}. {usage}")
-    if role.get(base.id) is not None:
+        where = f" for tensor {tensor}" if tensor else ""
+        raise WeightLevelConfigError(f"{method}: no base_model{where}. {usage}")
+    if role.get(base) is not None:
         raise WeightLevelConfigError(
-            f"{method}: the base model {model_label(base.id)} has `role: {role[base.id]}`, "
+            f"{method}: the base model {model_label(base)} has `role: {role[base]}`, "
             f"but the base cannot take a role. {usage}"
         )
-    targets = [e for e in group.non_base if role.get(e.id) == ROLE_TARGET]
-    donors = tuple(e for e in group.non_base if role.get(e.id) != ROLE_TARGET)
+    targets = [m for m in non_base if role.get(m) == ROLE_TARGET]
+    donors = [m for m in non_base if role.get(m) != ROLE_TARGET]
     if not targets:
         raise WeightLevelConfigError(
             f"{method}: no model has `role: target` (models: "
-            f"{', '.join(model_label(e.id) for e in group.non_base)}). {usage}"
+            f"{', '.join(model_label(m) for m in non_base)}). {usage}"
         )
     if len(targets) > 1:
         raise WeightLevelConfigError(
             f"{method}: {len(targets)} models have `role: target` "
-            f"({', '.join(model_label(e.id) for e in targets)}); exactly one may. {usage}"
+            f"({', '.join(model_label(m) for m in targets)}); exactly one may. {usage}"
         )
     if not donors:
         raise WeightLevelConfigError(
-            f"{method}: no donor model besides the target {model_label(targets[0].id)}. {usage}"
+            f"{method}: no donor model besides the target {model_label(targets[0])}. {usage}"
         )
-    return RoleSplit(base=base, target=targets[0], donors=donors)
+    return targets[0], donors
+
+
+def split_roles(group: TensorGroup, role: PerInputValues, *, method: str, usage: str) -> RoleSplit:
+    """Sort a tensor group into base / target / donors (``sort_roles``), or explain."""
+    base = group.base
+    by_id = {entry.id: entry for entry in group.non_base}
+    target, donors = sort_roles(
+        None if base is None else base.id,
+        role,
+        list(by_id),
+        method=method,
+        usage=usage,
+        tensor=group.metadata.name or "<tensor>",
+    )
+    base_entry = cast(TensorEntry, base)  # sort_roles raised if there was none
+    return RoleSplit(base_entry, target=by_id[target], donors=tuple(by_id[d] for d in donors))
 
 
 def compute_dtype(group: TensorGroup) -> torch.dtype:
@@ -177,6 +201,17 @@ class WeightLevelMethod(GroupMergeMethod):
         *,
         group_name: str | None = None,
     ) -> None:
+        self.check_contract(input_ids, base_id, group_name=group_name)
+        self._preflight(input_ids, base_id)
+
+    def check_contract(
+        self,
+        input_ids: Sequence[Hashable],
+        base_id: Hashable | None = None,
+        *,
+        group_name: str | None = None,
+    ) -> None:
+        """mergekit's input contract (a base, how many other models), naming the method."""
         try:
             super().validate_inputs(input_ids, base_id, group_name=group_name)
         except ValueError as error:
@@ -185,7 +220,28 @@ class WeightLevelMethod(GroupMergeMethod):
             raise WeightLevelConfigError(
                 f"{self.spec.name}: {error} (base_model: {base}; models: {models}). {self.usage}"
             ) from None
-        self._preflight(input_ids, base_id)
+
+    # --- whole-config checks, before anything is read (``running.config_checks``) -------
+
+    def check_config_structure(self, merge_config: Any) -> None:
+        """What the config alone says is wrong, found before mergekit reads a model or
+        creates the output folder: each group of inputs against the input contract, then
+        its roles. Planning and the first tensor would find the same, later."""
+        for group in input_groups(merge_config):
+            self.check_contract(group.inputs, group.base)
+            if PER_TENSOR not in group.roles.values():
+                self.check_group_roles(group, merge_config)
+
+    def check_group_roles(self, group: InputGroup, merge_config: Any) -> None:
+        """The roles of one group of inputs (methods with a `role: target` model)."""
+        if self.declaration.roles.target is not None:
+            sort_roles(
+                group.base, group.roles, group.non_base, method=self.spec.name, usage=self.usage
+            )
+
+    def check_config_inputs(self, merge_config: Any) -> None:
+        """What the config and the inputs' headers say is wrong, before any tensor is read;
+        runs after the header checks. Nothing by default."""
 
     def _preflight(self, input_ids: Sequence[Hashable], base_id: Hashable | None) -> None:
         """Header checks of real checkpoints, once per merge (mergekit calls us per tensor)."""

@@ -97,6 +97,12 @@ class MergeView:
 
     inputs: Sequence[InputView]
     parameters: Mapping[str, Any]
+    #: the config has slices: mergekit runs a layer gradient anew over each slice's layers
+    per_slice: bool = False
+
+    def text(self, symbol: str, setting: Any, *, default: Any = None) -> str:
+        """A setting of this merge in words after its symbol (``setting_text``)."""
+        return setting_text(symbol, setting, default=default, per_slice=self.per_slice)
 
     def first(self, kind: str) -> InputView | None:
         return next((i for i in self.inputs if i.kind == kind), None)
@@ -148,33 +154,40 @@ def _number(value: Any) -> str:
     return f"{value:g}" if is_number(value) else str(value)
 
 
-def _gradient_text(values: list[Any]) -> str:
-    """A layer gradient in words: mergekit interpolates the list over the layers."""
+def _gradient_text(values: list[Any], *, per_slice: bool = False, everywhere: bool = True) -> str:
+    """A layer gradient in words. mergekit interpolates the list over the layers of each
+    slice (a config's ``models:`` are one slice of every layer) and gives the tensors outside
+    the layers (embeddings, final norm, lm_head) the first value (t = 0); ``everywhere``:
+    the gradient is not limited by a filter, so those tensors are named."""
     if len(values) == 1:
         return _number(values[0])
-    if len(values) == 2:
-        return f"from {_number(values[0])} at the first layer to {_number(values[-1])} at the last"
+    last = "the last of each slice" if per_slice else "the last"
     inner = ", ".join(_number(v) for v in values[1:-1])
-    return (
-        f"from {_number(values[0])} at the first layer through {inner} "
-        f"to {_number(values[-1])} at the last"
+    through = f" through {inner}" if inner else ""
+    words = (
+        f"from {_number(values[0])} at the first layer{through} to {_number(values[-1])} at {last}"
     )
+    if everywhere:
+        words += f", and {_number(values[0])} on the embeddings, final norm and lm_head"
+    return words
 
 
-def _value_words(value: Any) -> str:
+def _value_words(value: Any, *, per_slice: bool = False, everywhere: bool = True) -> str:
     """A scalar or a layer gradient in words, without the symbol."""
     if isinstance(value, list):
-        return _gradient_text(value)
+        return _gradient_text(value, per_slice=per_slice, everywhere=everywhere)
     return _number(value)
 
 
-def setting_words(setting: Any, *, default: Any = None) -> str:
+def setting_words(setting: Any, *, default: Any = None, per_slice: bool = False) -> str:
     """Any form of a mergekit parameter, truthfully in words, without its symbol.
 
-    ``0.8``; a layer gradient ``from 0 at the first layer to 1 at the last``; filters
-    ``0 on self_attn, 0.8 elsewhere`` (mergekit takes the first entry whose filter is in the
-    tensor name; an entry without a filter applies to the rest); nested forms combine both.
-    ``default`` is what tensors no entry matches get (the method's default).
+    ``0.8``; a layer gradient ``from 0 at the first layer to 1 at the last, and 0 on the
+    embeddings, final norm and lm_head``; filters ``0 on self_attn, 0.8 elsewhere`` (mergekit
+    takes the first entry whose filter is in the tensor name; an entry without a filter
+    applies to the rest); nested forms combine both. ``default`` is what tensors no entry
+    matches get (the method's default); ``per_slice``: the config has slices, over each of
+    which mergekit runs a gradient anew.
     """
     setting = _plain(setting)
     if isinstance(setting, dict):
@@ -184,25 +197,27 @@ def setting_words(setting: Any, *, default: Any = None) -> str:
         rest = None
         for entry in setting:
             where = entry.get("filter")
-            words = _value_words(entry.get("value"))
-            if where in (None, "*"):
+            filtered = where not in (None, "*")
+            words = _value_words(entry.get("value"), per_slice=per_slice, everywhere=not filtered)
+            if not filtered:
                 rest = words
                 break  # mergekit never looks past an entry without a filter
             parts.append(f"{words} on {where}")
         if rest is None and default is not None:
-            rest = f"{_value_words(default)} (the default)"
+            rest = f"{_value_words(default, per_slice=per_slice)} (the default)"
         if rest is not None:
-            parts.append(f"{rest} elsewhere")
-        return ", ".join(parts)
+            parts.append(f"elsewhere {rest}" if rest.startswith("from ") else f"{rest} elsewhere")
+        nested = any(isinstance(entry.get("value"), list) for entry in setting)
+        return ("; " if nested else ", ").join(parts)
     if isinstance(setting, list) and len(setting) == 1:
         setting = setting[0]
-    return _value_words(setting)
+    return _value_words(setting, per_slice=per_slice)
 
 
-def setting_text(symbol: str, setting: Any, *, default: Any = None) -> str:
-    """``λ = 0.8``, ``λ from 0 at the first layer to 1 at the last``, ``λ = 0 on self_attn,
-    0.8 elsewhere``: ``setting_words`` after the parameter's symbol."""
-    words = setting_words(setting, default=default)
+def setting_text(symbol: str, setting: Any, *, default: Any = None, per_slice: bool = False) -> str:
+    """``λ = 0.8``, ``λ from 0 at the first layer to 1 at the last, …``, ``λ = 0 on
+    self_attn, 0.8 elsewhere``: ``setting_words`` after the parameter's symbol."""
+    words = setting_words(setting, default=default, per_slice=per_slice)
     return f"{symbol} {words}" if words.startswith("from ") else f"{symbol} = {words}"
 
 

@@ -34,7 +34,6 @@ from mergekit_weightlevel.methods.declaration import (
     Role,
     Roles,
     SweepAxis,
-    setting_text,
 )
 
 NAME = "instruct_thinking_interp"
@@ -43,7 +42,7 @@ NAME = "instruct_thinking_interp"
 def describe(merge: MergeView) -> str:
     """The card's sentence: the formula with the two models and λ in every form it takes."""
     instruct, thinking = merge.first("base"), merge.first(OTHER)
-    lam = setting_text("λ", merge.parameters.get("lambda"))
+    lam = merge.text("λ", merge.parameters.get("lambda"))
     return (
         f"Instruct/Thinking interpolation: Θ = λ·Θ_Thinking ({thinking.name}) + "
         f"(1 − λ)·Θ_Instruct ({instruct.name}) with {lam}."

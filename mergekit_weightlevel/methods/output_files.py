@@ -29,7 +29,6 @@ This module only decides; ``stock_merge`` applies the decision to mergekit's run
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,12 +37,12 @@ from typing import Any
 from mergekit.common import ModelReference
 from mergekit.config import MergeConfiguration
 
-from mergekit_weightlevel.errors import WeightLevelConfigError
+from mergekit_weightlevel.errors import WeightLevelConfigError, package_logger
 from mergekit_weightlevel.methods.base import ROLE_TARGET
 from mergekit_weightlevel.methods.declaration import TARGET, FileOrigin
 from mergekit_weightlevel.registry import declaration_of
 
-LOG = logging.getLogger(__name__)
+LOG = package_logger(__name__)
 
 #: The shared parameters that override the choice; `base` means mergekit's donor.
 CONFIG_FROM = "config_from"

@@ -36,7 +36,6 @@ from mergekit_weightlevel.methods.declaration import (
     Roles,
     SweepAxis,
     is_plain_number,
-    setting_text,
 )
 
 NAME = "paramdelta"
@@ -51,7 +50,7 @@ def describe(merge: MergeView) -> str:
         formula = "Θ = Θ'_base + (Θ_post − Θ_base)"
     else:
         moved = " and ".join(
-            f"{d.name} ({setting_text('weight', w)})" for d, w in zip(donors, weights)
+            f"{d.name} ({merge.text('weight', w, default=1.0)})" for d, w in zip(donors, weights)
         )
         formula = "Θ = Θ'_base + Σ weight·(Θ_post − Θ_base)"
     return (

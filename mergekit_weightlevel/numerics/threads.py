@@ -19,14 +19,15 @@ or ``MKL_NUM_THREADS`` switch the policy off, and so does ``MERGEKIT_WEIGHTLEVEL
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Mapping
 
 import torch
 
-LOG = logging.getLogger(__name__)
+from mergekit_weightlevel.errors import package_logger
+
+LOG = package_logger(__name__)
 
 THREADS_ENV = "MERGEKIT_WEIGHTLEVEL_THREADS"
 #: Environment variables that mean "the user chose the thread count".

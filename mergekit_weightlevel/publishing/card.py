@@ -23,6 +23,7 @@ from mergekit.config import MergeConfiguration
 
 from mergekit_weightlevel.about import __version__
 from mergekit_weightlevel.checks.parameters import TOP_LEVEL, parameter_blocks
+from mergekit_weightlevel.errors import package_logger
 from mergekit_weightlevel.methods.declaration import (
     InputView,
     MergeView,
@@ -40,14 +41,18 @@ from mergekit_weightlevel.methods.output_files import (
 from mergekit_weightlevel.publishing.checks import WeightsSummary, check_finished, check_weights
 from mergekit_weightlevel.publishing.eval_results import card_evaluation, write_benchmark_files
 from mergekit_weightlevel.publishing.inputs import (
+    CONFIG_FILE,
     CardFacts,
     CardInputError,
     CardReader,
     InputModel,
     check_repo_id,
     describe_inputs,
+    folder_name,
+    hide_local_paths,
     read_json,
     read_merge_config,
+    shown_names,
 )
 from mergekit_weightlevel.registry import declaration_of
 
@@ -56,6 +61,8 @@ CARD_MARKER = "<!-- model card written by mergekit-weightlevel"
 #: The sentence mergekit's generic card starts with (mergekit/card.py, 0.1.5).
 MERGEKIT_CARD_SENTENCE = "This is a merge of pre-trained language models created using [mergekit]"
 PROJECT_URL = "https://github.com/arcee-ai/mergekit"
+
+LOG = package_logger(__name__)
 
 
 #: How the card records the ``--hub-id`` mapping it was built with, so a rewrite keeps it.
@@ -78,6 +85,37 @@ def recorded_hub_ids(text: str) -> dict[str, str]:
 def is_generated_card(text: str) -> bool:
     """Whether a README.md is one a tool wrote (ours or mergekit's), safe to rewrite."""
     return CARD_MARKER in text or MERGEKIT_CARD_SENTENCE in text
+
+
+#: Where a card written by hand goes when a model card is written in its place.
+USER_CARD = "README.user.md"
+
+
+def keep_users_card(folder: Path) -> Path | None:
+    """Move a ``README.md`` that neither mergekit nor we wrote out of the way; return where.
+
+    The card about to be written would replace it. It is moved, never merged: its front
+    matter may state a license or base models the generated card decides otherwise, and a
+    silent blend could publish terms its author did not choose. Moved to ``README.user.md``
+    (``README.user-2.md``, … when taken), with one warning naming both.
+    """
+    readme = Path(folder) / "README.md"
+    if not readme.is_file() or is_generated_card(readme.read_text(encoding="utf-8")):
+        return None
+    kept = readme.with_name(USER_CARD)
+    number = 1
+    while kept.exists():
+        number += 1
+        kept = readme.with_name(f"README.user-{number}.md")
+    os.replace(readme, kept)
+    LOG.warning(
+        "%s was not written by mergekit or mergekit-weightlevel: moved to %s, so that the model "
+        "card written in its place does not destroy it. Copy what still applies (its license, "
+        "its text) into the new README.md.",
+        readme,
+        kept,
+    )
+    return kept
 
 
 @dataclass(frozen=True)
@@ -131,12 +169,24 @@ def _short(name: str) -> str:
     return name.rstrip("/").split("/")[-1]
 
 
-def _value_text(value: Any) -> str:
+def _value_text(value: Any, *, per_slice: bool = False) -> str:
     """A parameter's value for the card's tables: a number or word as is, any other form of a
     mergekit parameter (a layer gradient, filters) in words (``declaration.setting_words``)."""
     if is_plain_number(value) or isinstance(value, str) or value is None:
         return f"`{setting_words(value)}`" if value is not None else "`None`"
-    return setting_words(value)
+    return setting_words(value, per_slice=per_slice)
+
+
+def _has_slices(merge_config: MergeConfiguration) -> bool:
+    """Whether mergekit runs a layer gradient over slices rather than over every layer."""
+    modules = (merge_config.modules or {}).values()
+    return bool(merge_config.slices) or any(module.slices for module in modules)
+
+
+def _symbol(declaration: MethodDeclaration, parameter: str) -> str:
+    """How the method writes a parameter (λ, α), its name where it has no symbol."""
+    axis = declaration.sweep
+    return axis.symbol if parameter == axis.parameter else parameter
 
 
 def method_defaults(method: str) -> dict[str, Any]:
@@ -182,13 +232,15 @@ def summary_sentence(
     view = MergeView(
         inputs=[InputView(_short(i.name), i.kind, i.parameters) for i in inputs],
         parameters=_shared_parameters(merge_config, defaults),
+        per_slice=_has_slices(merge_config),
     )
     if declaration is None or not _is_complete(view, declaration):
         names = ", ".join(_short(i.name) for i in inputs)
         return f"A `{merge_config.merge_method}` merge of {names}, made with mergekit."
     sentence = declaration.describe(view)
     below = [
-        f"{parameter} = {setting_words(setting)} in {where.removeprefix('the parameters of ')}"
+        f"{view.text(_symbol(declaration, parameter), setting)} in "
+        + where.removeprefix("the parameters of ")
         for where, parameter, setting in _overrides(merge_config)
         if defaults.get(parameter, {}).get("scope") == "shared"
     ]
@@ -198,11 +250,11 @@ def summary_sentence(
     return sentence
 
 
-def _inputs_table(inputs: list[InputModel]) -> list[str]:
+def _inputs_table(inputs: list[InputModel], *, per_slice: bool) -> list[str]:
     lines = ["| role | model | parameters |", "|---|---|---|"]
     for model in inputs:
         shown = {k: v for k, v in model.parameters.items() if k != "role"}
-        params = ", ".join(f"{k}: {_value_text(v)}" for k, v in shown.items()) or ""
+        params = ", ".join(f"{k}: {_value_text(v, per_slice=per_slice)}" for k, v in shown.items())
         lines.append(f"| {model.symbol}: {model.role} | {model.markdown()} | {params} |")
     return lines
 
@@ -213,19 +265,21 @@ def _parameters_table(merge_config: MergeConfiguration, defaults: dict[str, Any]
     overrides = [o for o in _overrides(merge_config) if o[1] in shared]
     if not shared and not given:
         return []
+    per_slice = _has_slices(merge_config)
     lines = ["| parameter | value | meaning |", "|---|---|---|"]
     for name, spec in shared.items():
         if name in given:
-            value = _value_text(given.pop(name))
+            value = _value_text(given.pop(name), per_slice=per_slice)
         elif spec["required"]:
             value = "(required, missing)"
         else:
             value = f"{_value_text(spec['default'])} (default)"
         lines.append(f"| `{name}` | {value} | {spec['description']} |")
     for name, value in given.items():
-        lines.append(f"| `{name}` | {_value_text(value)} | |")
+        lines.append(f"| `{name}` | {_value_text(value, per_slice=per_slice)} | |")
     for where, name, setting in overrides:
-        lines.append(f"| `{name}` | {_value_text(setting)} | set in {where} |")
+        shown = _value_text(setting, per_slice=per_slice)
+        lines.append(f"| `{name}` | {shown} | set in {where}, taking precedence there |")
     return lines
 
 
@@ -242,12 +296,13 @@ def _weights_lines(summary: WeightsSummary | None, folder: Path) -> list[str]:
     ]
 
 
+CHAT_TEMPLATE = "chat_template.jinja"
 #: The files mergekit copies as "the tokenizer" (its `_copy_tokenizer`), compared byte for byte.
 TOKENIZER_FILES = (
     TOKENIZER_CONFIG,
     *TOKENIZER_VOCABULARY,
     "special_tokens_map.json",
-    "chat_template.jinja",
+    CHAT_TEMPLATE,
 )
 
 
@@ -256,15 +311,15 @@ def _matching_input(
 ) -> InputModel | None:
     """The input (``preferred`` first) whose copies of ``names`` equal the output's, if any.
 
-    Only local inputs can be compared; None when none matches (or none is local).
+    Only local inputs can be compared; None when none matches (or none is local). A
+    ``model+adapter`` input's files are its model's (an adapter brings weights only).
     """
     present = [name for name in names if (folder / name).is_file()]
     ordered = ([preferred] if preferred else []) + [m for m in inputs if m is not preferred]
     for model in ordered:
         local = model.location.local_path
         if (
-            model.lora is None
-            and local is not None
+            local is not None
             and present
             and all(
                 (local / name).is_file()
@@ -274,6 +329,13 @@ def _matching_input(
         ):
             return model
     return None
+
+
+def _adapter_remark(model: InputModel | None) -> str:
+    """For a ``model+adapter`` input: whose files these are (an adapter has none of its own)."""
+    if model is None or model.lora is None:
+        return ""
+    return f"; a LoRA adapter brings weights only, so these are {model.location.name}'s files"
 
 
 def _origin_text(
@@ -286,7 +348,7 @@ def _origin_text(
     """Where a kind of file came from: the chosen input, or the one whose copy it is."""
     if found is None or found is preferred:
         shown = preferred.markdown() if preferred else "an input"
-        return f"from {shown} ({reason})"
+        return f"from {shown} ({reason}{_adapter_remark(preferred)})"
     if preferred is None:
         return f"from {found.markdown()} (identical to its files)"
     local = preferred.location.local_path
@@ -318,14 +380,18 @@ def file_origins(
     config_model = by_reference.get(str(config_ref))
     tokenizer_model = by_reference.get(str(tokenizer_ref))
     shown = config_model.markdown() if config_model else f"`{config_ref}`"
-    lines = [f"- `config.json`: from {shown} ({config_reason})"]
+    lines = [f"- `config.json`: from {shown} ({config_reason}{_adapter_remark(config_model)})"]
     built = (
         merge_config.tokenizer.source if merge_config.tokenizer else merge_config.tokenizer_source
     )
     if built is not None:
-        lines.append(
-            f"- tokenizer: built by mergekit from the config's tokenizer settings (source: `{built}`)"
-        )
+        line = f"- tokenizer: built by mergekit from the config's tokenizer settings (source: `{built}`)"
+        template = _matching_input(folder, (CHAT_TEMPLATE,), tokenizer_model, inputs)
+        if template is not None and not merge_config.chat_template:
+            line += "; its chat template " + _origin_text(
+                template, tokenizer_model, tokenizer_reason, "chat template", (CHAT_TEMPLATE,)
+            )
+        lines.append(line)
     elif not any((folder / name).is_file() for name in TOKENIZER_FILES):
         lines.append("- tokenizer: none in this folder")
     else:
@@ -431,9 +497,11 @@ def build_card(
     if evaluation.eval_results:
         data.eval_results, data.model_name = evaluation.eval_results, name
     local_only = [m.name for m in inputs if m.location.hub_id is None]
+    # Recorded by folder name, like everything else on the card: no local path is published.
+    recorded = {folder_name(path): repo_id for path, repo_id in hub_ids.items()}
     body = [
         f"{CARD_MARKER} {__version__}; rewrite it with `mergekit-weightlevel card FOLDER` -->",
-        *([HUB_IDS_LINE + json.dumps(hub_ids, ensure_ascii=False) + " -->"] if hub_ids else []),
+        *([HUB_IDS_LINE + json.dumps(recorded, ensure_ascii=False) + " -->"] if hub_ids else []),
         f"# {name}",
         "",
         summary_sentence(merge_config, inputs, defaults),
@@ -446,7 +514,7 @@ def build_card(
             f"(arXiv {paper.arxiv_id}).",
             "",
         ]
-    body += ["## Inputs", "", *_inputs_table(inputs), ""]
+    body += ["## Inputs", "", *_inputs_table(inputs, per_slice=_has_slices(merge_config)), ""]
     if local_only:
         body += [
             "Not on the Hub (or not named as such): " + ", ".join(f"`{n}`" for n in local_only)
@@ -458,16 +526,20 @@ def build_card(
     if parameters:
         body += ["## Parameters", "", *parameters, ""]
     body += ["## Files", "", *_weights_lines(summary, folder), *origin_lines, ""]
-    body += ["## How to use", "", *_usage_lines(model_id or str(folder), merge_config), ""]
+    body += ["## How to use", "", *_usage_lines(model_id or name, merge_config), ""]
     body += ["## License", "", licensing.explanation, ""]
     if report:
         from mergekit_weightlevel.publishing.report_section import weight_level_section
 
         body += [weight_level_section(folder, inputs), ""]
     body += evaluation.section
+    names = shown_names(config_text, inputs, hub_ids)
+    shown = "local folders by their names, " if names else ""
     body += [
         "## Configuration",
         "",
+        f"The mergekit YAML that produced this model ({shown}inputs with a Hub id by that id; "
+        f"`{CONFIG_FILE}` beside the weights has it as written):" if names else
         "The mergekit YAML that produced this model:",
         "",
         "```yaml",
@@ -475,9 +547,37 @@ def build_card(
         "```",
         "",
         *_citation_lines(paper),
-    ]
-    text = "---\n" + data.to_yaml() + "\n---\n\n" + "\n".join(body)
+    ]  # fmt: skip
+    text = "---\n" + data.to_yaml() + "\n---\n\n" + hide_local_paths("\n".join(body), names)
     return ModelCard(text, ignore_metadata_errors=False)
+
+
+def base_model_note(folder: Path, card_text: str) -> str | None:
+    """What to say when the card (ours) lists no ``base_model``: every input is a local folder
+    with no Hub id, so the Hub's model tree will not link the model to its parents."""
+    card = ModelCard(card_text)
+    if CARD_MARKER not in card_text or card.data.base_model:
+        return None
+    merge_config, _ = read_merge_config(Path(folder))
+    local = [i.location.path for i in describe_inputs(merge_config, {}) if not i.location.hub_id]
+    options = " ".join(f"--hub-id {path}=org/name" for path in local)
+    return (
+        "the card's base_model is empty: every input is a local folder, so the Hub's model "
+        "tree will not link this model to the models it was merged from. Name the Hub id "
+        f"each input stands for: {options}"
+    )
+
+
+def _input_paths_of(recorded: dict[str, str], folder: Path) -> dict[str, str]:
+    """A card's recorded Hub ids, keyed by the folder names it shows, as the paths of the
+    folder's inputs that have those names (an older card's recorded paths stay as they are)."""
+    try:
+        merge_config, _ = read_merge_config(folder)
+    except CardInputError:
+        return recorded  # build_card says what is wrong with the folder
+    paths = [i.location.path for i in describe_inputs(merge_config, {})]
+    mapped = {p: recorded[folder_name(p)] for p in paths if folder_name(p) in recorded}
+    return {**{k: v for k, v in recorded.items() if "/" in k}, **mapped}
 
 
 def write_card(
@@ -494,8 +594,9 @@ def write_card(
     so ``card FOLDER --hub-id ...`` followed by ``publish FOLDER REPO`` keeps the mapping.
     """
     path = Path(folder) / "README.md"
+    keep_users_card(Path(folder))
     previous = recorded_hub_ids(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    hub_ids = {**previous, **(hub_ids or {})}
+    hub_ids = {**_input_paths_of(previous, Path(folder)), **(hub_ids or {})}
     card = build_card(folder, hub_ids=hub_ids, report=report, model_id=model_id, lookup=lookup)
     temporary = path.with_name(".README.md.tmp")
     temporary.write_text(str(card), encoding="utf-8")

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mergekit_weightlevel.errors import WeightLevelError
-from mergekit_weightlevel.publishing.card import is_generated_card, write_card
-from mergekit_weightlevel.publishing.checks import check_folder, folder_files
+from mergekit_weightlevel.publishing.card import USER_CARD, is_generated_card, write_card
+from mergekit_weightlevel.publishing.checks import check_folder, folder_files, is_model_file
 from mergekit_weightlevel.publishing.inputs import CardInputError, check_repo_id
 
 #: Seconds the first request to the Hub may take before publish gives up.
@@ -50,6 +50,15 @@ class PublishResult:
     commit_url: str | None = None
     pr_url: str | None = None
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def not_model_files(self) -> list[str]:
+        """The files sent that are not part of the model (notes, a moved-aside card, …)."""
+        return [name for name, _ in self.files if not is_model_file(name, self.folder)]
+
+    @property
+    def folder(self) -> Path:
+        return self.card_path.parent
 
 
 def check_model_repo_id(repo_id: str) -> None:
@@ -83,8 +92,8 @@ def prepare_card(
     if readme.is_file() and not is_generated_card(readme.read_text(encoding="utf-8")):
         notes.append(
             f"{readme} was not written by mergekit or mergekit-weightlevel: kept as is "
-            "(`mergekit-weightlevel card FOLDER` replaces it)"
-            + ("; --report was not applied to it" if report else "")
+            f"(`mergekit-weightlevel card FOLDER` writes the method's card and moves this one "
+            f"to {USER_CARD})" + ("; --report was not applied to it" if report else "")
         )
         return readme
     return write_card(folder, hub_ids=hub_ids, report=report, model_id=repo_id)
@@ -160,6 +169,13 @@ def publish_folder(
     result = PublishResult(
         repo_id, card_path, card_path.read_text(encoding="utf-8"), files, dry_run, notes=notes
     )
+    if result.not_model_files:
+        sent = "would be uploaded" if dry_run else "are uploaded"
+        notes.append(
+            f"{len(result.not_model_files)} file(s) in {folder} are not part of the model and "
+            f"{sent} with it: {', '.join(result.not_model_files)}; move them out of the folder "
+            "first if they should not be"
+        )
     if dry_run:
         return result
 

@@ -9,6 +9,7 @@ loses seconds at most.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -313,3 +314,82 @@ def read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None
+
+
+# ------------------------------------------------------------ no local path on a published card
+
+
+def folder_name(path: str) -> str:
+    """A local path as the card names it: its last component."""
+    return Path(path.rstrip("/")).name or path
+
+
+def _looks_local(path: str) -> bool:
+    """A path on some disk, here or where the merge ran: never a Hub id (`org/name`)."""
+    return (
+        path.startswith(("/", "~", "./", "../"))
+        or path.count("/") > 1
+        or "\\" in path
+        or Path(path).expanduser().exists()
+    )
+
+
+def _strings(node: Any) -> Iterable[str]:
+    """Every string in a parsed YAML document."""
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _strings(value)
+    elif isinstance(node, str):
+        yield node
+
+
+def shown_names(
+    config_text: str, inputs: list[InputModel], hub_ids: dict[str, str]
+) -> dict[str, str]:
+    """Every local path the card could show → what it shows instead: the Hub id the input
+    stands for (``--hub-id``, the cache layout), else the folder's name.
+
+    The inputs (as written and resolved), and any other local path in the merge's YAML (a
+    `tokenizer` source, say). Two different folders of one name are told apart by their
+    parent (``…/a/model``, ``…/b/model``).
+    """
+    locations = [m.location for m in inputs] + [m.lora for m in inputs if m.lora]
+    found: dict[str, ModelLocation] = {}
+    for location in locations:
+        if location.local_path is not None or _looks_local(location.path):
+            found[location.path] = location
+            if location.local_path is not None:
+                found[str(location.local_path)] = location
+    try:
+        parsed = yaml.safe_load(config_text)
+    except yaml.YAMLError:
+        parsed = None
+    for text in _strings(parsed):
+        for part in text.split("+"):
+            path = part.split("@")[0] if not Path(part).expanduser().exists() else part
+            if path and path not in found and _looks_local(path):
+                found[path] = locate(path, hub_ids)
+    targets: dict[str, set[Path]] = {}
+    for path, location in found.items():
+        if location.hub_id is None:
+            targets.setdefault(location.name, set()).add(Path(path).expanduser().resolve())
+    names = {}
+    for path, location in found.items():
+        name = location.name
+        if location.hub_id is None and len(targets[name]) > 1:
+            name = f"…/{Path(path).expanduser().resolve().parent.name}/{name}"
+        if name != path:
+            names[path] = name
+    return names
+
+
+def hide_local_paths(text: str, names: dict[str, str]) -> str:
+    """``text`` with each local path of ``names`` replaced by its shown name (whole paths
+    only: ``/m/base`` is not replaced inside ``/m/base_v2``)."""
+    for path in sorted(names, key=len, reverse=True):
+        pattern = rf"(?<![\w.~/-]){re.escape(path.rstrip('/'))}/?(?![\w.~/-])"
+        text = re.sub(pattern, lambda _match, path=path: names[path], text)
+    return text

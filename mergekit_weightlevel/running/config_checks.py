@@ -12,14 +12,13 @@ right name.
 from __future__ import annotations
 
 import difflib
-import logging
 from typing import Any
 
 from mergekit.common import ModelReference
 from mergekit.config import MergeConfiguration
 from mergekit.options import MergeOptions
 
-from mergekit_weightlevel.errors import WeightLevelConfigError
+from mergekit_weightlevel.errors import WeightLevelConfigError, package_logger
 from mergekit_weightlevel.methods.merge_run import current_run
 from mergekit_weightlevel.methods.output_files import (
     FileSources,
@@ -29,7 +28,7 @@ from mergekit_weightlevel.methods.output_files import (
 )
 from mergekit_weightlevel.registry import DECLARATIONS, METHOD_NAMES
 
-LOG = logging.getLogger(__name__)
+LOG = package_logger(__name__)
 
 
 def _normal(name: str) -> str:
@@ -62,19 +61,24 @@ def suggest_method(name: str) -> None:
 
 
 def check_config(merge_config: MergeConfiguration, options: MergeOptions) -> FileSources:
-    """Every whole-config check, before any tensor is read; returns the file sources.
+    """Every whole-config check, before any tensor is read and before mergekit creates the
+    output folder; returns the file sources.
 
     The header check is recorded in the merge in progress (``methods.merge_run``), so the
     method's own per-tensor check does not repeat it with less knowledge.
     """
     from mergekit import merge_methods
+    from mergekit.io.tasks import LoaderCache
 
     from mergekit_weightlevel.checks.headers import check_inputs
     from mergekit_weightlevel.checks.hub import check_models_available
     from mergekit_weightlevel.checks.parameters import check_parameters
-    from mergekit_weightlevel.methods.base import preflight_key
+    from mergekit_weightlevel.methods.base import WeightLevelMethod, preflight_key
 
-    check_parameters(merge_config, merge_methods.get(merge_config.merge_method))
+    method = merge_methods.get(merge_config.merge_method)
+    check_parameters(merge_config, method)
+    if isinstance(method, WeightLevelMethod):
+        method.check_config_structure(merge_config)
     sources = file_sources(merge_config)
     check_models_available(
         merge_config.referenced_models(),
@@ -82,11 +86,19 @@ def check_config(merge_config: MergeConfiguration, options: MergeOptions) -> Fil
         cache_dir=options.transformers_cache,
     )
     # Only here is the whole config known, so only here is a vocabulary mismatch without a
-    # `tokenizer:` section an error, and one with it no warning at all.
+    # `tokenizer:` section (or mergekit's --unsafe-truncate-embeddings) an error, and one
+    # with it no warning at all.
     ordered = models_in_order(merge_config)
-    aligned = merge_config.tokenizer is not None or merge_config.tokenizer_source is not None
+    aligned = (
+        merge_config.tokenizer is not None
+        or merge_config.tokenizer_source is not None
+        or options.unsafe_truncate_embeddings
+    )
     check_inputs(ordered, method=merge_config.merge_method, vocabulary_aligned=aligned)
     current_run().checked.add(preflight_key(merge_config.merge_method, ordered))
+    if isinstance(method, WeightLevelMethod):
+        LoaderCache().setup(options=options)  # as run_merge does first: the method may read
+        method.check_config_inputs(merge_config)
     warn_config_disagreements(merge_config, sources, options)
     return sources
 

@@ -20,7 +20,6 @@ what our wrapper adds (generation config, card, no stale weights).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,19 +37,20 @@ from mergekit.plan import MergePlanner
 from mergekit.tokenizer import TokenizerInfo
 from pydantic import ConfigDict
 
-from mergekit_weightlevel.errors import WeightLevelConfigError
+from mergekit_weightlevel.errors import WeightLevelConfigError, package_logger
 from mergekit_weightlevel.methods.merge_run import current_run
 from mergekit_weightlevel.methods.output_files import file_sources
 from mergekit_weightlevel.methods.sweep_share import SWEEP_SHARE, SweepShare
-from mergekit_weightlevel.running.file_donors import FileDecisions
+from mergekit_weightlevel.running.file_donors import FileDecisions, config_for_mergekit
 from mergekit_weightlevel.running.output_folder import (
     complete_output,
     mark_incomplete,
+    prepare_output,
     remove_new_weights,
     weight_files,
 )
 
-LOG = logging.getLogger(__name__)
+LOG = package_logger(__name__)
 
 
 @dataclass
@@ -182,7 +182,7 @@ def merge_in_one_pass(
         outcome.decisions = FileDecisions(output.config, file_sources(output.config))
         run.runner = outcome.decisions
         before.append(weight_files(output.out_path))
-        mark_incomplete(output.out_path)
+        prepare_output(output.out_path, options)
         out_config = stock._model_out_config(
             output.config, arch_info, trust_remote_code=options.trust_remote_code
         )
@@ -212,7 +212,8 @@ def merge_in_one_pass(
             LOG.error("%s: not written (%s)", output.out_path, outcome.message)
             continue
         run.runner = outcome.decisions
-        _finish_like_run_merge(output, out_config, arch_info, tokenizer, options)
+        chosen = config_for_mergekit(outcome.decisions, options)
+        _finish_like_run_merge(output, chosen, out_config, arch_info, tokenizer, options)
         complete_output(outcome.decisions, output.out_path, options, written)
     return outcomes
 
@@ -228,16 +229,18 @@ def _executor(targets: list[Task], options: MergeOptions) -> Any:
 
 def _finish_like_run_merge(
     output: PlannedOutput,
+    config: MergeConfiguration,
     out_config: Any,
     arch_info: ModelArchitecture,
     tokenizer: Any,
     options: MergeOptions,
 ) -> None:
     """What ``run_merge`` writes after the weights, with mergekit's own functions, in its order
-    (mergekit's generic card is left out: ``complete_output`` writes the method's)."""
+    (mergekit's generic card is left out: ``complete_output`` writes the method's); ``config``
+    is the one mergekit would run (``file_donors.config_for_mergekit``)."""
     import mergekit.merge as stock
 
-    config, out = output.config, str(output.out_path)
+    out = str(output.out_path)
     if tokenizer is not None:
         pad = config.tokenizer.pad_to_multiple_of if config.tokenizer else None
         stock._update_config_vocab(out_config, arch_info, tokenizer, pad_to_multiple_of=pad)

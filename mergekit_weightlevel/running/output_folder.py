@@ -7,31 +7,30 @@ one is recognised.
   refuse it.
 - Weight files or indexes this merge did not write (an earlier or interrupted run's) are
   removed at the end, so they are never uploaded beside the new weights.
-- The method's model card replaces mergekit's generic one.
+- The method's model card replaces mergekit's generic one; a ``README.md`` written by hand
+  is moved to ``README.user.md`` before mergekit would overwrite it.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
 from mergekit.options import MergeOptions
 
-from mergekit_weightlevel.publishing.checks import INCOMPLETE_MARKER
-from mergekit_weightlevel.running.file_donors import FileDecisions, copy_missing_generation_config
+from mergekit_weightlevel.errors import package_logger
+from mergekit_weightlevel.publishing.checks import INCOMPLETE_MARKER, INTERRUPTED
+from mergekit_weightlevel.running.file_donors import (
+    FileDecisions,
+    align_generation_config,
+    copy_missing_generation_config,
+)
 
-LOG = logging.getLogger(__name__)
+LOG = package_logger(__name__)
 
 #: What counts as a weight file or index in an output folder.
 WEIGHT_SUFFIXES = (".safetensors", ".safetensors.index.json", ".bin.index.json")
 WEIGHT_BIN_PREFIXES = ("pytorch_model", "model")
-
-INTERRUPTED = (
-    "The merge into this folder started but did not finish (interrupted, or it failed before "
-    "its end): its weights are incomplete. Run the merge again; it replaces them and removes "
-    "this file.\n"
-)
 
 
 def is_weight_file(name: str) -> bool:
@@ -88,6 +87,16 @@ def mark_incomplete(folder: str | os.PathLike, why: str = INTERRUPTED) -> None:
     (Path(folder) / INCOMPLETE_MARKER).write_text(why, encoding="utf-8")
 
 
+def prepare_output(folder: str | os.PathLike, options: MergeOptions) -> None:
+    """Before mergekit writes into ``folder``: a card written by hand is moved aside (the
+    merge writes its own ``README.md``), and the folder is marked unfinished."""
+    if options.write_model_card:
+        from mergekit_weightlevel.publishing.card import keep_users_card
+
+        keep_users_card(Path(folder))
+    mark_incomplete(folder)
+
+
 def mark_complete(folder: str | os.PathLike) -> None:
     (Path(folder) / INCOMPLETE_MARKER).unlink(missing_ok=True)
 
@@ -123,8 +132,10 @@ def complete_output(
     before: dict[str, tuple[int, int, int]],
 ) -> None:
     """After mergekit has written an output of ours: the generation config its tokenizer did
-    not bring, no weight file this merge did not write, no marker, then the method's card."""
+    not bring (its token ids those of the output's tokenizer), no weight file this merge did
+    not write, no marker, then the method's card."""
     copy_missing_generation_config(decisions, folder, options)
+    align_generation_config(decisions, folder, options)
     remove_stale_weights(folder, before)
     mark_complete(folder)
     write_method_card(folder, options)

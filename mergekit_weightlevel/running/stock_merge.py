@@ -10,8 +10,9 @@ methods every entry point:
    its thread policy), so that two merges in one process never share what they remember;
 2. checks the whole config before any tensor is read (``config_checks``);
 3. marks the output folder as unfinished until the merge ends (``output_folder``), gives
-   the output the non-weight files of the model it stands for (``file_donors``), leaves no
-   weight file this merge did not write, and writes the method's model card.
+   the output the non-weight files of the model it stands for (``file_donors``: its chat
+   template too where mergekit builds the tokenizer), leaves no weight file this merge did
+   not write, and writes the method's model card.
 
 For mergekit's own methods nothing changes, except that an unknown method name close to
 one of ours gets a suggestion instead of mergekit's "Unimplemented merge method".
@@ -31,10 +32,14 @@ from mergekit_weightlevel.methods.output_files import file_sources
 from mergekit_weightlevel.numerics import threads
 from mergekit_weightlevel.registry import declaration_of
 from mergekit_weightlevel.running.config_checks import check_config, suggest_method
-from mergekit_weightlevel.running.file_donors import FileDecisions, tokenizer_donor
+from mergekit_weightlevel.running.file_donors import (
+    FileDecisions,
+    config_for_mergekit,
+    tokenizer_donor,
+)
 from mergekit_weightlevel.running.output_folder import (
     complete_output,
-    mark_incomplete,
+    prepare_output,
     weight_files,
 )
 
@@ -59,8 +64,11 @@ def _wrap_run_merge(original: Callable[..., Any]) -> Callable[..., Any]:
             run.runner = decisions
             run.threads = threads.policy_for(options.num_threads)
             before = weight_files(out_path)
-            mark_incomplete(out_path)
-            result = original(merge_config, out_path, options=options, config_source=config_source)
+            prepare_output(out_path, options)
+            chosen = config_for_mergekit(decisions, options)
+            if chosen is not merge_config and config_source is None:
+                config_source = merge_config.to_yaml()  # what mergekit_config.yml records
+            result = original(chosen, out_path, options=options, config_source=config_source)
             complete_output(decisions, out_path, options, before)
         return result
 

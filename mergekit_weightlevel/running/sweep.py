@@ -168,6 +168,7 @@ def plan_sweep(
     if len(set(folders)) != len(folders):
         raise WeightLevelConfigError(f"{name} sweep: output folders repeat.")
     _check_not_set_per_tensor(config, spec, name)
+    method.check_config_structure(MergeConfiguration.model_validate(config))  # roles first
     _check_values(values, spec, name)
     configs = tuple(_with_value(config, spec, value, name) for value in values)
     check_parameters(MergeConfiguration.model_validate(configs[0]), method)

@@ -29,7 +29,7 @@ def describe(merge: MergeView) -> str:
     base_name = base.name if base is not None else "its base"
     adapter = merge.first("parameter")
     if adapter is not None:
-        scale = setting_text("weight", merge.parameters.get("adapter_weight"))
+        scale = merge.text("weight", merge.parameters.get("adapter_weight"), default=1.0)
         return (
             f"Shadow-FT: the LoRA adapter {adapter.name}, trained on W_B ({base_name}), "
             f"grafted onto the Instruct W_I ({target.name}) with {scale}."
@@ -37,7 +37,7 @@ def describe(merge: MergeView) -> str:
     tuned = merge.all(OTHER)
     weights = [d.parameters.get("weight", 1.0) for d in tuned]
     named = " and ".join(
-        d.name + ("" if is_plain_number(w, 1.0) else f" ({setting_text('α', w)})")
+        d.name + ("" if is_plain_number(w, 1.0) else f" ({merge.text('α', w, default=1.0)})")
         for d, w in zip(tuned, weights)
     )
     unscaled = all(is_plain_number(w, 1.0) for w in weights)

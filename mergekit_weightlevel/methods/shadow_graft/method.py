@@ -21,9 +21,8 @@ the base and (when ``base_model`` is left out) without reading W_B at all.
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import Annotated, Any
 
 import torch
@@ -46,6 +45,7 @@ from mergekit_weightlevel.checks.grafting import (
     warn_if_other_base,
 )
 from mergekit_weightlevel.checks.parameter_types import choice
+from mergekit_weightlevel.errors import package_logger
 from mergekit_weightlevel.methods.base import (
     ROLE_TARGET,
     ROLES,
@@ -53,8 +53,10 @@ from mergekit_weightlevel.methods.base import (
     WeightLevelMethod,
     compute_dtype,
     model_label,
+    sort_roles,
     split_roles,
 )
+from mergekit_weightlevel.methods.input_groups import PER_TENSOR, InputGroup, input_groups
 from mergekit_weightlevel.methods.merge_run import current_run
 from mergekit_weightlevel.methods.paramdelta import paramdelta as add_deltas
 from mergekit_weightlevel.methods.shadow_graft.declaration import DECLARATION, NAME
@@ -69,7 +71,7 @@ from mergekit_weightlevel.tensor_names import (
 #: GPT-2 / GPT-NeoX / Starcoder2 / Mixtral names (docs/architectures.md).
 DEFAULT_INCLUDE = DEFAULT_PROJECTIONS
 
-logger = logging.getLogger(__name__)
+logger = package_logger(__name__)
 
 
 def _check_regex(value: str) -> str:
@@ -187,28 +189,64 @@ class ShadowGraftMerge(WeightLevelMethod):
         )
 
     def _adapter_target(self, group: TensorGroup, role: PerInputValues) -> TensorEntry:
-        """The one model receiving the adapter; the adapter path takes no donors."""
-        if group.base is not None and role.get(group.base.id) is not None:
-            raise WeightLevelConfigError(
-                f"{NAME}: the base model {model_label(group.base.id)} has `role: "
-                f"{role[group.base.id]}`, but the base cannot take a role. {self.usage}"
+        """The one model receiving the adapter (``adapter_target``)."""
+        by_id = {entry.id: entry for entry in group.non_base}
+        base = None if group.base is None else group.base.id
+        return by_id[adapter_target(base, role, list(by_id), usage=self.usage)]
+
+    # --- the whole-config checks (``running.config_checks``) ----------------------------
+
+    def check_group_roles(self, group: InputGroup, merge_config: Any) -> None:
+        if isinstance(_top_level(merge_config, "adapter"), str):
+            adapter_target(group.base, group.roles, group.non_base, usage=self.usage)
+        else:
+            super().check_group_roles(group, merge_config)
+
+    def check_config_inputs(self, merge_config: Any) -> None:
+        """An `include` that matches none of a target's tensors, before the first tensor."""
+        include = _top_level(merge_config, "include", DEFAULT_INCLUDE)
+        if _top_level(merge_config, "adapter") is not None or not isinstance(include, str):
+            return
+        for group in input_groups(merge_config):
+            if PER_TENSOR in group.roles.values():
+                continue
+            target, _ = sort_roles(
+                group.base, group.roles, group.non_base, method=NAME, usage=self.usage
             )
-        targets = [e for e in group.non_base if role.get(e.id) == ROLE_TARGET]
-        others = [e for e in group.non_base if role.get(e.id) != ROLE_TARGET]
-        if len(targets) != 1:
-            raise WeightLevelConfigError(
-                f"{NAME}: with `adapter` set, exactly one model must have `role: target` "
-                f"(the Instruct that receives the adapter); found {len(targets)} among "
-                f"{', '.join(model_label(e.id) for e in group.non_base)}. {self.usage}"
-            )
-        if others:
-            raise WeightLevelConfigError(
-                f"{NAME}: with `adapter` set, donor models are not used, but "
-                f"{', '.join(model_label(e.id) for e in others)} is listed as one. Remove "
-                "it, or drop `adapter` to graft the donors' full-weight updates. "
-                f"{self.usage}"
-            )
-        return targets[0]
+            if getattr(target, "lora", None) is None:  # a model+adapter is built while merging
+                check_include_once(include, target)
+
+
+def _top_level(merge_config: Any, parameter: str, default: Any = None) -> Any:
+    """A shared parameter's top-level setting (slices may override it per tensor)."""
+    return (merge_config.parameters or {}).get(parameter, default)
+
+
+def adapter_target(
+    base: Hashable | None, role: Mapping[Hashable, Any], non_base: list[Hashable], *, usage: str
+) -> Hashable:
+    """The one model receiving the adapter; the adapter path takes no donors."""
+    if base is not None and role.get(base) is not None:
+        raise WeightLevelConfigError(
+            f"{NAME}: the base model {model_label(base)} has `role: {role[base]}`, but the base "
+            f"cannot take a role. {usage}"
+        )
+    targets = [m for m in non_base if role.get(m) == ROLE_TARGET]
+    others = [m for m in non_base if role.get(m) != ROLE_TARGET]
+    if len(targets) != 1:
+        raise WeightLevelConfigError(
+            f"{NAME}: with `adapter` set, exactly one model must have `role: target` "
+            f"(the Instruct that receives the adapter); found {len(targets)} among "
+            f"{', '.join(model_label(m) for m in non_base)}. {usage}"
+        )
+    if others:
+        raise WeightLevelConfigError(
+            f"{NAME}: with `adapter` set, donor models are not used, but "
+            f"{', '.join(model_label(m) for m in others)} is listed as one. Remove "
+            "it, or drop `adapter` to graft the donors' full-weight updates. "
+            f"{usage}"
+        )
+    return targets[0]
 
 
 def tensor_name(group: TensorGroup) -> str:

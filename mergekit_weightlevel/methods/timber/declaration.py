@@ -12,10 +12,11 @@ from mergekit_weightlevel.methods.declaration import (
     Roles,
     SweepAxis,
     is_plain_number,
-    setting_text,
 )
 
 NAME = "timber_spectral"
+#: The paper's best λ, the default of the method's `lambda`.
+DEFAULT_LAMBDA = 0.2
 
 
 def describe(merge: MergeView) -> str:
@@ -25,7 +26,7 @@ def describe(merge: MergeView) -> str:
     if is_plain_number(lam, 0.0):
         tail = "cut off (λ = 0, hard truncation beyond ⌈eRank⌉)"
     else:
-        tail = f"scaled by {setting_text('λ', lam)}"
+        tail = f"scaled by {merge.text('λ', lam, default=DEFAULT_LAMBDA)}"
     return (
         f"Timber: {instruct.name} with the spectral tail of its delta from {base.name} {tail}; "
         "the top ⌈eRank⌉ singular directions of each W_I − W_B are kept."

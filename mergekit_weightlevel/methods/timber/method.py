@@ -34,7 +34,7 @@ from mergekit_weightlevel.checks.parameter_types import bounded_float, choice
 from mergekit_weightlevel.errors import WeightLevelConfigError
 from mergekit_weightlevel.methods.base import WeightLevelMethod
 from mergekit_weightlevel.methods.sweep_share import SWEEP_SHARE, SweepShare
-from mergekit_weightlevel.methods.timber.declaration import DECLARATION, NAME
+from mergekit_weightlevel.methods.timber.declaration import DECLARATION, DEFAULT_LAMBDA, NAME
 from mergekit_weightlevel.methods.timber.kernel import timber_tensors
 from mergekit_weightlevel.tensor_names import is_embedding
 
@@ -69,7 +69,7 @@ class TimberSpectralMerge(WeightLevelMethod):
                 "lambda",
                 bounded_float(NAME, "lambda", ge=0.0),
                 ParameterScope.SHARED,
-                default=0.2,
+                default=DEFAULT_LAMBDA,
                 description="scale of the delta's tail beyond ⌈eRank⌉ (1: Instruct, 0: hard truncation)",
             ),
             ParameterSpec(
