@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,19 +85,9 @@ values_per_task_option = click.option(
 )
 
 
-def check_values_per_task(values_per_task: int | None, ray_settings: RaySettings | None) -> None:
-    if values_per_task is not None and ray_settings is None:
-        raise click.UsageError("--values-per-task applies to a run on Ray: add --ray.")
-
-
 def echo_task(outcome: Any) -> None:
     """Progress on stderr as each Ray task ends (the outputs' lines come at the end)."""
     click.echo(f"task {outcome.label}: {'done' if outcome.ok else outcome.error}", err=True)
-
-
-def exit_if_any_failed(outputs: list) -> None:
-    if any(output.error for output in outputs):
-        raise click.exceptions.Exit(1)
 
 
 def echo_evaluation(report: Any) -> None:
@@ -110,81 +103,85 @@ def echo_evaluation(report: Any) -> None:
     click.echo(f"wrote {report.json_path} and {report.html_path}")
 
 
-@sweep.command(name="config", cls=PrettyPrintHelp, hidden=True)
-@click.argument("config_file", type=click.Path(exists=True, dir_okay=False))
-@click.argument("out_prefix", type=click.Path(file_okay=False))
-@click.option(
-    "--values",
-    callback=parse_numbers,
-    default=None,
-    help="Comma-separated values, e.g. 0.2,0.4,0.5; one output OUT_PREFIX-<parameter><value> "
-    "each. Default: the method's grid (`mergekit-weightlevel methods`).",
-)
-@click.option(
-    "--parameter",
-    default=None,
-    help="The numeric parameter to sweep. Default: the method's axis (λ for timber_spectral "
-    "and instruct_thinking_interp, the donors' weight for paramdelta and shadow_graft).",
-)
-@click.option(
+def sweep_command_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """What both sweep commands take beside their config and values: --rewrite, the
+    evaluation (--eval, --select, --within, --keep and lm-eval's run options), Ray, and
+    mergekit-yaml's options; the command gets them as ``SweepRun``'s fields."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        run = SweepRun(**{name: kwargs.pop(name) for name in SweepRun.__dataclass_fields__})
+        return command(*args, run=run, **kwargs)
+
+    for option in (
+        user_errors,
+        add_merge_options,
+        ray_options,
+        values_per_task_option,
+        sweep_run_options,
+        sweep_evaluation_options,
+        rewrite_option,
+    ):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+rewrite_option = click.option(
     "--rewrite",
     is_flag=True,
     help="Merge every value again, even those whose folder already holds the same merge "
     "written after its inputs last changed (by default such outputs are reused).",
 )
-@sweep_evaluation_options
-@sweep_run_options
-@values_per_task_option
-@ray_options
-@add_merge_options
-@user_errors
-def sweep_values(
-    merge_options: MergeOptions,
-    config_file: str,
-    out_prefix: str,
-    values: list[float] | None,
-    parameter: str | None,
-    rewrite: bool,
-    eval_tasks: list[str] | None,
-    select: str | None,
-    within: float | None,
-    keep: str,
-    eval_options: dict[str, Any],
-    values_per_task: int | None,
-    ray_settings: RaySettings | None,
-) -> None:
-    """CONFIG (any of this plugin's methods) at each value, reading each tensor once.
 
-    Each output equals a merge of CONFIG with that value on its own. Takes mergekit-yaml's
-    options. With --eval, every output and the models at the axis' ends are evaluated with
-    lm-evaluation-harness, a value is chosen (--select, --within) and OUT_PREFIX-sweep.json
-    and OUT_PREFIX-sweep.html are written (docs/evaluation.md).
-    """
-    from mergekit_weightlevel.running.sweep import evaluate_swept, plan_sweep, run_sweep
 
-    check_values_per_task(values_per_task, ray_settings)
-    merge_options.apply_global_options()
-    request = plan_sweep(config_file, values, out_prefix=out_prefix, parameter=parameter)
-    eval_options["device"] = merge_options.device  # evaluated where it merges
-    if ray_settings is not None:  # the evaluations travel through a cache every node shares
-        from mergekit_weightlevel.distributed.evaluation import shared_cache_dir
+@dataclass
+class SweepRun:
+    """How to run a checked sweep, as the sweep commands' options say."""
 
-        eval_options["cache_dir"] = shared_cache_dir(Path(out_prefix).resolve().parent)
-    prepared = prepare_evaluation(eval_tasks, select, within, keep, eval_options)
-    if ray_settings is None:
-        outputs = run_sweep(request, merge_options, reuse=not rewrite)
-        report = evaluate_swept(request, outputs, prepared, out_prefix) if prepared else None
-    else:
-        from mergekit_weightlevel.distributed.evaluation import sweep_on_ray_with_evaluation
+    merge_options: MergeOptions
+    rewrite: bool
+    eval_tasks: list[str] | None
+    select: str | None
+    within: float | None
+    keep: str
+    eval_options: dict[str, Any]
+    values_per_task: int | None
+    ray_settings: RaySettings | None
 
-        outputs, report = sweep_on_ray_with_evaluation(
-            request, merge_options, prepared, out_prefix, settings=ray_settings,
-            values_per_task=values_per_task, reuse=not rewrite, on_done=echo_task,
-        )  # fmt: skip
-    echo_outputs(request.parameter, outputs)
-    if report is not None:
-        echo_evaluation(report)
-    exit_if_any_failed(outputs)
+    def check(self) -> None:
+        """What can be wrong with the options alone, before the config is read."""
+        if self.values_per_task is not None and self.ray_settings is None:
+            raise click.UsageError("--values-per-task applies to a run on Ray: add --ray.")
+        self.merge_options.apply_global_options()
+
+    def __call__(self, request: Any, out_prefix: str) -> None:
+        """Merge (here or on Ray), evaluate and choose with --eval, print, exit 1 if a value
+        was not written."""
+        from mergekit_weightlevel.running.sweep import evaluate_swept, run_sweep
+
+        self.eval_options["device"] = self.merge_options.device  # evaluated where it merges
+        if self.ray_settings is not None:  # evaluations travel through a cache all nodes share
+            from mergekit_weightlevel.distributed.evaluation import shared_cache_dir
+
+            self.eval_options["cache_dir"] = shared_cache_dir(Path(out_prefix).resolve().parent)
+        prepared = prepare_evaluation(
+            self.eval_tasks, self.select, self.within, self.keep, self.eval_options
+        )
+        if self.ray_settings is None:
+            outputs = run_sweep(request, self.merge_options, reuse=not self.rewrite)
+            report = evaluate_swept(request, outputs, prepared, out_prefix) if prepared else None
+        else:
+            from mergekit_weightlevel.distributed.evaluation import sweep_on_ray_with_evaluation
+
+            outputs, report = sweep_on_ray_with_evaluation(
+                request, self.merge_options, prepared, out_prefix, settings=self.ray_settings,
+                values_per_task=self.values_per_task, reuse=not self.rewrite, on_done=echo_task,
+            )  # fmt: skip
+        echo_outputs(request.parameter, outputs)
+        if report is not None:
+            echo_evaluation(report)
+        if any(output.error for output in outputs):
+            raise click.exceptions.Exit(1)
 
 
 def prepare_evaluation(
@@ -214,6 +211,44 @@ def prepare_evaluation(
     )
 
 
+@sweep.command(name="config", cls=PrettyPrintHelp, hidden=True)
+@click.argument("config_file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out_prefix", type=click.Path(file_okay=False))
+@click.option(
+    "--values",
+    callback=parse_numbers,
+    default=None,
+    help="Comma-separated values, e.g. 0.2,0.4,0.5; one output OUT_PREFIX-<parameter><value> "
+    "each. Default: the method's grid (`mergekit-weightlevel methods`).",
+)
+@click.option(
+    "--parameter",
+    default=None,
+    help="The numeric parameter to sweep. Default: the method's axis (λ for timber_spectral "
+    "and instruct_thinking_interp, the donors' weight for paramdelta and shadow_graft).",
+)
+@sweep_command_options
+def sweep_values(
+    config_file: str,
+    out_prefix: str,
+    values: list[float] | None,
+    parameter: str | None,
+    run: SweepRun,
+) -> None:
+    """CONFIG (any of this plugin's methods) at each value, reading each tensor once.
+
+    Each output equals a merge of CONFIG with that value on its own. Takes mergekit-yaml's
+    options. With --eval, every output and the models at the axis' ends are evaluated with
+    lm-evaluation-harness, a value is chosen (--select, --within) and OUT_PREFIX-sweep.json
+    and OUT_PREFIX-sweep.html are written (docs/evaluation.md). With --ray, groups of values
+    run as Ray tasks (docs/distributed.md).
+    """
+    from mergekit_weightlevel.running.sweep import plan_sweep
+
+    run.check()
+    run(plan_sweep(config_file, values, out_prefix=out_prefix, parameter=parameter), out_prefix)
+
+
 @sweep.command(name="timber", cls=PrettyPrintHelp)
 @click.argument("config_file", type=click.Path(exists=True, dir_okay=False))
 @click.argument("out_prefix", type=click.Path(file_okay=False))
@@ -223,38 +258,15 @@ def prepare_evaluation(
     callback=parse_numbers,
     help="Comma-separated λ values, e.g. 0,0.1,0.2,0.4; one output OUT_PREFIX-lambda<λ> each.",
 )
-@values_per_task_option
-@ray_options
-@add_merge_options
-@user_errors
-def sweep_timber(
-    merge_options: MergeOptions,
-    config_file: str,
-    out_prefix: str,
-    lambdas: list[float],
-    values_per_task: int | None,
-    ray_settings: RaySettings | None,
-) -> None:
+@sweep_command_options
+def sweep_timber(config_file: str, out_prefix: str, lambdas: list[float], run: SweepRun) -> None:
     """Timber (timber_spectral) for every λ, decomposing each tensor once.
 
     CONFIG_FILE is a timber_spectral mergekit YAML; its `lambda` is replaced by each value
-    of --lambdas. Takes mergekit-yaml's options. The same as `sweep CONFIG_FILE OUT_PREFIX
-    --values …` on a timber_spectral config.
+    of --lambdas. The same as `sweep CONFIG_FILE OUT_PREFIX --values …` on a timber_spectral
+    config, with the same options.
     """
-    from mergekit_weightlevel.running.sweep import plan_timber_sweep, run_sweep
+    from mergekit_weightlevel.running.sweep import plan_timber_sweep
 
-    check_values_per_task(values_per_task, ray_settings)
-    merge_options.apply_global_options()
-    request = plan_timber_sweep(config_file, lambdas, out_prefix=out_prefix)
-    if ray_settings is None:
-        outputs = run_sweep(request, merge_options)
-    else:
-        from mergekit_weightlevel.distributed.sweep import sweep_on_ray
-
-        swept = sweep_on_ray(
-            request, merge_options, settings=ray_settings, values_per_task=values_per_task,
-            on_done=echo_task,
-        )  # fmt: skip
-        outputs = [result.output for result in swept]
-    echo_outputs(request.parameter, outputs)
-    exit_if_any_failed(outputs)
+    run.check()
+    run(plan_timber_sweep(config_file, lambdas, out_prefix=out_prefix), out_prefix)
