@@ -16,7 +16,8 @@ loaded, so that for a config using one of this package's methods every entry poi
 4. runs the kernels on the CPUs other processes leave free (``threads``).
 
 For mergekit's own methods nothing changes, except that an unknown method name close to
-one of ours gets a suggestion instead of mergekit's "Unimplemented merge method".
+one of ours gets a suggestion instead of mergekit's "Unimplemented merge method", and a
+device that cannot be used (``--cuda`` without a GPU) fails before mergekit starts.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from mergekit.config import MergeConfiguration
 from mergekit.options import MergeOptions
 
 from mergekit_weightlevel.about import METHOD_NAMES
+from mergekit_weightlevel.checks.device import check_merge_device
 from mergekit_weightlevel.errors import WeightLevelConfigError, WeightLevelError
 from mergekit_weightlevel.methods.output_files import (
     GENERATION_CONFIG,
@@ -112,6 +114,7 @@ def check_config(merge_config: MergeConfiguration, options: MergeOptions) -> Fil
     from mergekit_weightlevel.checks.parameters import check_parameters
     from mergekit_weightlevel.methods.base import mark_preflight_done
 
+    check_merge_device(options)
     check_parameters(merge_config, merge_methods.get(merge_config.merge_method))
     sources = file_sources(merge_config)
     check_models_available(
@@ -294,6 +297,7 @@ def _wrap_run_merge(original: Callable[..., Any]) -> Callable[..., Any]:
     ) -> Any:
         if not is_ours(merge_config):
             _checked(suggest_method, merge_config.merge_method)
+            _checked(check_merge_device, options)  # before mergekit creates out_path
             return original(merge_config, out_path, options=options, config_source=config_source)
         sources = _checked(check_config, merge_config, options)
         run = _Run(merge_config, sources)
