@@ -1,8 +1,8 @@
 """A blocked pass over a long range, one span of blocks per thread, each span single-threaded.
 
 torch runs every CPU operation on its OpenMP threads, which wait for each other at the end of
-the operation. A pass of many small operations (``pair_statistics``: 16 per 64K-element block,
-~30 000 per 120M elements) pays that wait every time, and on a machine whose cores other
+the operation. A pass of many small operations (``pair_statistics``: 18 per 64K-element block,
+~33 000 per 120M elements) pays that wait every time, and on a machine whose cores other
 processes keep busy, a thread that waits for a descheduled one spins through its time slice:
 the σ pass of the 8-layer benchmark family took 4.8–65 s with torch's two threads against
 0.7 s with one, beside three other developers' jobs (2 cores, December 2026).
@@ -61,16 +61,14 @@ def map_spans(
     device: torch.device,
     parts: int | None = None,
 ) -> list[T]:
-    """``work(start, stop)`` for the spans of ``range(total)``, side by side.
+    """``work(start, stop)`` for the spans of ``range(total)``, side by side on the CPU.
 
-    ``parts`` (at most; None: on the CPU, torch's thread count, which follows the CPUs,
-    ``-j`` or ``OMP_NUM_THREADS``; elsewhere, a GPU, 1: the device does the parallel work).
+    At most ``parts`` spans (None: torch's thread count, which follows the CPUs, ``-j`` or
+    ``OMP_NUM_THREADS``). Elsewhere (a GPU) one span: the device does the parallel work.
     """
-    if parts is None:
-        parts = torch.get_num_threads() if device.type == "cpu" else 1
-    cut = block_spans(total, block, parts)
     if device.type != "cpu":
         return [work(0, total)]
+    cut = block_spans(total, block, torch.get_num_threads() if parts is None else parts)
     # One span too runs single-threaded: every block's sums are then those of one thread,
     # whatever the thread count (torch splits a reduction between its threads otherwise).
     with single_threaded_kernels():
