@@ -16,17 +16,17 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 SITE=${GPU_CHECK_SITE:-/tmp/gpu_check_site}
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+EXTRA_PATH=""
 
 if "$PYTHON" -c "import mergekit, pydantic" 2>/dev/null; then
   export GPU_CHECK_INSTALL="mergekit and pydantic already installed"
 elif compgen -G ".whl/*.whl" >/dev/null; then
-  start=$(date +%s.%N)
+  start_ms=$(date +%s%3N)
   if "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
       --target "$SITE" .whl/*.whl; then
-    export PYTHONPATH="$PWD:$SITE${PYTHONPATH#"$PWD"}"
-    seconds=$(echo "$(date +%s.%N) - $start" | bc)
-    export GPU_CHECK_INSTALL="installed $(ls .whl/*.whl | wc -l) wheels from .whl/ into $SITE in ${seconds%???????} s"
+    EXTRA_PATH=":$SITE"
+    wheels=$(compgen -G ".whl/*.whl" | wc -l)
+    export GPU_CHECK_INSTALL="installed $wheels wheels from .whl/ into $SITE in $(( $(date +%s%3N) - start_ms )) ms"
   else
     export GPU_CHECK_INSTALL="pip could not install .whl/ (its output is above)"
   fi
@@ -35,4 +35,6 @@ else
     "'bash benchmarks/gpu_wheels.sh' and carry .whl (the rows that need mergekit will fail)"
   export GPU_CHECK_INSTALL="nothing installed: no .whl/ (bash benchmarks/gpu_wheels.sh)"
 fi
+# This checkout first (the package is used from the working tree), then the wheels.
+export PYTHONPATH="$PWD$EXTRA_PATH${PYTHONPATH:+:$PYTHONPATH}"
 exec "$PYTHON" benchmarks/gpu_check.py "$@"
