@@ -3,6 +3,8 @@ measured, then extrapolated to 8B / 14B / 32B / 70B models.
 
     python benchmarks/layer_cost.py [--out docs/cost.md] [--workdir benchmarks/out]
                                     [--structure-rows benchmarks/out/structure_rows.json]
+    python benchmarks/layer_cost.py --device cuda --json PATH.json   # on a GPU machine
+    python benchmarks/layer_cost.py --fill-cuda PATH.json [--out docs/cost.md]
 
 Each kind runs in its own child process over the seven matrices of one Llama-3-8B decoder
 layer (post-training-like float32 inputs generated in the child; generation is not timed):
@@ -13,6 +15,13 @@ writing checkpoints are not in these numbers (at these sizes the linear algebra 
 all but the elementwise methods; for those, reading the inputs is the cost: see the
 disk column). The `--out-shard-size` rows merge the 8-layer benchmark family with
 paramdelta at three shard sizes through mergekit's YAML path.
+
+The page's CUDA column: ``--device cuda`` (``benchmarks/gpu_check.sh`` runs it) measures the
+same kinds on the GPU, from the same inputs moved there, timed with the GPU's queue drained
+and its memory read by ``torch.cuda.max_memory_allocated``, and writes them as JSON with the
+card's name; ``--fill-cuda`` that JSON then fills the column of an existing page (the CPU
+figures stay as they are). Nothing else ever fills it: without that JSON it says
+"not measured".
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import json
 import os
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from measure import rss_anon_kb
@@ -120,26 +130,35 @@ class PeakSampler:
         self.peak = max(self.peak, anon_mb())
 
 
-def worker(kind: str, result_file: str) -> None:
-    """Per matrix: generate the inputs (not timed), then time the kernel and sample the
-    memory it adds beyond its inputs."""
+def worker(kind: str, result_file: str, device: str = "cpu") -> None:
+    """Per matrix: generate the inputs (not timed; on the CPU, then moved to ``device``), then
+    time the kernel and measure the memory it adds beyond its inputs (on a GPU: the GPU's,
+    with its queue drained before the clock stops)."""
     import torch
 
     from mergekit_weightlevel.demo.tiny_models import post_training_delta
 
     kernel = kernel_for(kind)
+    on_gpu = torch.device(device).type == "cuda"
     seconds, inputs_mb, extra_mb = 0.0, 0.0, 0.0
     for label, ((m, n), count) in LLAMA3_8B_LAYER.items():
         base = torch.randn(m, n, generator=torch.Generator().manual_seed(m + n)) * 0.02
         post = base + post_training_delta(base, label, scale=0.05, seed=1, rank=16)
         new_base = base + post_training_delta(base, label, scale=0.1, seed=2, rank=16)
         inputs_mb = max(inputs_mb, 3 * base.numel() * base.element_size() / 2**20)
-        before = anon_mb()
+        base, post, new_base = base.to(device), post.to(device), new_base.to(device)
+        if on_gpu:
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device) / 2**20 if on_gpu else anon_mb()
         start = time.perf_counter()
-        with PeakSampler() as sampler:
+        with nullcontext() if on_gpu else PeakSampler() as sampler:
             result = kernel(label, base, post, new_base)
+            if on_gpu:
+                torch.cuda.synchronize(device)
         seconds += count * (time.perf_counter() - start)
-        extra_mb = max(extra_mb, sampler.peak - before)
+        peak = torch.cuda.max_memory_allocated(device) / 2**20 if on_gpu else sampler.peak
+        extra_mb = max(extra_mb, peak - before)
         del base, post, new_base, result
     Path(result_file).write_text(
         json.dumps({"seconds": seconds, "inputs_mb": inputs_mb, "kernel_extra_mb": extra_mb})
@@ -149,13 +168,13 @@ def worker(kind: str, result_file: str) -> None:
 # --------------------------------------------------------------------------- the driver
 
 
-def measure_kinds(workdir: Path) -> dict[str, dict]:
+def measure_kinds(workdir: Path, device: str = "cpu") -> dict[str, dict]:
     from measure import run_once
 
     results = {}
     for kind in KINDS:
         result_file = workdir / "layer_cost_child.json"
-        argv = [sys.executable, __file__, "--worker", kind, str(result_file)]
+        argv = [sys.executable, __file__, "--worker", kind, str(result_file), "--device", device]
         measured = run_once(kind, argv)
         child = json.loads(result_file.read_text())
         results[kind] = {**child, "child_peak_anon_mb": measured.peak_anon_mb}
@@ -189,16 +208,26 @@ def measure_shard_sizes(workdir: Path) -> list[tuple[str, float, float]]:
     return rows
 
 
+#: The section of the page whose table has the CUDA column.
+PER_LAYER_HEADING = "## Per Llama-3-8B decoder layer, measured"
+
+#: The page's sentence about the CUDA column until a GPU run fills it (``fill_cuda_column``).
+NO_GPU_SENTENCE = (
+    "GPU: **not measured**: the CUDA column is filled only from a GPU run of "
+    "`benchmarks/gpu_check.sh` (`layer_cost.py --device cuda`, then `--fill-cuda`)."
+)
+
+
 def cost_page(kinds: dict, shards: list, structure_rows: list | None, machine_text: str) -> str:
     eight_b = MODELS["Llama-3-8B"]
     lines = [
         "# What a run costs: 8B to 70B",
         "",
         f"Produced by `python benchmarks/layer_cost.py` on {datetime.date.today().isoformat()}.",
-        f"Machine: {machine_text}. GPU: **not measured** (no GPU was lent to the session that made",
-        "this page; the CUDA column stays empty until one is).",
+        f"Machine: {machine_text}.",
+        NO_GPU_SENTENCE,
         "",
-        "## Per Llama-3-8B decoder layer, measured",
+        PER_LAYER_HEADING,
         "",
         "The seven projection matrices of one layer (4096 × 4096 q and o, 1024 × 4096 k and v,",
         "14336 × 4096 gate and up, 4096 × 14336 down), float32, post-training-like inputs; the",
@@ -218,6 +247,13 @@ def cost_page(kinds: dict, shards: list, structure_rows: list | None, machine_te
             "| not measured |"
         )
     lines += [
+        "",
+        "The CUDA column is measured on a GPU only: `bash benchmarks/gpu_check.sh` on a machine",
+        "with one (carrying the wheels `benchmarks/gpu_wheels.sh` builds where mergekit is not",
+        "installed) runs `layer_cost.py --device cuda` among its checks and writes",
+        "`layer_cost_cuda.json`; `python benchmarks/layer_cost.py --fill-cuda",
+        "layer_cost_cuda.json` then fills the column and names the card, the CPU figures",
+        "unchanged.",
         "",
         "## Extrapolated to whole models (decoder layers)",
         "",
@@ -291,6 +327,58 @@ def cost_page(kinds: dict, shards: list, structure_rows: list | None, machine_te
     return "\n".join(lines)
 
 
+def cuda_sentence(cuda: dict) -> str:
+    return (
+        f"GPU: {cuda['card']}, the CUDA column from `benchmarks/gpu_check.sh` on {cuda['date']} "
+        f"({cuda['machine']}); its time includes no reading or writing, as the CPU column."
+    )
+
+
+def fill_cuda_column(page: str, cuda: dict) -> str:
+    """``page`` with the CUDA column of the per-layer table and the GPU sentence from a
+    ``--device cuda`` run's JSON (``cuda["kinds"]``: kind → its seconds per layer)."""
+    lines, section = [], ""
+    for line in page.splitlines():
+        if line.startswith("## "):
+            section = line
+        if line == NO_GPU_SENTENCE or line.startswith("GPU: "):
+            line = cuda_sentence(cuda)
+        for kind, measured in cuda["kinds"].items():
+            if section == PER_LAYER_HEADING and line.startswith(f"| `{kind}` |"):
+                cells = line.split(" | ")
+                cells[-1] = f"{measured['seconds']:.2f} |"
+                line = " | ".join(cells)
+        lines.append(line)
+    return "\n".join(lines) + ("\n" if page.endswith("\n") else "")
+
+
+def cuda_results(kinds: dict, device: str) -> dict:
+    """The JSON of a ``--device cuda`` run: the card, the date, the machine, each kind."""
+    import torch
+
+    on_gpu = torch.device(device).type == "cuda"
+    return {
+        "card": torch.cuda.get_device_name(device) if on_gpu else device,
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(),
+        "kinds": kinds,
+    }
+
+
+def cuda_table(cuda: dict) -> str:
+    lines = [
+        f"Per Llama-3-8B decoder layer on {cuda['card']} ({cuda['date']}):",
+        "",
+        "| kind | CUDA s / layer | GPU memory beyond the inputs (MB) |",
+        "|---|---:|---:|",
+    ]
+    for kind, measured in cuda["kinds"].items():
+        lines.append(
+            f"| `{kind}` | {measured['seconds']:.2f} | {measured['kernel_extra_mb']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def _duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
@@ -305,11 +393,33 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks/out"))
     parser.add_argument("--structure-rows", type=Path)
     parser.add_argument("--worker", nargs=2, metavar=("KIND", "RESULT_FILE"))
+    parser.add_argument(
+        "--device", default="cpu", help="cuda: measure the kinds on the GPU (writes --json)"
+    )
+    parser.add_argument(
+        "--json", type=Path, help="measure the kinds on --device into this JSON (no page)"
+    )
+    parser.add_argument(
+        "--fill-cuda", type=Path, metavar="JSON", help="fill --out's CUDA column from this"
+    )
     args = parser.parse_args()
     if args.worker:
-        worker(*args.worker)
+        worker(*args.worker, device=args.device)
+        return
+    if args.fill_cuda:
+        cuda = json.loads(args.fill_cuda.read_text())
+        args.out.write_text(fill_cuda_column(args.out.read_text(), cuda))
+        print(f"wrote {args.out} (CUDA column from {args.fill_cuda})")
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.device != "cpu" or args.json:
+        print(f"per Llama-3-8B layer on {args.device}:", flush=True)
+        cuda = cuda_results(measure_kinds(args.workdir, args.device), args.device)
+        target = args.json or args.workdir / f"layer_cost_{args.device}.json"
+        target.write_text(json.dumps(cuda, indent=1) + "\n")
+        print(cuda_table(cuda))
+        print(f"wrote {target}")
+        return
     print("per Llama-3-8B layer:", flush=True)
     kinds = measure_kinds(args.workdir)
     print("--out-shard-size:", flush=True)

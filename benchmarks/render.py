@@ -74,7 +74,8 @@ METHOD_TEXT = (
     "(the run least disturbed by other load: on this 2-core machine single runs vary by",
     "±15 %) and the largest memory.",
     "",
-    "Time is wall-clock, interpreter start and imports included. Memory is the process's peak",
+    "Time is wall-clock, interpreter start and imports included (from compiled bytecode, as",
+    "an installed package imports; since 2026-12-06). Memory is the process's peak",
     "anonymous memory (the largest `RssAnon` of /proc/PID/status, sampled every "
     f"{SAMPLE_PERIOD * 1000:.0f} ms",
     "by the driver): what the process allocated itself. `ru_maxrss` is shown as well, but it",

@@ -93,9 +93,16 @@ def main() -> None:
     for layers in sizes:
         family = build(args.workdir, layers)
         warm_page_cache(family.root)
-        # The first process to import torch / mergekit pays for reading their files: not ours.
+        # The first process to import torch / mergekit pays for reading their files (and for
+        # compiling the package's modules, measure.child_environment): not ours to measure.
         subprocess.run(
-            [sys.executable, "-c", "import mergekit.merge, mergekit_weightlevel.cli"], check=True
+            [
+                sys.executable,
+                "-c",
+                "import mergekit.merge, mergekit_weightlevel.cli, mergekit_weightlevel.analyze",
+            ],
+            check=True,
+            env=measuring.child_environment(),
         )
         print(f"{layers} layers:", flush=True)
         sections[f"{layers}-layer family (hidden 1024, MLP 2816, vocab 8192)"] = run_cases(

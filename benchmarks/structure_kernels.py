@@ -1,6 +1,6 @@
 """`analyze --metrics structure` per matrix at Llama-3-8B shapes: our route vs the SVDs.
 
-    python benchmarks/structure_kernels.py [--out PATH.md] [--json PATH.json]
+    python benchmarks/structure_kernels.py [--out PATH.md] [--json PATH.json] [--device cuda]
 
 One post-training-like pair (A = a random base, B = A + the benchmark's low-rank + noise
 delta) per shape of a Llama-3-8B decoder layer, timed in one process, back to back:
@@ -16,6 +16,8 @@ delta) per shape of a Llama-3-8B decoder layer, timed in one process, back to ba
   into the fields: what no implementation of this route can go below.
 
 Reading the checkpoints is left out: at 8B the linear algebra is almost all of the level.
+With ``--device cuda`` every route runs on the GPU (the float64 reference too), from the
+same pairs (generated on the CPU, then moved); ``benchmarks/gpu_check.sh`` runs it so.
 """
 
 from __future__ import annotations
@@ -28,9 +30,19 @@ from pathlib import Path
 from settings import LLAMA3_8B_LAYER
 
 
-def timed(fn, *args, **kwargs):
+def synchronize(device) -> None:
+    """Wait for the GPU's queued work, so that a timer measures it (nothing on the CPU)."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, *args, device="cpu", **kwargs):
+    synchronize(device)
     start = time.perf_counter()
     result = fn(*args, **kwargs)
+    synchronize(device)
     return result, time.perf_counter() - start
 
 
@@ -52,15 +64,17 @@ def gram_route_floor(a, b) -> float:
 
     if a.shape[0] < a.shape[1]:
         a, b = a.T, b.T
-    start = time.perf_counter()
-    gram_a, gram_b = gram_matrix(a)[0], gram_matrix(b)[0]
-    cross_product(a, b)
-    for gram in (gram_a, gram_b, gram_a):
-        torch.linalg.eigh(gram, UPLO="U")
-    return time.perf_counter() - start
+
+    def floor() -> None:
+        gram_a, gram_b = gram_matrix(a)[0], gram_matrix(b)[0]
+        cross_product(a, b)
+        for gram in (gram_a, gram_b, gram_a):
+            torch.linalg.eigh(gram, UPLO="U")
+
+    return timed(floor, device=a.device)[1]
 
 
-def structure_rows(shapes: dict = LLAMA3_8B_LAYER) -> list[dict]:
+def structure_rows(shapes: dict = LLAMA3_8B_LAYER, device: str = "cpu") -> list[dict]:
     """One row per shape: seconds of each route and each route's largest field difference."""
     import torch
 
@@ -81,23 +95,27 @@ def structure_rows(shapes: dict = LLAMA3_8B_LAYER) -> list[dict]:
     rows = []
     for label, ((m, n), count) in shapes.items():
         base = torch.randn(m, n, generator=torch.Generator().manual_seed(m + n)) * 0.02
-        a, b = base, base + post_training_delta(base, label, scale=0.05, seed=1, rank=16)
-        float32_svds, svd_s = timed(svds, a, b, torch.float32)
-        svd_route, after_svd_s = timed(structure, float32_svds)
+        post = base + post_training_delta(base, label, scale=0.05, seed=1, rank=16)
+        a, b = base.to(device), post.to(device)
+        float32_svds, svd_s = timed(svds, a, b, torch.float32, device=device)
+        svd_route, after_svd_s = timed(structure, float32_svds, device=device)
         del float32_svds
         # What analyze's matrix_structure does, timed in its two parts: the Gram route,
         # then the SVD route only where the Gram route's estimate is too large.
-        gram, gram_s = timed(gram_spectral_structure, a, b)
+        gram, gram_s = timed(gram_spectral_structure, a, b, device=device)
         kept = gram is not None and gram.error_estimate <= STRUCTURE_GRAM_TOLERANCE
         ours = gram.structure.as_dict() if kept else svd_route
         ours_s = gram_s if kept else gram_s + svd_s + after_svd_s
         floor_s = gram_route_floor(a, b)
-        float64_svds, reference_s = timed(svds, a.double(), b.double(), torch.float64)
+        float64_svds, reference_s = timed(
+            svds, a.double(), b.double(), torch.float64, device=device
+        )
         reference = structure(float64_svds)
         rows.append(
             {
                 "matrix": label,
                 "shape": [m, n],
+                "device": str(device),
                 "per_layer": count,
                 "float32_svds_s": svd_s,
                 "svd_route_s": svd_s + after_svd_s,
@@ -111,7 +129,7 @@ def structure_rows(shapes: dict = LLAMA3_8B_LAYER) -> list[dict]:
             }
         )
         print(json.dumps(rows[-1]), flush=True)
-        del base, a, b, gram, float64_svds
+        del base, post, a, b, gram, float64_svds
     return rows
 
 
@@ -165,8 +183,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="write the Markdown table here")
     parser.add_argument("--json", type=Path, help="write the rows as JSON here")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     args = parser.parse_args()
-    rows = structure_rows()
+    rows = structure_rows(device=args.device)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
     table = "\n".join(structure_table(rows))

@@ -280,7 +280,7 @@ def test_matrix_effective_rank_falls_back_to_the_svd_where_the_bound_is_loose(mo
     assert calls == [torch.float64]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_gram_routes_run_on_the_inputs_device():
     from mergekit_weightlevel.methods import timber as ts
     from mergekit_weightlevel.numerics import effective_rank

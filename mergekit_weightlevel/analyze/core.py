@@ -31,7 +31,11 @@ from mergekit_weightlevel.analyze.reading import (
 )
 from mergekit_weightlevel.analyze.records import cheap_record, tensor_record
 from mergekit_weightlevel.analyze.report import AnalysisReport
-from mergekit_weightlevel.errors import WeightLevelInputError, WeightLevelModelError
+from mergekit_weightlevel.checks.device import check_device
+from mergekit_weightlevel.errors import WeightLevelInputError
+
+#: What to do when ``--device`` names a device that cannot be used here.
+DEVICE_INSTEAD = "use --device cpu, or --device auto (a GPU only where torch finds one)"
 
 
 def resolve_device(device: str | None) -> str:
@@ -39,11 +43,7 @@ def resolve_device(device: str | None) -> str:
     device = (device or "cpu").lower()
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise WeightLevelModelError(
-            f"analyze: --device {device} was asked for but no CUDA device is available; "
-            "use --device cpu or --device auto"
-        )
+    check_device(device, asked_by=f"analyze: --device {device}", instead=DEVICE_INSTEAD)
     return device
 
 

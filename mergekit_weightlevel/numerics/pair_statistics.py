@@ -33,9 +33,12 @@ def sigma(a: torch.Tensor, b: torch.Tensor) -> float:
     return numerator / denominator if denominator > 0 else 0.0
 
 
-#: Elements per block of ``pair_statistics``: the block and its temporaries stay in the CPU
-#: cache, and blocks are large enough that per-operation overhead does not dominate.
+#: Elements per block of ``pair_statistics`` on the CPU: the block of each input, the
+#: difference, one term and its float64 copy stay in a core's L2 cache, and blocks are large
+#: enough that per-operation overhead does not dominate.
 PAIR_STATISTICS_BLOCK = 1 << 16
+#: Elements per block on a GPU: few launches, the temporaries a few hundred MB at most.
+PAIR_STATISTICS_DEVICE_BLOCK = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -97,32 +100,97 @@ def pair_statistics(
     time than converting every block to float64, which made ``analyze --metrics sigma``
     compute-bound rather than read-bound.
 
+    On the CPU the blocks are shared out between torch's threads, a span of whole blocks
+    each, every operation single-threaded (``spans.map_spans``), and every temporary is
+    allocated once per span; the blocks' sums are then added in block order, so the
+    figures are the same bits whatever the thread count (before, torch's threads split
+    each block's sums, and 48 of the 525 figures of the benchmark pair changed in their
+    last bit between one and two threads). On a GPU the blocks are larger and the sums stay
+    on the device until the end.
+
     The sparsity count is the number of elements with |A − B| < ``threshold`` (strictly),
     the difference being the block's float32 (float64) one: what Timber's
     ``calculate_sparsity_ratio`` computes on its float32 copies of bf16 weights.
     """
+    from mergekit_weightlevel.numerics.spans import map_spans
+
     if a.shape != b.shape:
         raise ValueError(f"tensors of one shape needed, got {tuple(a.shape)} and {tuple(b.shape)}")
-    work = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)
-    sums = [0.0] * 7
-    unchanged = 0
+    if not threshold > 0:
+        raise ValueError(f"the sparsity threshold must be positive, got {threshold}")
     flat_a, flat_b = a.reshape(-1), b.reshape(-1)
-    for start in range(0, flat_a.numel(), PAIR_STATISTICS_BLOCK):
-        block_a = flat_a[start : start + PAIR_STATISTICS_BLOCK].to(work)
-        block_b = flat_b[start : start + PAIR_STATISTICS_BLOCK].to(work)
-        diff = block_a - block_b
-        values = (
-            (diff * diff).sum(dtype=torch.float64),
-            (block_a * block_a).sum(dtype=torch.float64),
-            (block_b * block_b).sum(dtype=torch.float64),
-            (block_a * block_b).sum(dtype=torch.float64),
-            # diff is ours: abs_ in place. The blocks may be the caller's tensors (no copy
-            # when already in `work`), so their absolute values get fresh buffers.
-            diff.abs_().sum(dtype=torch.float64),
-            block_a.abs().sum(dtype=torch.float64),
-            block_b.abs().sum(dtype=torch.float64),
-        )
-        for index, value in zip((3, 4, 5, 6, 0, 1, 2), values):
-            sums[index] += float(value)
-        unchanged += int((diff < threshold).sum())  # diff holds |A − B| now
+    block = PAIR_STATISTICS_BLOCK if a.device.type == "cpu" else PAIR_STATISTICS_DEVICE_BLOCK
+    parts = map_spans(
+        lambda start, stop: _span_sums(flat_a, flat_b, start, stop, block, threshold),
+        flat_a.numel(),
+        block,
+        a.device,
+    )
+    # The blocks' float64 sums added one after the other, in block order: the figures do not
+    # depend on how the blocks were shared out.
+    sums = [0.0] * 7
+    for row in torch.cat([block_sums for block_sums, _ in parts]).tolist():
+        sums = [total + value for total, value in zip(sums, row)]
+    unchanged = sum(int(part_unchanged) for _, part_unchanged in parts)
     return PairStatistics(*sums, unchanged=unchanged, elements=flat_a.numel())
+
+
+#: The integer type of each working float type's bit patterns (for the sparsity count).
+_BIT_PATTERNS = {torch.float32: torch.int32, torch.float64: torch.int64}
+
+
+def _span_sums(
+    flat_a: torch.Tensor,
+    flat_b: torch.Tensor,
+    start: int,
+    stop: int,
+    block: int,
+    threshold: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pair_statistics``' seven float64 sums of each block of ``[start, stop)`` (one row
+    per block, in ``PairStatistics``' field order) and its count, on the inputs' device."""
+    work = torch.promote_types(torch.promote_types(flat_a.dtype, flat_b.dtype), torch.float32)
+    device = flat_a.device
+    size = max(0, min(block, stop - start))
+    diff_buffer = torch.empty(size, dtype=work, device=device)
+    term_buffer = torch.empty(size, dtype=work, device=device)
+    # bf16 / fp16 blocks are converted into these (inputs already in `work` are used as they are).
+    a_buffer = torch.empty(size if flat_a.dtype != work else 0, dtype=work, device=device)
+    b_buffer = torch.empty(size if flat_b.dtype != work else 0, dtype=work, device=device)
+    # The count compares bit patterns: for floats ≥ 0 (and NaN, which is never counted, as
+    # with `<`) they are ordered like the values, so |A − B| < t where the sign bit of
+    # bits(|A − B|) − bits(t) is set: an arithmetic shift makes that −1, else 0. Three
+    # cheap integer passes instead of a comparison into booleans (~3× dearer on the CPU).
+    bits = _BIT_PATTERNS[work]
+    below_buffer = torch.empty(size, dtype=bits, device=device)
+    limit = int(torch.tensor(threshold, dtype=work).view(bits))
+    sign_shift = torch.iinfo(bits).bits - 1
+    blocks = -(-(stop - start) // block)
+    sums = torch.zeros(blocks, 7, dtype=torch.float64, device=device)
+    below = torch.zeros(blocks, dtype=bits, device=device)
+    for index, first in enumerate(range(start, stop, block)):
+        last = min(first + block, stop)
+        block_a = _in_work_type(flat_a[first:last], a_buffer)
+        block_b = _in_work_type(flat_b[first:last], b_buffer)
+        diff = torch.sub(block_a, block_b, out=diff_buffer[: last - first])
+        term = term_buffer[: last - first]
+        row = sums[index]
+        for column, (left, right) in enumerate(
+            ((diff, diff), (block_a, block_a), (block_b, block_b), (block_a, block_b)), start=3
+        ):
+            torch.sum(torch.mul(left, right, out=term), 0, dtype=torch.float64, out=row[column])
+        # The blocks may be the caller's tensors (no copy when already in `work`): their
+        # absolute values go to the buffer; diff is ours, made absolute in place.
+        torch.sum(torch.abs(block_a, out=term), 0, dtype=torch.float64, out=row[1])
+        torch.sum(torch.abs(block_b, out=term), 0, dtype=torch.float64, out=row[2])
+        torch.sum(diff.abs_(), 0, dtype=torch.float64, out=row[0])
+        signs = torch.sub(diff.view(bits), limit, out=below_buffer[: last - first])
+        torch.sum(signs.bitwise_right_shift_(sign_shift), 0, dtype=bits, out=below[index])
+    return sums, -below.sum()
+
+
+def _in_work_type(piece: torch.Tensor, buffer: torch.Tensor) -> torch.Tensor:
+    """``piece`` itself when it has the buffer's dtype, else converted into the buffer."""
+    if piece.dtype == buffer.dtype:
+        return piece
+    return buffer[: piece.numel()].copy_(piece)

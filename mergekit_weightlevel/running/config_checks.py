@@ -2,7 +2,8 @@
 
 ``check_config`` runs for every config of one of this package's methods, on every entry
 point (``stock_merge`` wraps mergekit's ``run_merge``; ``sweep`` calls it before planning):
-unknown or mistyped parameters, unavailable models, the checkpoints' headers (knowing
+a device that cannot be used (``checks.device``), unknown or mistyped parameters,
+unavailable models, the checkpoints' headers (knowing
 whether the config aligns vocabularies), ``config_from`` / ``tokenizer_from``; and one
 warning where the inputs' ``config.json`` disagree on a field that changes how the model
 behaves. ``suggest_method`` turns an unknown method name close to one of ours into the
@@ -18,6 +19,7 @@ from mergekit.common import ModelReference
 from mergekit.config import MergeConfiguration
 from mergekit.options import MergeOptions
 
+from mergekit_weightlevel.checks.device import check_merge_device
 from mergekit_weightlevel.errors import WeightLevelConfigError, package_logger
 from mergekit_weightlevel.methods.merge_run import current_run
 from mergekit_weightlevel.methods.output_files import (
@@ -75,6 +77,7 @@ def check_config(merge_config: MergeConfiguration, options: MergeOptions) -> Fil
     from mergekit_weightlevel.checks.parameters import check_parameters
     from mergekit_weightlevel.methods.base import WeightLevelMethod, preflight_key
 
+    check_merge_device(options)  # --cuda / --device this torch and machine cannot run
     method = merge_methods.get(merge_config.merge_method)
     check_parameters(merge_config, method)
     if isinstance(method, WeightLevelMethod):

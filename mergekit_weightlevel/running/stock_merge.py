@@ -15,7 +15,8 @@ methods every entry point:
    not write, and writes the method's model card.
 
 For mergekit's own methods nothing changes, except that an unknown method name close to
-one of ours gets a suggestion instead of mergekit's "Unimplemented merge method".
+one of ours gets a suggestion instead of mergekit's "Unimplemented merge method", and a
+device that cannot be used (``--cuda`` without a GPU) fails before mergekit starts.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 from mergekit.config import MergeConfiguration
 from mergekit.options import MergeOptions
 
+from mergekit_weightlevel.checks.device import check_merge_device
 from mergekit_weightlevel.errors import WeightLevelError
 from mergekit_weightlevel.methods.merge_run import MergeRun, active_run, merge_run
 from mergekit_weightlevel.methods.output_files import file_sources
@@ -57,6 +59,8 @@ def _wrap_run_merge(original: Callable[..., Any]) -> Callable[..., Any]:
     ) -> Any:
         if not is_ours(merge_config):
             _checked(suggest_method, merge_config.merge_method)
+            _checked(check_merge_device, options)  # before mergekit creates out_path
+            _checked(check_merge_device, options)  # before mergekit creates out_path
             return original(merge_config, out_path, options=options, config_source=config_source)
         with merge_run() as run:
             sources = _checked(check_config, merge_config, options)
