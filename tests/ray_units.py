@@ -47,3 +47,15 @@ def die_on_value(value: float, attempts_file: str, outputs: list) -> list[str]:
     if any(output.value == value for output in outputs):
         die(attempts_file)
     return [weights_digest(output.folder) for output in outputs]
+
+
+def die_mid_merge_on_value(value: float, attempts_file: str, outputs: list) -> list[str]:
+    """``die_on_value``, but the folder first left as a merge killed while writing leaves
+    it: ``MERGE_INCOMPLETE.txt``, no weights (the state of a worker killed mid-merge)."""
+    for output in outputs:
+        if output.value == value:
+            for weights in Path(output.folder).glob("*.safetensors"):
+                weights.unlink()
+            (Path(output.folder) / "MERGE_INCOMPLETE.txt").write_text("killed\n")
+            die(attempts_file)
+    return [weights_digest(output.folder) for output in outputs]

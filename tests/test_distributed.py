@@ -212,21 +212,32 @@ def test_sweep_of_three_values_equals_the_local_run_bit_for_bit(
     assert not list((tmp_path / "ray").glob(f"{PROBE_PREFIX}*"))
 
 
+@pytest.mark.parametrize("dies_while", ["merging", "evaluating"])
 def test_a_group_whose_task_dies_twice_is_reported_and_the_others_complete(
-    ray_instance, llama_family, tmp_path
+    ray_instance, llama_family, tmp_path, dies_while
 ):
     from mergekit_weightlevel.distributed.sweep import sweep_on_ray
 
     config = method_configs.interp_config(llama_family.instruct, llama_family.thinking, 0.5)
     request = plan_sweep(config, [0.2, 0.45, 0.8], out_prefix=tmp_path / "interp")
     attempts = tmp_path / "attempts"
-    dies = functools.partial(ray_units.die_on_value, 0.45, str(attempts))
+    hook = ray_units.die_mid_merge_on_value if dies_while == "merging" else ray_units.die_on_value
+    dies = functools.partial(hook, 0.45, str(attempts))
     swept = sweep_on_ray(request, MergeOptions(quiet=True), values_per_task=1, evaluate=dies)
 
     assert attempts.read_text() == "2"
     assert [result.output.value for result in swept] == [0.2, 0.45, 0.8]
-    failed = swept[1].output
-    assert failed.error.startswith("its task failed: its worker died, and so did its retry")
+    died = swept[1]
+    reason = "its task failed: its worker died, and so did its retry"
+    if dies_while == "merging":  # not written, and its folder says so
+        assert died.output.error.startswith(reason)
+        assert (died.output.folder / "MERGE_INCOMPLETE.txt").is_file()
+    else:  # its merge had finished: written, only its evaluation failed
+        assert died.output.error is None
+        assert died.evaluation_error.startswith(reason)
+        assert not (died.output.folder / "MERGE_INCOMPLETE.txt").exists()
+        alone = sweep(config, [0.45], tmp_path / "alone" / "interp")[0].folder
+        assert ray_units.weights_digest(died.output.folder) == ray_units.weights_digest(alone)
     for result in (swept[0], swept[2]):
         assert result.output.error is None
         assert result.evaluation == ray_units.weights_digest(result.output.folder)

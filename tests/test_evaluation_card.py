@@ -135,3 +135,39 @@ def test_publish_sends_the_results_and_the_eval_results_folder(folder, monkeypat
         == (folder / EVAL_RESULTS_DIR / "toy_qa_add3.yaml").read_bytes()
     )
     assert ModelCard(sent["README.md"].decode()).data.eval_results
+
+
+@pytest.mark.parametrize("merge_method", ["instruct_thinking_interp", "linear"])
+def test_a_merge_over_an_evaluated_folder_drops_the_results_of_the_weights_it_replaces(
+    folder, merge_method
+):
+    """The old weights' numbers must not reach the new weights' card or the Hub (ours and
+    mergekit's own methods alike); files that others wrote in `.eval_results/` stay."""
+    as_hub_benchmark(folder)
+    write_card(folder, lookup=False)
+    ours = folder / EVAL_RESULTS_DIR / "toy_qa_add3.yaml"
+    theirs = folder / EVAL_RESULTS_DIR / "someone_elses.yaml"
+    theirs.write_text("- dataset: {id: cais/hle, task_id: hle}\n  value: 1.0\n")
+    assert ours.is_file() and read_record(folder) is not None  # what the merge must drop
+    if merge_method == "linear":
+        config = {
+            "merge_method": "linear",
+            "models": [
+                {"model": str(TOY_MODELS / "instruct"), "parameters": {"weight": 0.3}},
+                {"model": str(TOY_MODELS / "thinking"), "parameters": {"weight": 0.7}},
+            ],
+            "dtype": "float32",
+        }
+    else:
+        config = interp_config(
+            TOY_MODELS / "instruct", TOY_MODELS / "thinking", 0.7, dtype="float32"
+        )
+    merge_yaml(config, folder, MergeOptions(quiet=True, copy_tokenizer=True))
+
+    assert not (folder / RECORD).exists() and not ours.exists()
+    assert theirs.is_file()
+    if merge_method != "linear":  # our card, rewritten: no results, no model-index
+        card = ModelCard.load(folder / "README.md")
+        assert "## Evaluation" not in card.text and not card.data.eval_results
+    dry = publish_folder(folder, "me/interp", dry_run=True)
+    assert RECORD not in {name for name, _ in dry.files}

@@ -328,3 +328,114 @@ def test_sweep_eval_mistakes_fail_before_any_merge(tmp_path):
     result = CliRunner().invoke(main, [*base, "--select", "toy_qa_add3:acc"])
     assert result.exit_code == 2 and "add --eval" in result.output
     assert not list(tmp_path.glob("o-*"))  # nothing merged
+
+
+def test_a_rerun_redoes_outputs_whose_adapter_changed(llama_family, tmp_path):
+    """Shadow-FT's adapter is an input given as a parameter: it is dated like the models."""
+    import os
+
+    from mergekit_weightlevel.demo.run import demo_lora_adapter
+
+    adapter = demo_lora_adapter(llama_family, tmp_path / "base_lora", rank=4)
+    config = method_configs.shadow_graft_adapter_config(
+        adapter, llama_family.instruct, parameters={"include": ".*"}
+    )
+    options = MergeOptions(quiet=True)
+    first = sweep(config, [0.5, 1.0], tmp_path / "g", parameter="adapter_weight", options=options)
+    assert [o.reused for o in first] == [False, False]
+    assert [o.reused for o in sweep(config, [0.5, 1.0], tmp_path / "g",
+                                    parameter="adapter_weight", options=options)] == [True, True]  # fmt: skip
+    newer = max(p.stat().st_mtime_ns for o in first for p in o.folder.iterdir()) + 10**9
+    for item in adapter.iterdir():  # the adapter retrained at the same path
+        os.utime(item, ns=(newer, newer))
+    again = sweep(config, [0.5, 1.0], tmp_path / "g", parameter="adapter_weight", options=options)
+    assert [o.reused for o in again] == [False, False]
+
+
+def test_a_merge_without_its_card_is_never_taken_for_another_config(llama_family, tmp_path):
+    """`--no-write-model-card` writes no `mergekit_config.yml`: the earlier run's must not stay
+    beside the new weights, or a later run of that earlier config would reuse them."""
+    config = configs(llama_family)["timber_spectral"]
+    other = {**config, "parameters": {**config.get("parameters", {}), "erank_exponent": 3.0}}
+    folder = [tmp_path / "t"]
+    sweep(config, [0.2], out_dirs=folder, options=MergeOptions(quiet=True))
+    no_card = MergeOptions(quiet=True, write_model_card=False)
+    sweep(other, [0.2], out_dirs=folder, options=no_card)
+    assert not (folder[0] / "mergekit_config.yml").exists()
+    (rerun,) = sweep(config, [0.2], out_dirs=folder, options=MergeOptions(quiet=True))
+    assert not rerun.reused
+    alone = run_yaml_merge(single_config(config, "timber_spectral", 0.2), tmp_path / "alone")
+    swept = read_state(rerun.folder)
+    assert all(torch.equal(swept[n], alone[n]) for n in alone)
+
+
+def test_a_failed_value_is_no_longer_computed_or_held_for(llama_family, tmp_path, monkeypatch):
+    """Timber's shared step stops serving a value whose output failed: nothing waits for it
+    until the pass ends (up to a whole model), and its later tensors are not computed."""
+    from mergekit_weightlevel.methods import sweep_share
+
+    computed: list[tuple[float, ...]] = []
+    held: list[int] = []
+    original_take = sweep_share.SweepShare.take
+
+    def take(self, tensor, value, compute):
+        def recording(values):
+            computed.append(tuple(values))
+            return compute(values)
+
+        output = original_take(self, tensor, value, recording)
+        held.append(sum(len(waiting) for waiting in self._waiting.values()))
+        return output
+
+    monkeypatch.setattr(sweep_share.SweepShare, "take", take)
+    # float16: λ = 1e30 overflows at the first tensor with a tail, λ = 0.2 is fine.
+    config = method_configs.timber_config(llama_family.base, llama_family.instruct, dtype="float16")
+    good, bad = sweep(config, [0.2, 1e30], tmp_path / "t", options=MergeOptions(quiet=True))
+    assert good.error is None and bad.error is not None
+    assert computed[-1] == (0.2,)  # after the failure, λ = 0.2 alone
+    assert max(held) <= 1  # at most the other value's output of one tensor waits
+
+
+@pytest.mark.parametrize("text", ["", "- merge_method: linear\n"])
+def test_a_config_that_is_no_mapping_gets_one_line(tmp_path, text):
+    path = tmp_path / "sweep.yml"
+    path.write_text(text)
+    result = CliRunner().invoke(
+        main, ["sweep", str(path), str(tmp_path / "out"), "--values", "0.5"]
+    )
+    assert result.exit_code != 0
+    assert result.output.startswith(f"error: {path} is not a mergekit config")
+    assert "Traceback" not in result.output and "a bug" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_sweep_eval_writes_no_record_into_a_reference_made_by_a_merge(tmp_path, monkeypatch):
+    """The axis' ends are inputs: even one that a merge wrote (it holds
+    `mergekit_config.yml`) gets no `evaluation.json`; the sweep's own outputs do."""
+    import shutil
+
+    from mergekit_weightlevel.evaluation.record import RECORD
+
+    monkeypatch.setenv("MERGEKIT_WEIGHTLEVEL_CACHE", str(tmp_path / "cache"))
+    instruct = Path(shutil.copytree(TOY / "models/instruct", tmp_path / "instruct"))
+    (instruct / "mergekit_config.yml").write_text("merge_method: linear\n")
+    config = write_config(tmp_path / "t.yml", method_configs.interp_config(
+        instruct, TOY / "models/thinking", dtype="float32"))  # fmt: skip
+    arguments = ["sweep", str(config), str(tmp_path / "o"), "--values", "0.5"]
+    arguments += ["--eval", "toy_qa_add3", "--limit", "5", "--batch-size", "8"]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "o-lambda0.5" / RECORD).is_file()
+    assert not (instruct / RECORD).exists()
+
+
+def test_sweep_eval_where_no_value_was_written_says_why_for_each(llama_family, tmp_path):
+    # float16 weights: ParamΔ's delta × 1e6 (and × 1e7) overflows for every value.
+    config = write_config(tmp_path / "p.yml", method_configs.paramdelta_config(
+        llama_family.base, llama_family.instruct, llama_family.base_v2, dtype="float16"))  # fmt: skip
+    arguments = ["sweep", str(config), str(tmp_path / "p"), "--values", "1e6,1e7"]
+    arguments += ["--eval", "toy_qa_add3", "--limit", "5"]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if "NaN/Inf" in line]
+    assert len(lines) == 2, result.output  # one line per value, with its reason

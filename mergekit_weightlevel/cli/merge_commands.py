@@ -169,7 +169,9 @@ class SweepRun:
         )
         if self.ray_settings is None:
             outputs = run_sweep(request, self.merge_options, reuse=not self.rewrite)
-            report = evaluate_swept(request, outputs, prepared, out_prefix) if prepared else None
+            written = any(output.error is None for output in outputs)
+            evaluated = prepared is not None and written  # else each value's line says why
+            report = evaluate_swept(request, outputs, prepared, out_prefix) if evaluated else None
         else:
             from mergekit_weightlevel.distributed.evaluation import sweep_on_ray_with_evaluation
 

@@ -59,11 +59,15 @@ class EvaluateInTask:
     cache_dir: Path
 
     def __call__(self, work: Path | Sequence[SweptOutput]) -> str | list[str | None]:
+        # Only the cache is filled here: the driver then reads it, as a local run would,
+        # and writes the records of the folders that get one (never a reference's).
         evaluator = Evaluator(self.settings, cache_dir=self.cache_dir, log=_quiet)
         if isinstance(work, (str, Path)):
-            return evaluator.evaluate_or_fail(Path(work), Path(work).name).status
+            return evaluator.evaluate_or_fail(Path(work), Path(work).name, record=False).status
         return [
-            None if output.error else evaluator.evaluate_or_fail(output.folder, "").status
+            None
+            if output.error
+            else evaluator.evaluate_or_fail(output.folder, "", record=False).status
             for output in work
         ]
 
@@ -99,10 +103,11 @@ def sweep_on_ray_with_evaluation(
         evaluate=evaluate,
         on_done=on_done,
         reuse=reuse,
+        writes_also=[evaluate.cache_dir] if evaluate is not None else [],
     )
     outputs = [result.output for result in swept]
-    if prepared is None:
-        return outputs, None
+    if prepared is None or all(output.error for output in outputs):
+        return outputs, None  # nothing written: each value's line says why
     ends = list(axis_ends(request).values())
     if ends:
         run_on_ray(evaluate, ends, settings, write_in=evaluate.cache_dir,

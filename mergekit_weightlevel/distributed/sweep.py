@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mergekit.config import MergeConfiguration
 from mergekit.options import MergeOptions
 
 from mergekit_weightlevel.distributed.connection import connect
@@ -26,7 +25,13 @@ from mergekit_weightlevel.distributed.settings import RaySettings
 from mergekit_weightlevel.distributed.storage import check_shared_storage
 from mergekit_weightlevel.distributed.units import UnitOutcome, describe_error, run_units
 from mergekit_weightlevel.errors import WeightLevelInputError
-from mergekit_weightlevel.running.sweep import SweepRequest, SweptOutput, run_sweep
+from mergekit_weightlevel.running.sweep import (
+    SweepRequest,
+    SweptOutput,
+    finished_outputs,
+    input_paths,
+    run_sweep,
+)
 
 #: ``evaluate(outputs) -> results``: the group's ``SweptOutput``s in value order (failed ones
 #: included, their ``error`` set); one result per output, same order. See ``sweep_on_ray``.
@@ -120,6 +125,7 @@ def sweep_on_ray(
     evaluate: EvaluateOutputs | None = None,
     on_done: Callable[[UnitOutcome], None] | None = None,
     reuse: bool = True,
+    writes_also: Sequence[Path] = (),
 ) -> list[SweptOnRay]:
     """``run_sweep(request, options)`` on Ray: one ``SweptOnRay`` per value, in value order.
 
@@ -136,13 +142,14 @@ def sweep_on_ray(
     the same order; each result is pickled back as ``SweptOnRay.evaluation``. It must be
     picklable and importable on the nodes (a module-level function, a ``functools.partial``
     of one, or an instance of a module-level class). If it raises, the group's outputs stay
-    written and each gets ``evaluation_error``.
+    written and each gets ``evaluation_error``. ``writes_also``: other folders the tasks
+    write into (the evaluation cache), checked to be shared like the outputs'.
     """
     settings = settings or RaySettings()
     inputs = _local_inputs(request)
     with connect(settings.address) as cluster:
         task_request = cluster.request(settings)
-        folders = {folder.parent for folder in request.out_dirs}
+        folders = {folder.parent for folder in request.out_dirs} | set(map(Path, writes_also))
         for folder in sorted(folders):
             check_shared_storage(cluster, task_request, folder, inputs)
         groups = split_request(request, cluster.slots(task_request), values_per_task)
@@ -157,20 +164,24 @@ def sweep_on_ray(
         if outcome.ok:
             results += outcome.result
         else:
-            results += [
-                SweptOnRay(SweptOutput(value, folder, f"its task failed: {outcome.error}"))
-                for value, folder in zip(group.values, group.out_dirs)
-            ]
+            results += _failed_group(group, outcome.error)
     return results
 
 
+def _failed_group(group: SweepRequest, error: str | None) -> list[SweptOnRay]:
+    """A group whose task failed (twice): a value whose folder holds its finished merge
+    (the task died later, e.g. evaluating) is written, with the evaluation failed; the
+    others carry the error (their folders keep ``MERGE_INCOMPLETE.txt``)."""
+    finished = finished_outputs(group)
+    return [
+        SweptOnRay(SweptOutput(value, folder), evaluation_error=f"its task failed: {error}")
+        if folder in finished
+        else SweptOnRay(SweptOutput(value, folder, f"its task failed: {error}"))
+        for value, folder in zip(group.values, group.out_dirs)
+    ]
+
+
 def _local_inputs(request: SweepRequest) -> list[str]:
-    """The folders here that the sweep reads (its models, their adapters): every node must
-    see them too."""
-    config = MergeConfiguration.model_validate(request.configs[0])
-    paths = set()
-    for reference in config.referenced_models():
-        for path in (reference.model.path, reference.lora.path if reference.lora else None):
-            if path is not None and Path(path).is_dir():
-                paths.add(path)
-    return sorted(paths)
+    """The folders here that the sweep reads (its models, their adapters, a parameter's
+    adapter): every node must see them too."""
+    return sorted(path for path in input_paths(request) if Path(path).is_dir())

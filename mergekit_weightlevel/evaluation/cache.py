@@ -19,6 +19,8 @@ import hashlib
 import json
 import os
 import shutil
+import socket
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +58,15 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def unique_suffix() -> str:
+    """A name part no other writer uses at the same time, on any machine sharing the folder
+    (process ids repeat across the nodes of a cluster)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
 def write_json_atomically(path: Path, value: Any) -> None:
     """Write JSON to a temporary file beside ``path`` and rename it: never half-written."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = path.with_name(f".{path.name}.{unique_suffix()}.tmp")
     temporary.write_text(json.dumps(value, indent=1, ensure_ascii=False), encoding="utf-8")
     os.replace(temporary, path)
 
@@ -138,15 +146,25 @@ class ResultCache:
     def staging(self, model_digest: str, settings_key: str) -> Path:
         """An empty folder to write an entry into before ``commit``."""
         final = self.entry(model_digest, settings_key)
-        staging = final.with_name(f"{final.name}.partial-{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
+        staging = final.with_name(f"{final.name}.partial-{unique_suffix()}")
         staging.mkdir(parents=True)
         return staging
 
     def commit(self, staging: Path, summary: dict) -> Path:
-        """Write ``summary`` into ``staging`` and move it into place; return the entry."""
+        """Write ``summary`` into ``staging`` and move it into place; return the entry.
+
+        Where another process has just committed the same evaluation (two copies of one
+        model evaluated side by side), its entry stays and this one is dropped: both
+        measured the same content with the same settings."""
         final = staging.with_name(staging.name.split(".partial-")[0])
         write_json_atomically(staging / SUMMARY, summary)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(staging, final)
+        if not (final / SUMMARY).is_file():
+            shutil.rmtree(final, ignore_errors=True)  # an unfinished leftover, if any
+            try:
+                os.replace(staging, final)
+                return final
+            except OSError:
+                if not (final / SUMMARY).is_file():
+                    raise
+        shutil.rmtree(staging, ignore_errors=True)
         return final

@@ -189,8 +189,10 @@ class Evaluator:
             self.catalog = catalog
         return self.catalog
 
-    def evaluate(self, folder: Path, label: str) -> ModelEvaluation:
-        """Evaluate one folder (or read its cached evaluation); raises on failure."""
+    def evaluate(self, folder: Path, label: str, *, record: bool = True) -> ModelEvaluation:
+        """Evaluate one folder (or read its cached evaluation); raises on failure. With
+        ``record``, a merge output's ``evaluation.json`` gets the results (never give it for
+        an input model, e.g. a sweep's reference: the docs promise those are not written to)."""
         catalog = self.prepare()
         folder = Path(folder).resolve()
         digest = folder_digest(folder, self.cache.memo)
@@ -205,15 +207,16 @@ class Evaluator:
                     "default (--apply-chat-template sends them through it)"
                 )
             evaluation = self._run(folder, label, digest, catalog)
-        write_record(
-            folder, evaluation, self.settings.shown(), f"mergekit-weightlevel {__version__}"
-        )
+        if record:
+            write_record(
+                folder, evaluation, self.settings.shown(), f"mergekit-weightlevel {__version__}"
+            )
         return evaluation
 
-    def evaluate_or_fail(self, folder: Path, label: str) -> ModelEvaluation:
+    def evaluate_or_fail(self, folder: Path, label: str, *, record: bool = True) -> ModelEvaluation:
         """``evaluate``, with any failure recorded instead of raised (a sweep goes on)."""
         try:
-            return self.evaluate(folder, label)
+            return self.evaluate(folder, label, record=record)
         except KeyboardInterrupt:
             raise
         except Exception as error:  # noqa: BLE001 - the table says which failed and why
@@ -254,6 +257,7 @@ class Evaluator:
             "facts": {name: asdict(facts) for name, facts in read_task_facts(results).items()},
         }
         entry = self.cache.commit(staging, summary)
+        summary = self.cache.load(digest, self.settings_key) or summary  # theirs, if first
         return self._from_summary(summary, folder, label, digest, entry, status="evaluated")
 
     def _from_summary(

@@ -286,7 +286,8 @@ def evaluate_prepared_sweep(
         for value, folder in pairs
     ]
     reference_results = {
-        name: evaluator.evaluate_or_fail(folder, name) for name, folder in named.items()
+        name: evaluator.evaluate_or_fail(folder, name, record=False)
+        for name, folder in named.items()
     }
     chosen = None
     if selection is not None:

@@ -26,6 +26,7 @@ class SweepShare:
     def __init__(self, values: Sequence[float]):
         self.values = tuple(float(value) for value in values)
         self._waiting: dict[str, dict[float, torch.Tensor]] = {}
+        self._failed: set[float] = set()
         self._lock = threading.Lock()
 
     def take(
@@ -34,21 +35,26 @@ class SweepShare:
         value: float,
         compute: Callable[[Sequence[float]], list[torch.Tensor]],
     ) -> torch.Tensor:
-        """Tensor ``tensor``'s output at ``value``; ``compute(values)`` gives every value's
-        output in one go the first time the tensor is asked for."""
+        """Tensor ``tensor``'s output at ``value``; ``compute(values)`` gives the output of
+        every value still merging in one go, the first time the tensor is asked for."""
+        value = float(value)
         with self._lock:
             waiting = self._waiting.get(tensor)
             if waiting is None:
-                waiting = dict(zip(self.values, compute(self.values)))
+                live = [v for v in self.values if v not in self._failed or v == value]
+                waiting = dict(zip(live, compute(live)))
                 self._waiting[tensor] = waiting
-            output = waiting.pop(float(value))
+            output = waiting.pop(value)
             if not waiting:
                 del self._waiting[tensor]
             return output
 
     def forget(self, value: float) -> None:
-        """Drop what waits for ``value`` (its output failed and will not ask again)."""
+        """``value``'s output failed and will not ask again: drop what waits for it, and
+        compute nothing more for it (else every later tensor's output would wait here for
+        it until the pass ends: up to a whole model)."""
         with self._lock:
+            self._failed.add(float(value))
             for tensor in list(self._waiting):
                 self._waiting[tensor].pop(float(value), None)
                 if not self._waiting[tensor]:

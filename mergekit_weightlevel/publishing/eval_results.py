@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult
 
-from mergekit_weightlevel.evaluation.record import read_record
+from mergekit_weightlevel.evaluation.record import RECORD, read_record
 
 EVAL_RESULTS_DIR = ".eval_results"
 #: The first line of the ``.eval_results`` files written here (so a rewrite knows its own).
@@ -157,21 +157,39 @@ def write_benchmark_files(folder: Path, evaluation: CardEvaluation) -> list[Path
     """Write ``FOLDER/.eval_results/*.yaml``; remove those written here before that are no
     longer current (files written by others are left alone). Returns the files written."""
     directory = Path(folder) / EVAL_RESULTS_DIR
-
-    def ours(path: Path) -> bool:
-        return path.read_text(encoding="utf-8").startswith(WRITTEN_HERE)
-
     if directory.is_dir():
         for stale in directory.glob("*.yaml"):
-            if stale.name not in evaluation.benchmark_files and ours(stale):
+            if stale.name not in evaluation.benchmark_files and _written_here(stale):
                 stale.unlink()
     written = []
     for name, entries in evaluation.benchmark_files.items():
         directory.mkdir(exist_ok=True)
         path = directory / name
-        if path.exists() and not ours(path):
+        if path.exists() and not _written_here(path):
             continue  # someone else's result for this benchmark: theirs to change
         text = WRITTEN_HERE + "\n" + yaml.safe_dump(entries, sort_keys=False, allow_unicode=True)
         path.write_text(text, encoding="utf-8")
         written.append(path)
     return written
+
+
+def _written_here(path: Path) -> bool:
+    return path.read_text(encoding="utf-8").startswith(WRITTEN_HERE)
+
+
+def forget_evaluations(folder: Path) -> list[str]:
+    """Remove the folder's ``evaluation.json`` and the ``.eval_results`` files written from
+    it, before a merge replaces the weights they measured (the card and ``publish`` would
+    show them as the new weights' results). Files written by others stay. Returns the
+    names removed; the evaluation cache keeps the numbers, by the old weights' content."""
+    folder = Path(folder)
+    removed = []
+    if read_record(folder) is not None:
+        (folder / RECORD).unlink()
+        removed.append(RECORD)
+    directory = folder / EVAL_RESULTS_DIR
+    if directory.is_dir():
+        for ours in (path for path in directory.glob("*.yaml") if _written_here(path)):
+            ours.unlink()
+            removed.append(f"{EVAL_RESULTS_DIR}/{ours.name}")
+    return removed

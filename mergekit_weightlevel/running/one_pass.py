@@ -20,7 +20,8 @@ what our wrapper adds (generation config, card, no stale weights).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,10 +73,14 @@ class OutputOutcome:
     error: BaseException | None = None
     tensor: str | None = None  # the tensor whose merge failed
     decisions: FileDecisions | None = field(default=None, repr=False)
+    #: Called once, when the output fails (a shared sweep step then stops serving it).
+    on_failure: Callable[[], None] | None = field(default=None, repr=False)
 
     def fail(self, error: BaseException, tensor: str) -> None:
         if self.error is None:
             self.error, self.tensor = error, tensor
+            if self.on_failure is not None:
+                self.on_failure()
 
     @property
     def message(self) -> str | None:
@@ -179,6 +184,8 @@ def merge_in_one_pass(
     outcomes, targets, out_configs, before = [], [], [], []
     for output in outputs:
         outcome = OutputOutcome(output.label)
+        if share is not None and output.value is not None:
+            outcome.on_failure = functools.partial(share.forget, output.value)
         outcome.decisions = FileDecisions(output.config, file_sources(output.config))
         run.runner = outcome.decisions
         before.append(weight_files(output.out_path))
@@ -205,8 +212,6 @@ def merge_in_one_pass(
 
     for output, outcome, out_config, written in zip(outputs, outcomes, out_configs, before):
         if outcome.error is not None:
-            if share is not None and output.value is not None:
-                share.forget(output.value)
             remove_new_weights(output.out_path, written)
             mark_incomplete(output.out_path, f"This output of a sweep failed: {outcome.message}\n")
             LOG.error("%s: not written (%s)", output.out_path, outcome.message)

@@ -89,12 +89,38 @@ def mark_incomplete(folder: str | os.PathLike, why: str = INTERRUPTED) -> None:
 
 def prepare_output(folder: str | os.PathLike, options: MergeOptions) -> None:
     """Before mergekit writes into ``folder``: a card written by hand is moved aside (the
-    merge writes its own ``README.md``), and the folder is marked unfinished."""
+    merge writes its own ``README.md``), what described the weights this merge replaces is
+    removed, and the folder is marked unfinished."""
     if options.write_model_card:
         from mergekit_weightlevel.publishing.card import keep_users_card
 
         keep_users_card(Path(folder))
+    forget_previous_merge(folder)
     mark_incomplete(folder)
+
+
+def forget_previous_merge(folder: str | os.PathLike) -> None:
+    """Remove an earlier merge's ``mergekit_config.yml`` and evaluation results.
+
+    mergekit writes ``mergekit_config.yml`` only with the card (``--no-write-model-card``
+    leaves the old one), and a rerun reuses a folder whose recorded config matches
+    (``is_current``): a stale one would pass other weights off as that config's merge. The
+    results of ``evaluate`` measured the old weights: the new card must not show them.
+    """
+    from mergekit_weightlevel.publishing.eval_results import forget_evaluations
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    (folder / "mergekit_config.yml").unlink(missing_ok=True)
+    removed = forget_evaluations(folder)
+    if removed:
+        LOG.info(
+            "removed %s from %s: they measured the weights this merge replaces (the "
+            "evaluation cache keeps them)",
+            ", ".join(removed),
+            folder,
+        )
 
 
 def mark_complete(folder: str | os.PathLike) -> None:

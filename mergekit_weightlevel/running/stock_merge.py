@@ -60,7 +60,7 @@ def _wrap_run_merge(original: Callable[..., Any]) -> Callable[..., Any]:
         if not is_ours(merge_config):
             _checked(suggest_method, merge_config.merge_method)
             _checked(check_merge_device, options)  # before mergekit creates out_path
-            _checked(check_merge_device, options)  # before mergekit creates out_path
+            _forget_evaluations(out_path)
             return original(merge_config, out_path, options=options, config_source=config_source)
         with merge_run() as run:
             sources = _checked(check_config, merge_config, options)
@@ -79,6 +79,16 @@ def _wrap_run_merge(original: Callable[..., Any]) -> Callable[..., Any]:
     run_merge.__wrapped__ = original  # type: ignore[attr-defined]
     run_merge.__doc__ = original.__doc__
     return run_merge
+
+
+def _forget_evaluations(out_path: str) -> None:
+    """A mergekit method's merge into a folder we evaluated: our results measured the
+    weights it replaces (``output_folder.forget_previous_merge`` does this for ours)."""
+    from pathlib import Path
+
+    from mergekit_weightlevel.publishing.eval_results import forget_evaluations
+
+    forget_evaluations(Path(out_path))
 
 
 def _checked(check: Callable[..., Any], *args: Any) -> Any:

@@ -133,6 +133,21 @@ def _with_value(config: Config, spec: ParameterSpec, value: float, method: str) 
     return with_value(config, spec.name, value, per_donor=per_donor)
 
 
+def read_config(path: str | Path) -> Config:
+    """A mergekit YAML file as a mapping, or one line saying why it is not one."""
+    try:
+        config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise WeightLevelConfigError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(config, dict):
+        found = "nothing" if config is None else f"a YAML {type(config).__name__}"
+        raise WeightLevelConfigError(
+            f"{path} is not a mergekit config: it holds {found}, not a mapping with "
+            "`merge_method:` and `models:`."
+        )
+    return config
+
+
 def plan_sweep(
     config: str | Path | Config,
     values: Sequence[float] | None = None,
@@ -147,7 +162,7 @@ def plan_sweep(
     of ``out_prefix`` (or ``out_dirs``, one per value).
     """
     if isinstance(config, (str, Path)):
-        config = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
+        config = read_config(config)
     method = _method(config)
     name = method.spec.name
     spec = sweep_parameter(method, parameter)
@@ -200,12 +215,10 @@ def run_sweep(
     ``reuse``, a value whose folder already holds its complete merge, written after the
     inputs last changed (``output_folder.is_current``), is not merged again.
     """
-    from mergekit_weightlevel.checks.headers import local_folder
     from mergekit_weightlevel.registry import register_methods
     from mergekit_weightlevel.running import stock_merge
     from mergekit_weightlevel.running.config_checks import check_config
     from mergekit_weightlevel.running.one_pass import PlannedOutput, merge_in_one_pass
-    from mergekit_weightlevel.running.output_folder import is_current
 
     register_methods()
     stock_merge.install()  # mergekit's helpers pick our file donors (no start-up hook ran?)
@@ -215,7 +228,7 @@ def run_sweep(
         PlannedOutput(
             config=parsed,
             out_path=folder,
-            config_text=yaml.safe_dump(raw, sort_keys=False),
+            config_text=config_text(raw),
             label=f"{request.parameter} {value:g}",
             value=value,
         )
@@ -223,15 +236,7 @@ def run_sweep(
             configs, request.configs, request.out_dirs, request.values
         )
     ]
-    inputs = [
-        local_folder(model, cache_dir=options.transformers_cache)
-        for model in configs[0].referenced_models()
-    ]
-    done = {
-        output.out_path
-        for output in outputs
-        if reuse and is_current(output.out_path, output.config_text, inputs)
-    }
+    done = finished_outputs(request) if reuse else set()
     pending = [output for output in outputs if output.out_path not in done]
     errors: dict[Path, str | None] = {}
     if pending:
@@ -246,6 +251,45 @@ def run_sweep(
         SweptOutput(value, folder, errors.get(folder), reused=folder in done)
         for value, folder in zip(request.values, request.out_dirs)
     ]
+
+
+def config_text(config: Config) -> str:
+    """What a value's ``mergekit_config.yml`` records of its config."""
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def finished_outputs(request: SweepRequest) -> set[Path]:
+    """The values' folders that already hold their complete merge, written after every
+    input last changed (``output_folder.is_current``): a rerun reuses them."""
+    from mergekit_weightlevel.running.output_folder import is_current
+
+    inputs = [Path(path) if Path(path).is_dir() else None for path in input_paths(request)]
+    return {
+        folder
+        for raw, folder in zip(request.configs, request.out_dirs)
+        if is_current(folder, config_text(raw), inputs)
+    }
+
+
+def input_paths(request: SweepRequest) -> list[str]:
+    """Every input the sweep reads, as the config names it: the models, their LoRAs, and an
+    input given as a parameter (Shadow-FT's ``adapter``). Reuse dates those that are local
+    folders; a Hub id cannot be dated (the Hub may hold a newer revision than the cache)."""
+    from mergekit_weightlevel.checks.parameters import parameter_blocks
+
+    config = MergeConfiguration.model_validate(request.configs[0])
+    paths = []
+    for reference in config.referenced_models():
+        paths.append(reference.model.path)
+        if reference.lora is not None:
+            paths.append(reference.lora.path)
+    declared = request.method.declaration.roles.parameter_input
+    if declared is not None:
+        for _where, block in parameter_blocks(config):
+            value = block.get(declared[0])
+            if isinstance(value, str):
+                paths.append(str(Path(value).expanduser()))
+    return list(dict.fromkeys(paths))
 
 
 def sweep(
@@ -323,7 +367,7 @@ def plan_timber_sweep(
 ) -> SweepRequest:
     """``plan_sweep`` of λ, for a config that must be a Timber one."""
     if isinstance(config, (str, Path)):
-        config = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
+        config = read_config(config)
     if config.get("merge_method") != TIMBER:
         raise WeightLevelConfigError(
             f"{TIMBER} sweep: the config's merge_method is {config.get('merge_method')!r}; "
