@@ -26,7 +26,7 @@ ALLOWED = {
     "methods": {"about", "errors", "tensor_names", "numerics", "checks", "registry"},
     "registry": {"checks", "methods"},
     "analyze": {"about", "errors", "tensor_names", "numerics", "checks"},
-    "evaluation": {"about", "errors"},
+    "evaluation": {"about", "errors", "checks"},
     "publishing": {"about", "errors", "checks", "methods", "registry", "analyze", "evaluation"},
     "running": {
         "about",

@@ -223,6 +223,15 @@ def test_a_folder_that_is_not_a_model_is_named_before_any_work(tmp_path):
     (broken / "config.json").write_text("{not json")
     with pytest.raises(ModelFolderError, match="broken: its config.json does not load"):
         evaluate_folders([broken], "toy_qa_add3", log=quiet)
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "MERGE_INCOMPLETE.txt").write_text("This output of a sweep failed: …\n")
+    with pytest.raises(ModelFolderError, match="unfinished: the merge into this folder did not"):
+        evaluate_folders([unfinished], "toy_qa_add3", log=quiet)
+    a_file = tmp_path / "config.yml"
+    a_file.write_text("merge_method: linear\n")
+    with pytest.raises(ModelFolderError, match="config.yml: a file, not a model folder"):
+        evaluate_folders([a_file], "toy_qa_add3", log=quiet)
 
 
 def test_weights_that_do_not_load_name_the_folder(tmp_path):

@@ -170,6 +170,10 @@ def test_a_rerun_evaluates_nothing_and_keep_best_removes_only_other_outputs(
         raise AssertionError("evaluated again")
 
     monkeypatch.setattr(evaluate_module, "run_lm_eval", must_not_run)
+    users = copies[-1][1]  # a user's notes and results in one output: never ours to delete
+    (users / "notes.md").write_text("mine")
+    (users / "my_results").mkdir()
+    (users / "my_results" / "a.txt").write_text("mine too")
     again = evaluate_sweep(
         "lambda", copies, references, "toy_qa_add3", tmp_path / "s", keep="best", **arguments
     )
@@ -177,7 +181,9 @@ def test_a_rerun_evaluates_nothing_and_keep_best_removes_only_other_outputs(
     kept = Path(again.chosen.folder)
     assert again.chosen.value == 0.0  # the Instruct end answers shortest
     assert kept.is_dir() and sorted(again.removed) == sorted(f for _, f in copies if f != kept)
-    assert all(not f.exists() for f in again.removed)
+    assert all(not f.exists() for f in again.removed if f != users)
+    assert sorted(p.name for p in users.iterdir()) == ["my_results", "notes.md"]
+    assert (users / "my_results" / "a.txt").read_text() == "mine too"
     assert (INSTRUCT / "model.safetensors").is_file()
     assert json.loads(again.json_path.read_text())["removed"] == [str(f) for f in again.removed]
 

@@ -19,10 +19,10 @@ from mergekit.config import MergeConfiguration
 from mergekit.merge import run_merge
 from mergekit.options import MergeOptions
 
+from mergekit_weightlevel.checks.model_folder import INCOMPLETE_MARKER
 from mergekit_weightlevel.cli import main
 from mergekit_weightlevel.method_configs import paramdelta_config, timber_config
 from mergekit_weightlevel.publishing import publish_folder
-from mergekit_weightlevel.publishing.checks import INCOMPLETE_MARKER
 
 USERS_CARD = "---\nlicense: mit\n---\n# My merge\n\nNotes I wrote before merging.\n"
 UNFINISHED = "the merge into this folder did not finish: run it again"

@@ -438,7 +438,7 @@ def timber(family, **parameters):
          "timber_spectral: unknown parameter `lamda` in the parameters of model {instruct}"),
         (lambda c: c["parameters"].update({"lambda": "heavy"}),
          "timber_spectral: parameter `lambda` in the top-level `parameters:` must be a float in "
-         "[0, inf], got 'heavy'"),
+         "[0, inf), got 'heavy'"),
         (lambda c: c.update(merge_method="timber"),
          "unknown merge_method `timber`. Did you mean `merge_method: timber_spectral`?"),
     ],

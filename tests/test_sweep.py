@@ -15,11 +15,11 @@ from mergekit.io.lazy_tensor_loader import LazyTensorLoader
 from mergekit.options import MergeOptions
 
 from mergekit_weightlevel import method_configs
+from mergekit_weightlevel.checks.model_folder import INCOMPLETE_MARKER
 from mergekit_weightlevel.cli import main
 from mergekit_weightlevel.demo.tiny_models import build_family
 from mergekit_weightlevel.errors import WeightLevelConfigError
 from mergekit_weightlevel.methods.timber import decomposition
-from mergekit_weightlevel.publishing.checks import INCOMPLETE_MARKER
 from mergekit_weightlevel.running.merging import merge_yaml
 from mergekit_weightlevel.running.sweep import plan_sweep, sweep, sweep_out_dirs
 
@@ -175,6 +175,8 @@ def test_another_parameter_can_be_swept(llama_family, tmp_path):
         ("instruct_thinking_interp", None, [0.5, 1.5], r"`lambda` must be a float in \[0, 1\]; not 1.5"),
         ("timber_spectral", "scope", [0.5], r"`scope` is not a numeric parameter .* `lambda`, `erank_exponent`"),
         ("paramdelta", None, [0.5, 0.5], r"values repeat"),
+        ("timber_spectral", None, [0.2, float("inf")], r"values must be finite numbers"),
+        ("paramdelta", None, [1.0, float("nan")], r"values must be finite numbers"),
     ],
 )  # fmt: skip
 def test_bad_sweeps_fail_before_any_work(
@@ -439,3 +441,60 @@ def test_sweep_eval_where_no_value_was_written_says_why_for_each(llama_family, t
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if "NaN/Inf" in line]
     assert len(lines) == 2, result.output  # one line per value, with its reason
+
+
+def test_an_output_path_that_is_a_file_is_refused_before_any_folder_is_touched(
+    llama_family, tmp_path
+):
+    config = configs(llama_family)["instruct_thinking_interp"]
+    first = tmp_path / "i-lambda0.3"
+    first.mkdir()
+    (first / "README.md").write_text("---\nlicense: mit\n---\n# My card\n")
+    (tmp_path / "i-lambda0.5").write_text("a file where a folder goes")
+    with pytest.raises(WeightLevelConfigError, match=r"i-lambda0.5 exists and is not a folder"):
+        sweep(config, [0.3, 0.5], tmp_path / "i", options=MergeOptions(quiet=True))
+    assert [p.name for p in first.iterdir()] == ["README.md"]  # untouched
+
+
+def test_a_single_timber_merge_refuses_an_infinite_lambda(llama_family, tmp_path):
+    config = method_configs.timber_config(llama_family.base, llama_family.instruct)
+    config["parameters"] = {"lambda": float("inf")}
+    with pytest.raises(Exception, match=r"must be a float in \[0, inf\), got inf"):
+        merge_yaml(config, tmp_path / "t", MergeOptions(quiet=True))
+
+
+def test_a_rerun_merges_again_an_output_whose_weights_are_truncated(llama_family, tmp_path):
+    config = configs(llama_family)["instruct_thinking_interp"]
+    options = MergeOptions(quiet=True)
+    first = sweep(config, [0.3, 0.6], tmp_path / "i", options=options)
+    shard = sorted(first[1].folder.glob("*.safetensors"))[-1]
+    with shard.open("r+b") as handle:  # a copy cut short: the header intact, the data not
+        handle.truncate(shard.stat().st_size - 100)
+    again = sweep(config, [0.3, 0.6], tmp_path / "i", options=options)
+    assert [o.reused for o in again] == [True, False]
+    alone = run_yaml_merge(single_config(config, "instruct_thinking_interp", 0.6), tmp_path / "a")
+    swept = read_state(again[1].folder)
+    assert all(torch.equal(swept[n], alone[n]) for n in alone)
+
+
+def test_sweep_eval_with_a_failed_evaluation_says_so_in_one_line_and_exits_1(tmp_path, monkeypatch):
+    import mergekit_weightlevel.evaluation.evaluate as evaluate_module
+
+    monkeypatch.setenv("MERGEKIT_WEIGHTLEVEL_CACHE", str(tmp_path / "cache"))
+    original = evaluate_module.run_lm_eval
+
+    def fails_for_one(folder, *args, **kwargs):
+        if Path(folder).name == "o-lambda0.2":
+            raise RuntimeError("out of memory")
+        return original(folder, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate_module, "run_lm_eval", fails_for_one)
+    config = write_config(tmp_path / "t.yml", method_configs.interp_config(
+        TOY / "models/instruct", TOY / "models/thinking", dtype="float32"))  # fmt: skip
+    arguments = ["sweep", str(config), str(tmp_path / "o"), "--values", "0.2,0.8"]
+    arguments += ["--eval", "toy_qa_add3", "--limit", "5", "--select", "toy_qa_add3:acc"]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 1, result.output
+    assert result.output.count("evaluation failed") == 1
+    assert 'File "' not in result.output  # no traceback lines
+    assert "chosen: lambda 0.8" in result.output  # the others are evaluated and chosen among

@@ -130,7 +130,7 @@ def test_cli_sweep_reports_bad_lambdas(llama_family, tmp_path):
         main, ["sweep", "timber", str(config), str(tmp_path / "o"), "--lambdas", "0.1,-1"]
     )
     assert result.exit_code == 1
-    assert "timber_spectral sweep: `lambda` must be a float in [0, inf]; not -1." in result.output
+    assert "timber_spectral sweep: `lambda` must be a float in [0, inf); not -1." in result.output
 
 
 def test_example_config_runs_on_the_demo_family(llama_family, tmp_path):

@@ -8,6 +8,7 @@ to set them; ``describe_type`` reads them back for `mergekit-weightlevel methods
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, get_args, get_origin
@@ -23,9 +24,9 @@ class Range:
     le: float | None = None
 
     def __str__(self) -> str:
-        low = "-inf" if self.ge is None else f"{self.ge:g}"
-        high = "inf" if self.le is None else f"{self.le:g}"
-        return f"float in [{low}, {high}]"
+        low = "(-inf" if self.ge is None else f"[{self.ge:g}"
+        high = "inf)" if self.le is None else f"{self.le:g}]"
+        return f"float in {low}, {high}"
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def bounded_float(
     def check(value: float) -> float:
         low_ok = ge is None or value >= ge
         high_ok = le is None or value <= le
-        if not (low_ok and high_ok and value == value):  # value == value rejects NaN
+        if not (low_ok and high_ok and math.isfinite(value)):  # NaN and ±inf: never a weight
             raise ValueError(
                 f"{method}: parameter `{parameter}` must be a {bounds}, got {value!r}. "
                 f"Set `{parameter}` in the `parameters:` of your merge config to a value in range."

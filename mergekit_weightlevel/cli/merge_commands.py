@@ -182,8 +182,11 @@ class SweepRun:
         echo_outputs(request.parameter, outputs)
         if report is not None:
             echo_evaluation(report)
-        if any(output.error for output in outputs):
-            raise click.exceptions.Exit(1)
+        evaluations = [model for _, model in report.outputs] if report is not None else []
+        if any(output.error for output in outputs) or any(
+            model.status == "failed" for model in evaluations
+        ):
+            raise click.exceptions.Exit(1)  # the table and the lines above say which, and why
 
 
 def prepare_evaluation(

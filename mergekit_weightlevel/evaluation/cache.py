@@ -24,10 +24,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from mergekit_weightlevel.checks.model_folder import EVALUATION_RECORD
+
 #: Files whose content decides what an evaluation measures (weights, config, tokenizer).
 CONTENT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt", ".jinja", ".tiktoken")
 #: Files with those suffixes that do not: records of results, not of the model.
-NOT_CONTENT = ("evaluation.json",)
+NOT_CONTENT = (EVALUATION_RECORD,)
 SUMMARY = "summary.json"
 CHUNK = 16 * 1024 * 1024
 

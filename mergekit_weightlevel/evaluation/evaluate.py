@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from mergekit_weightlevel.about import __version__
-from mergekit_weightlevel.errors import ModelFolderError, WeightLevelInputError
+from mergekit_weightlevel.checks.model_folder import check_finished
+from mergekit_weightlevel.errors import ModelFolderError, WeightLevelInputError, package_logger
 from mergekit_weightlevel.evaluation.cache import (
     ResultCache,
     default_cache_dir,
@@ -43,6 +44,8 @@ from mergekit_weightlevel.evaluation.results import (
     read_metrics,
     read_task_facts,
 )
+
+LOG = package_logger(__name__)
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
@@ -90,8 +93,15 @@ def library_versions() -> dict[str, str]:
 def check_model_folder(folder: Path) -> None:
     """Raise ``ModelFolderError`` unless lm-eval's ``hf`` model can load ``folder``: a
     ``config.json`` transformers reads and weights beside it."""
+    if folder.exists() and not folder.is_dir():
+        raise ModelFolderError(
+            f"{folder}: a file, not a model folder; give the folder a merge wrote"
+        )
     if not folder.is_dir():
         raise ModelFolderError(f"{folder}: no such model folder")
+    unfinished = check_finished(folder)
+    if unfinished:
+        raise ModelFolderError(f"{folder}: {unfinished[0]}")
     if not (folder / "config.json").is_file():
         raise ModelFolderError(
             f"{folder}: not a model folder lm-eval can load (no config.json); give the folder a "
@@ -222,7 +232,9 @@ class Evaluator:
         except Exception as error:  # noqa: BLE001 - the table says which failed and why
             reason = f"{type(error).__name__}: {error}".splitlines()[0]
             self.log(f"{label}: evaluation failed: {reason}")
-            self.log("".join(traceback.format_exception(error)[-3:]).rstrip())
+            LOG.debug(
+                "%s: evaluation failed", label, exc_info=error
+            )  # the traceback, at debug level
             return ModelEvaluation(Path(folder), label, "failed", error=reason)
 
     def _run(self, folder: Path, label: str, digest: str, catalog: TaskCatalog) -> ModelEvaluation:

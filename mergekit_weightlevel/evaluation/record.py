@@ -21,7 +21,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-RECORD = "evaluation.json"
+from mergekit_weightlevel.checks.model_folder import EVALUATION_RECORD
+
+RECORD = EVALUATION_RECORD
 SCHEMA = 1
 #: Only folders a merge wrote get a record (the card and ``publish`` are for those).
 MERGE_MARKER = "mergekit_config.yml"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mergekit_weightlevel.checks.model_folder import is_model_file
 from mergekit_weightlevel.evaluation.cache import write_json_atomically
 from mergekit_weightlevel.evaluation.evaluate import (
     Evaluator,
@@ -195,9 +196,33 @@ def _remove_all_but(
         if not (folder / MERGE_MARKER).is_file():
             log(f"--keep best: {folder} is kept: it has no {MERGE_MARKER}, so no merge wrote it")
             continue
-        shutil.rmtree(folder)
+        left = remove_model(folder)
+        if left:
+            log(f"--keep best: removed the model from {folder}, kept what the merge did not "
+                f"write there: {', '.join(left)}")  # fmt: skip
         removed.append(folder)
     return removed
+
+
+def remove_model(folder: Path) -> list[str]:
+    """Remove the model in ``folder`` (``checks.model_folder.is_model_file``: weights, configs,
+    tokenizer, card, results), and the folder if nothing else is in it; return the names of
+    what is left there (a user's notes, a moved-aside card: never ours to delete)."""
+    entries = sorted(folder.iterdir())
+    ours = [
+        entry
+        for entry in entries
+        if is_model_file(entry.name + ("/" if entry.is_dir() else ""), folder)
+    ]
+    for entry in ours:
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    left = [entry.name + ("/" if entry.is_dir() else "") for entry in entries if entry not in ours]
+    if not left:
+        folder.rmdir()
+    return left
 
 
 def evaluate_sweep(

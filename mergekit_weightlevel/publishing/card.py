@@ -22,6 +22,7 @@ from huggingface_hub import ModelCard, ModelCardData
 from mergekit.config import MergeConfiguration
 
 from mergekit_weightlevel.about import __version__
+from mergekit_weightlevel.checks.model_folder import check_finished
 from mergekit_weightlevel.checks.parameters import TOP_LEVEL, parameter_blocks
 from mergekit_weightlevel.errors import package_logger
 from mergekit_weightlevel.methods.declaration import (
@@ -38,7 +39,7 @@ from mergekit_weightlevel.methods.output_files import (
     TOKENIZER_VOCABULARY,
     file_sources,
 )
-from mergekit_weightlevel.publishing.checks import WeightsSummary, check_finished, check_weights
+from mergekit_weightlevel.publishing.checks import WeightsSummary, check_weights
 from mergekit_weightlevel.publishing.eval_results import card_evaluation, write_benchmark_files
 from mergekit_weightlevel.publishing.inputs import (
     CONFIG_FILE,

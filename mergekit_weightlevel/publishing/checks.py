@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mergekit_weightlevel.checks.model_folder import check_finished
 from mergekit_weightlevel.errors import WeightLevelError
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -36,43 +37,6 @@ DTYPE_BYTES = {
     "F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2,
     "I16": 2, "U16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I8": 1, "U8": 1, "BOOL": 1,
 }  # fmt: skip
-
-
-#: Kept in an output folder by a merge of ours from its start to its end (``running.output_folder``).
-INCOMPLETE_MARKER = "MERGE_INCOMPLETE.txt"
-#: What the marker says when nothing more is known: the merge was interrupted, or failed.
-INTERRUPTED = (
-    "The merge into this folder started but did not finish (interrupted, or it failed before "
-    "its end): its weights are incomplete. Run the merge again; it replaces them and removes "
-    "this file.\n"
-)
-UNFINISHED = "the merge into this folder did not finish: run it again"
-
-
-def incomplete_reason(folder: Path) -> str | None:
-    """Why the folder's merge did not finish (the marker's text), or None if it did."""
-    marker = Path(folder) / INCOMPLETE_MARKER
-    return marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
-
-
-def check_finished(folder: Path) -> list[str]:
-    """The folder's merge finished; otherwise say so, and to run it again.
-
-    Two signs: our marker (a merge of ours keeps it from its start to its end; a failed
-    sweep value writes its reason in it), or weights without ``config.json``, which mergekit
-    writes after the last tensor (a merge run without our wrapper, interrupted).
-    """
-    reason = incomplete_reason(folder)
-    if reason is not None:
-        why = "" if reason == INTERRUPTED.strip() else f": {reason}"
-        return [f"{UNFINISHED} ({INCOMPLETE_MARKER} marks it{why})"]
-    weights = [p for p in Path(folder).glob("*") if p.suffix in (".safetensors", ".bin")]
-    if weights and not (Path(folder) / "config.json").is_file():
-        return [
-            f"{UNFINISHED} (it holds {len(weights)} weight file(s) but no config.json, which "
-            "mergekit writes after the last tensor)"
-        ]
-    return []
 
 
 class FolderNotReadyError(WeightLevelError, ValueError):
@@ -274,37 +238,6 @@ def folder_files(folder: Path) -> list[tuple[str, int]]:
     }
     kept = filter_repo_objects(sizes, ignore_patterns=list(DEFAULT_IGNORE_PATTERNS))
     return [(name, sizes[name]) for name in kept]
-
-
-#: Files of a model folder besides its weights: what mergekit writes or copies (its config,
-#: card and YAML, the tokenizer files of ``_copy_tokenizer``, processors) and the card's figures.
-MODEL_FILES = frozenset(
-    {
-        "config.json", "generation_config.json", "README.md", "mergekit_config.yml",
-        "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
-        "added_tokens.json", "merges.txt", "vocab.json", "vocab.txt", "chat_template.jinja",
-        "chat_template.json", "preprocessor_config.json", "processor_config.json",
-        "video_preprocessor_config.json", ".gitattributes",
-    }
-)  # fmt: skip
-#: Folders of a model folder that belong to it (``card --report``'s figures).
-MODEL_FOLDERS = ("weight_level/",)
-
-
-def is_model_file(name: str, folder: Path) -> bool:
-    """Whether ``name`` (relative to ``folder``) is part of the model, not a file left there.
-
-    Weights and their index, the files mergekit writes or copies, the card's figures, and
-    the Python files of a model with custom code (``auto_map`` in ``config.json``).
-    """
-    if name in MODEL_FILES or name.startswith(MODEL_FOLDERS):
-        return True
-    if "/" not in name and name.endswith((".safetensors", ".bin", ".index.json")):
-        return True
-    if name.endswith(".py") and "/" not in name:
-        config = folder / "config.json"
-        return config.is_file() and '"auto_map"' in config.read_text(encoding="utf-8")
-    return False
 
 
 def check_folder(folder: Path, *, card: bool = True) -> WeightsSummary:

@@ -24,9 +24,9 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult
 
+from mergekit_weightlevel.checks.model_folder import EVAL_RESULTS_DIR
 from mergekit_weightlevel.evaluation.record import RECORD, read_record
 
-EVAL_RESULTS_DIR = ".eval_results"
 #: The first line of the ``.eval_results`` files written here (so a rewrite knows its own).
 WRITTEN_HERE = "# written by mergekit-weightlevel from evaluation.json"
 SOURCE_NAME = "lm-evaluation-harness (mergekit-weightlevel evaluate)"

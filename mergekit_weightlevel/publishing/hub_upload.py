@@ -24,9 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mergekit_weightlevel.checks.model_folder import is_model_file
 from mergekit_weightlevel.errors import WeightLevelError
 from mergekit_weightlevel.publishing.card import USER_CARD, is_generated_card, write_card
-from mergekit_weightlevel.publishing.checks import check_folder, folder_files, is_model_file
+from mergekit_weightlevel.publishing.checks import check_folder, folder_files
 from mergekit_weightlevel.publishing.inputs import CardInputError, check_repo_id
 
 #: Seconds the first request to the Hub may take before publish gives up.

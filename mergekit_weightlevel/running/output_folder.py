@@ -1,7 +1,7 @@
 """The output folder of a merge: what it holds when the merge ends, and how an unfinished
 one is recognised.
 
-- A marker file (``publishing.checks.INCOMPLETE_MARKER``) is written into the folder before
+- A marker file (``checks.model_folder.INCOMPLETE_MARKER``) is written into the folder before
   mergekit writes anything and removed when the merge has finished; a folder that still has
   it was interrupted, or its merge failed (the marker says why). ``card`` and ``publish``
   refuse it.
@@ -18,8 +18,8 @@ from pathlib import Path
 
 from mergekit.options import MergeOptions
 
+from mergekit_weightlevel.checks.model_folder import INCOMPLETE_MARKER, INTERRUPTED
 from mergekit_weightlevel.errors import package_logger
-from mergekit_weightlevel.publishing.checks import INCOMPLETE_MARKER, INTERRUPTED
 from mergekit_weightlevel.running.file_donors import (
     FileDecisions,
     align_generation_config,
@@ -175,7 +175,11 @@ def is_current(
 
     A sweep run again (after an interruption, or to add values) reuses such outputs instead
     of merging them again. An input that is not a local folder cannot be dated: never reused.
+    Weights whose files do not hold what their headers and index say (truncated, a shard
+    missing or left over) are merged again, as ``publish`` would refuse them.
     """
+    from mergekit_weightlevel.publishing.checks import check_weights
+
     folder = Path(folder)
     recorded = folder / "mergekit_config.yml"
     if (folder / INCOMPLETE_MARKER).exists() or not recorded.is_file():
@@ -189,4 +193,7 @@ def is_current(
         (item.stat().st_mtime_ns for source in input_folders for item in source.iterdir()),
         default=0,
     )
-    return min(written) > newest_input
+    if min(written) <= newest_input:
+        return False
+    problems, _summary = check_weights(folder)
+    return not problems

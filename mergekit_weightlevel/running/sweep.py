@@ -18,6 +18,7 @@ at a time (mergekit's schedule takes one tensor name at a time), beside its inpu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,6 +172,10 @@ def plan_sweep(
         raise WeightLevelConfigError(f"{name} sweep: give at least one value (`--values`).")
     if len(set(values)) != len(values):
         raise WeightLevelConfigError(f"{name} sweep: values repeat: {list(values)}.")
+    if not all(math.isfinite(value) for value in values):
+        raise WeightLevelConfigError(
+            f"{name} sweep: values must be finite numbers, not {list(values)}."
+        )
     if out_dirs is None:
         if out_prefix is None:
             raise WeightLevelConfigError(f"{name} sweep: give an output prefix.")
@@ -182,6 +187,12 @@ def plan_sweep(
         )
     if len(set(folders)) != len(folders):
         raise WeightLevelConfigError(f"{name} sweep: output folders repeat.")
+    for folder in folders:
+        if folder.exists() and not folder.is_dir():
+            raise WeightLevelConfigError(
+                f"{name} sweep: {folder} exists and is not a folder: move it away, or choose "
+                "another output prefix."
+            )
     _check_not_set_per_tensor(config, spec, name)
     method.check_config_structure(MergeConfiguration.model_validate(config))  # roles first
     _check_values(values, spec, name)
