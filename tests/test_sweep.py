@@ -498,3 +498,59 @@ def test_sweep_eval_with_a_failed_evaluation_says_so_in_one_line_and_exits_1(tmp
     assert result.output.count("evaluation failed") == 1
     assert 'File "' not in result.output  # no traceback lines
     assert "chosen: lambda 0.8" in result.output  # the others are evaluated and chosen among
+
+
+def test_sweep_help_and_usage_errors_show_the_config_form(tmp_path):
+    """`sweep --help` lists the options of `sweep CONFIG OUT_PREFIX`, and its usage errors
+    name the command as typed, not the hidden default command behind it."""
+
+    def invoke(arguments: list[str]):
+        return CliRunner().invoke(main, arguments, prog_name="mergekit-weightlevel")
+
+    help_text = invoke(["sweep", "--help"]).output
+    assert "Usage: mergekit-weightlevel sweep [OPTIONS] CONFIG_FILE OUT_PREFIX" in help_text
+    assert all(option in help_text for option in ("--values", "--parameter", "--eval", "--ray"))
+    assert "sweep timber" in help_text
+    config = write_config(tmp_path / "t.yml", method_configs.interp_config(
+        TOY / "models/instruct", TOY / "models/thinking", dtype="float32"))  # fmt: skip
+    result = invoke(["sweep", str(config), str(tmp_path / "o"), "--within", "x"])
+    assert result.exit_code == 2
+    assert "Try 'mergekit-weightlevel sweep --help' for help." in result.output
+    assert "sweep config" not in result.output
+
+
+def test_ctrl_c_during_a_local_sweep_says_how_to_finish_and_exits_130(
+    llama_family, tmp_path, monkeypatch
+):
+    import mergekit_weightlevel.running.one_pass as one_pass
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(one_pass, "merge_in_one_pass", interrupted)
+    config = write_config(tmp_path / "i.yml", configs(llama_family)["instruct_thinking_interp"])
+    result = CliRunner().invoke(
+        main, ["sweep", str(config), str(tmp_path / "i"), "--values", "0.5"]
+    )
+    assert result.exit_code == 130
+    assert "interrupted: the values not finished keep MERGE_INCOMPLETE.txt" in result.output
+
+
+def test_inputs_without_a_tokenizer_give_one_warning_line_per_output(
+    llama_family, tmp_path, caplog
+):
+    import shutil
+
+    bare = {}
+    for name in ("instruct", "thinking"):
+        folder = Path(shutil.copytree(getattr(llama_family, name), tmp_path / name))
+        for path in folder.iterdir():
+            if path.name.startswith(("tokenizer", "special_tokens", "chat_template")):
+                path.unlink()
+        bare[name] = folder
+    config = method_configs.interp_config(bare["instruct"], bare["thinking"], dtype="float32")
+    with caplog.at_level(logging.WARNING, logger="mergekit_weightlevel"):
+        outputs = sweep(config, [0.3, 0.6], tmp_path / "i", options=MergeOptions(quiet=True))
+    assert all(output.error is None for output in outputs)
+    lines = [r for r in caplog.records if "no tokenizer was copied" in r.getMessage()]
+    assert len(lines) == 2 and not any(r.exc_info for r in lines)

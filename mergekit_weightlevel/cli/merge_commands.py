@@ -37,14 +37,28 @@ def merge(merge_options: MergeOptions, config_file: str, out_path: str) -> None:
 
 class SweepGroup(click.Group):
     """``sweep CONFIG OUT_PREFIX …`` for every method, beside ``sweep timber …`` (kept as it was):
-    arguments that do not start with a subcommand's name go to the default command."""
+    arguments that do not start with a subcommand's name go to the default command, and so
+    does ``sweep --help`` (its options are the ones users need)."""
 
     default_command = "config"
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+        if not args or args[0] not in self.commands:
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
+
+
+class DefaultCommandContext(click.Context):
+    """The context of the default command: its usage lines and hints say ``sweep``, as the
+    user typed it, not the hidden ``sweep config``."""
+
+    @property
+    def command_path(self) -> str:
+        return self.parent.command_path if self.parent is not None else super().command_path
+
+
+class DefaultSweepCommand(PrettyPrintHelp):
+    context_class = DefaultCommandContext
 
 
 @click.group(cls=SweepGroup, invoke_without_command=False)
@@ -134,6 +148,12 @@ rewrite_option = click.option(
 )
 
 
+INTERRUPTED_SWEEP = (
+    "interrupted: the values not finished keep MERGE_INCOMPLETE.txt; run the same command "
+    "again to finish them (finished outputs and evaluations are reused)"
+)
+
+
 @dataclass
 class SweepRun:
     """How to run a checked sweep, as the sweep commands' options say."""
@@ -168,10 +188,16 @@ class SweepRun:
             self.eval_tasks, self.select, self.within, self.keep, self.eval_options
         )
         if self.ray_settings is None:
-            outputs = run_sweep(request, self.merge_options, reuse=not self.rewrite)
-            written = any(output.error is None for output in outputs)
-            evaluated = prepared is not None and written  # else each value's line says why
-            report = evaluate_swept(request, outputs, prepared, out_prefix) if evaluated else None
+            try:
+                outputs = run_sweep(request, self.merge_options, reuse=not self.rewrite)
+                written = any(output.error is None for output in outputs)
+                evaluated = prepared is not None and written  # else each value's line says why
+                report = (
+                    evaluate_swept(request, outputs, prepared, out_prefix) if evaluated else None
+                )
+            except KeyboardInterrupt:
+                click.echo(INTERRUPTED_SWEEP, err=True)
+                raise click.exceptions.Exit(130) from None
         else:
             from mergekit_weightlevel.distributed.evaluation import sweep_on_ray_with_evaluation
 
@@ -216,7 +242,7 @@ def prepare_evaluation(
     )
 
 
-@sweep.command(name="config", cls=PrettyPrintHelp, hidden=True)
+@sweep.command(name="config", cls=DefaultSweepCommand, hidden=True)
 @click.argument("config_file", type=click.Path(exists=True, dir_okay=False))
 @click.argument("out_prefix", type=click.Path(file_okay=False))
 @click.option(
@@ -240,13 +266,16 @@ def sweep_values(
     parameter: str | None,
     run: SweepRun,
 ) -> None:
-    """CONFIG (any of this plugin's methods) at each value, reading each tensor once.
+    """Merge CONFIG (any of this plugin's methods) at each value, reading each tensor once.
 
     Each output equals a merge of CONFIG with that value on its own. Takes mergekit-yaml's
     options. With --eval, every output and the models at the axis' ends are evaluated with
     lm-evaluation-harness, a value is chosen (--select, --within) and OUT_PREFIX-sweep.json
     and OUT_PREFIX-sweep.html are written (docs/evaluation.md). With --ray, groups of values
     run as Ray tasks (docs/distributed.md).
+
+    `sweep timber CONFIG OUT_PREFIX --lambdas …` is the same for a timber_spectral config
+    (`sweep timber --help`).
     """
     from mergekit_weightlevel.running.sweep import plan_sweep
 
@@ -269,7 +298,7 @@ def sweep_timber(config_file: str, out_prefix: str, lambdas: list[float], run: S
 
     CONFIG_FILE is a timber_spectral mergekit YAML; its `lambda` is replaced by each value
     of --lambdas. The same as `sweep CONFIG_FILE OUT_PREFIX --values …` on a timber_spectral
-    config, with the same options.
+    config, with the same options but --parameter (λ is the axis here).
     """
     from mergekit_weightlevel.running.sweep import plan_timber_sweep
 

@@ -259,7 +259,15 @@ def _finish_like_run_merge(
         try:
             stock._copy_tokenizer(config, out, options=options)
         except Exception as error:  # noqa: BLE001 - run_merge logs and goes on, and so do we
-            LOG.error("Failed to copy the tokenizer into %s", out, exc_info=error)
+            # One line per output (mergekit's run_merge prints a whole traceback each time).
+            LOG.warning(
+                "no tokenizer was copied into %s (%s: %s): the weights are complete; copy the "
+                "tokenizer files from the input, or pass --no-copy-tokenizer",
+                out,
+                type(error).__name__,
+                str(error).splitlines()[0] if str(error) else "",
+            )
+            LOG.debug("copying the tokenizer failed", exc_info=error)
     elif config.chat_template:
         LOG.warning("Chat template specified but no tokenizer found: not saved in %s.", out)
     stock._copy_tagalong_files(config, out, files=arch_info.tagalong_files or [], options=options)
