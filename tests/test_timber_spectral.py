@@ -424,7 +424,7 @@ def test_failed_eigh_falls_back_to_svd(monkeypatch):
 @pytest.mark.parametrize(
     ("parameters", "message"),
     [
-        ({"lambda": -0.1}, r"timber_spectral: parameter `lambda` must be a float in \[0, inf\]"),
+        ({"lambda": -0.1}, r"timber_spectral: parameter `lambda` must be a float in \[0, inf\)"),
         ({"scope": "mlp"}, r"timber_spectral: parameter `scope` must be one of 'all', 'linear'"),
         ({"solver": "gpu"}, r"timber_spectral: parameter `solver` must be one of 'auto', 'svd'"),
         ({"erank_exponent": 0.0}, r"timber_spectral: parameter `erank_exponent` must be"),
