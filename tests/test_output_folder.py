@@ -148,8 +148,15 @@ def test_stock_mergekit_yaml_moves_a_users_card_aside(llama_family, tmp_path):
 #: The stock `mergekit-yaml` (mergekit's own entry point), hanging after its second shard
 #: until it is interrupted: a merge stopped half-way, deterministically.
 DRIVER = """
-import sys, time
+import signal, sys, time
 from pathlib import Path
+
+# Ctrl-C as in a terminal, whatever this process inherited from the test process (a signal
+# mask or an ignored SIGINT is inherited across fork and exec; Ray and multiprocess block
+# SIGINT around the processes they start).
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 import mergekit.io.tensor_writer as writer
 
 ready = Path(sys.argv.pop(1))
@@ -186,7 +193,12 @@ def interrupted_merge(config: dict, out: Path, tmp_path: Path, sig: int) -> None
             assert process.poll() is None, process.stderr.read() if process.stderr else ""
             time.sleep(0.2)
         process.send_signal(sig)
-        process.communicate(timeout=120)
+        try:
+            process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            status = Path(f"/proc/{process.pid}/status").read_text().splitlines()
+            signals = [line for line in status if line.startswith(("SigBlk", "SigIgn", "SigCgt"))]
+            raise AssertionError(f"the merge did not stop on signal {sig!r}: {signals}") from None
     finally:
         if process.poll() is None:
             process.kill()
