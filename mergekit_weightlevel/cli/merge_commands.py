@@ -148,12 +148,6 @@ rewrite_option = click.option(
 )
 
 
-INTERRUPTED_SWEEP = (
-    "interrupted: the values not finished keep MERGE_INCOMPLETE.txt; run the same command "
-    "again to finish them (finished outputs and evaluations are reused)"
-)
-
-
 @dataclass
 class SweepRun:
     """How to run a checked sweep, as the sweep commands' options say."""
@@ -196,7 +190,14 @@ class SweepRun:
                     evaluate_swept(request, outputs, prepared, out_prefix) if evaluated else None
                 )
             except KeyboardInterrupt:
-                click.echo(INTERRUPTED_SWEEP, err=True)
+                from mergekit_weightlevel.running.output_folder import INCOMPLETE_MARKER
+
+                click.echo(
+                    f"interrupted: the values not finished keep {INCOMPLETE_MARKER}; run the "
+                    "same command again to finish them (finished outputs and evaluations are "
+                    "reused)",
+                    err=True,
+                )
                 raise click.exceptions.Exit(130) from None
         else:
             from mergekit_weightlevel.distributed.evaluation import sweep_on_ray_with_evaluation

@@ -232,9 +232,7 @@ class Evaluator:
         except Exception as error:  # noqa: BLE001 - the table says which failed and why
             reason = f"{type(error).__name__}: {error}".splitlines()[0]
             self.log(f"{label}: evaluation failed: {reason}")
-            LOG.debug(
-                "%s: evaluation failed", label, exc_info=error
-            )  # the traceback, at debug level
+            LOG.debug("%s: evaluation failed", label, exc_info=error)  # its traceback
             return ModelEvaluation(Path(folder), label, "failed", error=reason)
 
     def _run(self, folder: Path, label: str, digest: str, catalog: TaskCatalog) -> ModelEvaluation:

@@ -208,18 +208,15 @@ def remove_model(folder: Path) -> list[str]:
     """Remove the model in ``folder`` (``checks.model_folder.is_model_file``: weights, configs,
     tokenizer, card, results), and the folder if nothing else is in it; return the names of
     what is left there (a user's notes, a moved-aside card: never ours to delete)."""
-    entries = sorted(folder.iterdir())
-    ours = [
-        entry
-        for entry in entries
-        if is_model_file(entry.name + ("/" if entry.is_dir() else ""), folder)
-    ]
+    # A folder's name ends in "/", as is_model_file names MODEL_FOLDERS.
+    names = {entry: entry.name + ("/" if entry.is_dir() else "") for entry in folder.iterdir()}
+    ours = {entry for entry, name in names.items() if is_model_file(name, folder)}
     for entry in ours:
         if entry.is_dir():
             shutil.rmtree(entry)
         else:
             entry.unlink()
-    left = [entry.name + ("/" if entry.is_dir() else "") for entry in entries if entry not in ours]
+    left = sorted(name for entry, name in names.items() if entry not in ours)
     if not left:
         folder.rmdir()
     return left
